@@ -1,0 +1,64 @@
+# llmos-actors: every command makes its own virtualenv (.venv) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch stays an optional extra of the package; installed here (CPU wheel) so tests and demo use it.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[test,plot]"
+	touch $(STAMP)
+
+## demo: start the daemon on its default config, run the demo client, stop everything
+demo: $(STAMP)
+	$(PY) clients/demo.py
+
+## test: lint, then the test suite (real daemons, processes, sockets; chaos/soak runs skipped)
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+check: lint typecheck test
+
+## chaos: kill -9 random actors under load (about a minute)
+chaos: $(STAMP)
+	$(PY) -m pytest -m chaos -p no:randomly
+
+## soak: long stability runs
+soak: $(STAMP)
+	$(PY) -m pytest -m soak
+
+## bench: `llmos bench` (own daemon in a temp dir); bench-quick finishes in about a minute
+bench: $(STAMP)
+	$(VENV)/bin/llmos bench --peers --json bench-results.json --plot docs/bench.png
+
+bench-quick: $(STAMP)
+	$(VENV)/bin/llmos bench --quick --peers
+
+## bench-pytest: the same cases through pytest-benchmark
+bench-pytest: $(STAMP)
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-enable -p no:randomly
+
+## install-service: install the systemd unit (root), pointing at this virtualenv's llmos
+install-service: $(STAMP)
+	install -d -m 0755 /etc/llmos
+	test -f /etc/llmos/llmosd.toml || install -m 0644 daemon/llmosd.toml /etc/llmos/llmosd.toml
+	sed "s#/usr/local/bin/llmos#$(abspath $(VENV))/bin/llmos#" daemon/llmosd.service > /etc/systemd/system/llmosd.service
+	systemctl daemon-reload
+	@echo "now: systemctl enable --now llmosd"
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

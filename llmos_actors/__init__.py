@@ -1,0 +1,65 @@
+"""llmos-actors: an operating-system layer for LLM agents.
+
+A kernel daemon forks actors as real OS processes pinned to cores and GPUs,
+wires them with ZeroMQ and msgpack, and supervises and schedules them.
+This module is the public face: everything users need is re-exported here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+from .actor import Actor
+from .client import AsyncKernel, Kernel, connect, connect_async
+from .config import Config, load_config
+from .errors import (
+    ActorDiedError,
+    ActorError,
+    ActorImportError,
+    ActorNotFound,
+    CallTimeout,
+    ClosedError,
+    ConfigError,
+    DaemonUnavailable,
+    LlmosError,
+    MailboxFull,
+    MethodNotFound,
+    NameTaken,
+    ProtocolError,
+    RemoteError,
+    ResourceUnavailable,
+)
+from .refs import ActorRef, AsyncActorRef, CallOptions
+
+__all__ = [
+    "Actor",
+    "ActorDiedError",
+    "ActorError",
+    "ActorImportError",
+    "ActorNotFound",
+    "ActorRef",
+    "AsyncActorRef",
+    "AsyncKernel",
+    "CallOptions",
+    "CallTimeout",
+    "ClosedError",
+    "Config",
+    "ConfigError",
+    "DaemonUnavailable",
+    "Kernel",
+    "LlmosError",
+    "MailboxFull",
+    "MethodNotFound",
+    "NameTaken",
+    "ProtocolError",
+    "RemoteError",
+    "ResourceUnavailable",
+    "__version__",
+    "connect",
+    "connect_async",
+    "load_config",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,1 @@
+"""The kernel daemon: process table, resources, fork server, logs, control service."""

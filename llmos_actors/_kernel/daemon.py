@@ -1,0 +1,292 @@
+"""The kernel daemon (``llmos daemon``): a composition of its parts, started and stopped in order.
+
+runtime dir (0700, instance lock) -> control socket -> fork server -> READY=1
+... serve ...
+SIGTERM/SIGINT -> STOPPING=1 -> actors (grace, then SIGKILL) -> fork server -> sockets removed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fcntl
+import logging
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import zmq
+
+from .. import __version__
+from .._rpc.driver import LoopDriver, new_event_loop
+from .._rpc.server import RpcServer, make_router
+from .._wire.codec import Codec
+from ..config import ACTORS_DIR, CONTROL_SOCKET, Config
+from ..errors import ConfigError, LlmosError
+from . import linux, sdnotify
+from .control import ControlService
+from .lifecycle import Lifecycle
+from .logs import LogCollector
+from .proctable import ActorRecord, ProcessTable
+from .resources import Inventory
+from .zygote_link import ZygoteLink
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "daemon.lock"
+
+
+class AlreadyRunning(LlmosError):
+    """Another daemon holds this runtime directory."""
+
+
+def prepare_runtime_dir(path: Path) -> None:
+    """Create the runtime dir with mode 0700, or check an existing one is ours and private.
+
+    Raises:
+        ConfigError: it belongs to another user, or is not a directory.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"runtime_dir {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"runtime_dir {path} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    (path / ACTORS_DIR).mkdir(mode=0o700, exist_ok=True)
+
+
+def config_as_dict(config: Config) -> dict:
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+    out["extra"] = dict(config.extra)
+    return out
+
+
+class Daemon:
+    """The kernel: process table, inventory, fork server, logs and the control service."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = time.time()
+        self._stop: asyncio.Event | None = None
+        self._lock_fd: int | None = None
+        self._lifeline_w: int | None = None
+        self._lifeline_r: int | None = None
+        self.usage: dict[int, psutil.Process] = {}
+
+    # ------------------------------------------------------------------ running
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self._stop = asyncio.Event()
+        prepare_runtime_dir(config.runtime_dir)
+        self._take_lock()
+        try:
+            await self._start(loop)
+            sdnotify.notify(f"READY=1\nSTATUS=serving {config.runtime_dir}\nMAINPID={os.getpid()}")
+            log.info("llmos daemon %s ready at %s (pid %d)", __version__, config.runtime_dir, os.getpid())
+            await self._stop.wait()
+            sdnotify.notify("STOPPING=1")
+            log.info("stopping: %d live actor(s)", len(self.table.live()))
+            await self._shutdown()
+        finally:
+            self._release_lock()
+        return 0
+
+    def _take_lock(self) -> None:
+        path = self.config.runtime_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(f"another llmos daemon is running at {self.config.runtime_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                (self.config.runtime_dir / LOCK_FILE).unlink(missing_ok=True)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        config = self.config
+        self._remove_stale_sockets()
+        linux.set_child_subreaper()
+        # The lifeline: actors die when its write end (held only here) closes.
+        self._lifeline_r, self._lifeline_w = os.pipe()
+        self.driver = LoopDriver(loop)
+        self.ctx = zmq.Context()
+        self.table = ProcessTable(config.keep_exited)
+        self.inventory = Inventory()
+        self.inventory.detect_gpus()
+        echo = config.log_to_stderr if config.log_to_stderr is not None else bool(os.environ.get("JOURNAL_STREAM"))
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.logs = LogCollector(
+            loop, config.state_dir, max_bytes=config.log_max_bytes, backups=config.log_backups, echo=echo
+        )
+        self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
+        sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
+        self.server = RpcServer(
+            self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes
+        )
+        self.control = ControlService(self, self.server)
+        self.lifecycle = Lifecycle(
+            config, loop, self.table, self.inventory, self.zygote, self.logs, self._announce_exit
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        await self.zygote.start()
+        self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
+        self.server.start()
+
+    def _remove_stale_sockets(self) -> None:
+        """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
+        rd = self.config.runtime_dir
+        for name in (CONTROL_SOCKET, "events", "publish"):
+            (rd / name).unlink(missing_ok=True)
+        for path in (rd / ACTORS_DIR).glob("*"):
+            path.unlink(missing_ok=True)
+
+    def _remove_runtime_files(self) -> None:
+        self._remove_stale_sockets()
+        try:
+            (self.config.runtime_dir / ACTORS_DIR).rmdir()
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        """Ask the daemon to shut down (signal handlers call this)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        await self.lifecycle.stop_all(self.config.grace)
+        await self.zygote.stop()
+        self.server.close()
+        self.ctx.term()
+        self.logs.close()
+        if self._lifeline_w is not None:
+            os.close(self._lifeline_w)
+            os.close(self._lifeline_r)  # type: ignore[arg-type]
+        self._remove_runtime_files()
+
+    # ------------------------------------------------------------------ children
+    def _watch_child(self, pid: int) -> None:
+        """Reap ``pid`` (our child) when it exits, through a pidfd on the loop.
+
+        uvloop keeps SIGCHLD for itself, and pidfds name exactly one process.
+        """
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._child_exited(pid, None)
+            return
+        self.loop.add_reader(fd, self._on_pidfd, pid, fd)
+
+    def _on_pidfd(self, pid: int, fd: int) -> None:
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = None  # not ours after all (reaped elsewhere): exit status unknown
+        self._child_exited(pid, status)
+
+    def _child_exited(self, pid: int, status: int | None) -> None:
+        if pid == self.zygote.pid:
+            self.zygote.exited(status if status is not None else -1)
+            # Its actors are ours now (we are their subreaper): watch them directly.
+            for record in self.table.live():
+                if record.pid:
+                    self._watch_child(record.pid)
+        else:
+            self.lifecycle.reaped(pid, status if status is not None else 0)
+
+    def _on_zygote_reaped(self, pid: int, status: int) -> None:
+        self.lifecycle.reaped(pid, status)
+
+    def _announce_exit(self, record: ActorRecord, notice: dict) -> None:
+        self.control.notify_watchers(record, notice)
+        record.watchers.clear()
+
+    # ------------------------------------------------------------------ operations
+    async def spawn(self, request: dict) -> ActorRecord:
+        return await self.lifecycle.spawn(request)
+
+    async def kill(self, record: ActorRecord, *, force: bool, grace: float | None) -> dict:
+        return await self.lifecycle.kill(record, force=force, grace=grace)
+
+    def add_usage(self, rows: list[dict]) -> None:
+        """Add live CPU% and RSS (psutil) to ``ps`` rows."""
+        seen = set()
+        for row in rows:
+            pid = row.get("pid")
+            if row["state"] == "exited" or not pid:
+                continue
+            seen.add(pid)
+            proc = self.usage.get(pid)
+            try:
+                if proc is None:
+                    proc = self.usage[pid] = psutil.Process(pid)
+                    proc.cpu_percent(None)
+                with proc.oneshot():
+                    row["cpu_percent"] = proc.cpu_percent(None)
+                    row["rss"] = proc.memory_info().rss
+                    row["core"] = proc.cpu_num()
+            except psutil.Error:
+                self.usage.pop(pid, None)
+        for pid in set(self.usage) - seen:
+            del self.usage[pid]
+
+    def status(self) -> dict:
+        config = self.config
+        spawn_times = sorted(self.lifecycle.spawn_times)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": time.time() - self.started,
+            "runtime_dir": str(config.runtime_dir),
+            "state_dir": str(config.state_dir),
+            "instance": config.instance,
+            "actors": self.table.counts(),
+            "inventory": self.inventory.describe(),
+            "fork_server": self.zygote.describe(),
+            "counters": dict(self.driver.stats),
+            "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
+        }
+
+
+def run_daemon(config: Config) -> int:
+    """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    daemon = Daemon(config)
+    try:
+        return loop.run_until_complete(daemon.run())
+    finally:
+        loop.close()
+
+
+def daemon_info(config: Config) -> dict[str, Any]:
+    """Whether a daemon holds ``config``'s runtime dir, and its pid (without connecting)."""
+    path = config.runtime_dir / LOCK_FILE
+    try:
+        pid = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return {"running": False}
+    return {"running": psutil.pid_exists(pid), "pid": pid}

@@ -1,0 +1,280 @@
+"""Process creation and destruction: spawn through the fork server, READY, exit, kill.
+
+Every actor the daemon starts goes through here; every exit (reported by the
+fork server, or reaped by the daemon after adopting an orphan) ends here, is
+recorded with its exit code or signal, its last lines of output and a
+one-line reason, and is announced to everyone watching that actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config
+from ..errors import ActorDiedError, ActorImportError, LlmosError, ProtocolError
+from .linux import describe_status, signal_name
+from .logs import LogCollector
+from .proctable import EXITED, RUNNING, STARTING, STOPPING, ActorRecord, ProcessTable, exit_reason
+from .resources import Inventory, nice_for
+from .zygote_link import ZygoteLink
+
+log = logging.getLogger(__name__)
+
+#: Settings of the spawn request that the actor process itself needs.
+_CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
+
+Notify = Callable[[ActorRecord, dict], None]
+
+
+class Lifecycle:
+    """Starts actors, records their exits and stops them.
+
+    Args:
+        notify: called with ``(record, notice)`` to tell watchers (and topics) of a death.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        table: ProcessTable,
+        inventory: Inventory,
+        zygote: ZygoteLink,
+        logs: LogCollector,
+        notify: Notify,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.table = table
+        self.inventory = inventory
+        self.zygote = zygote
+        self.logs = logs
+        self.notify = notify
+        self.outputs: dict[str, Any] = {}
+        #: Called after an exit is recorded (the supervisor decides about restarts there).
+        self.exit_hooks: list[Callable[[ActorRecord], None]] = []
+        self.spawn_times: list[float] = []
+
+    # ------------------------------------------------------------------ spawning
+    def new_record(self, request: dict) -> ActorRecord:
+        """Validate a spawn request and enter it in the table (state: starting)."""
+        cls = request.get("cls")
+        if not isinstance(cls, str) or ":" not in cls:
+            raise ProtocolError("spawn request needs 'cls' as 'module:Class'")
+        if not isinstance(request.get("args", b""), bytes):
+            raise ProtocolError("spawn request 'args' must be packed bytes")
+        actor_id = self.table.new_id()
+        record = ActorRecord(
+            id=actor_id,
+            name=request.get("name") or "",
+            cls=cls,
+            request=request,
+            endpoint=self.config.actor_endpoint(actor_id),
+            overflow=request.get("overflow") or self.config.overflow,
+            priority=request.get("priority", 4) if request.get("priority") is not None else 4,
+            restart=request.get("restart") or "temporary",
+            exclusive=bool(request.get("exclusive")),
+        )
+        record.tail = type(record.tail)(maxlen=self.config.log_tail_lines)
+        self.table.add(record)
+        return record
+
+    async def spawn(self, request: dict) -> ActorRecord:
+        """Start a new actor and return its record once it is READY.
+
+        Raises:
+            ActorImportError / ActorDiedError: it failed to start (reason attached).
+            ResourceUnavailable / NameTaken: refused before forking.
+        """
+        record = self.new_record(request)
+        try:
+            placement = self.inventory.place(record.id, request.get("cpus"), request.get("gpus"), record.exclusive)
+        except BaseException:
+            del self.table.by_id[record.id]
+            if record.name and self.table.by_name.get(record.name) is record:
+                del self.table.by_name[record.name]
+            raise
+        record.cpus, record.gpus = placement.cpus, placement.gpus
+        await self.start(record)
+        return record
+
+    def child_spec(self, record: ActorRecord) -> dict:
+        request = record.request
+        placement = self.inventory.placements.get(record.id)
+        spec = {k: request[k] for k in _CHILD_KEYS if request.get(k) is not None}
+        spec["name"] = record.name
+        spec["cpus"] = record.cpus
+        spec["nice"] = nice_for(record.priority)
+        spec["priority"] = record.priority
+        env = dict(request.get("env") or {})
+        if placement is not None:
+            env.update(self.inventory.child_env(placement))
+        spec["env"] = env
+        return spec
+
+    async def start(self, record: ActorRecord) -> None:
+        """Fork one incarnation of ``record`` and wait for its READY (or its death)."""
+        record.state = STARTING
+        record.incarnation += 1
+        record.exit = None
+        record.failure = None
+        record.stop_reason = ""
+        record.stats = {}
+        record.exited_event.clear()
+        record.ready = self.loop.create_future()
+        record.started_mono = time.monotonic()
+        pid_ref: list = [None]
+        output, fds = self.logs.capture(record.label, pid_ref, record.tail)
+        self.outputs[record.id] = output
+        try:
+            pid = await self.zygote.fork(record.id, self.child_spec(record), fds)
+        except BaseException as exc:
+            output.close()
+            self._finish(record, None, None, reason=f"could not fork: {exc}")
+            raise
+        pid_ref[0] = pid
+        self.table.set_pid(record, pid)
+        try:
+            await asyncio.wait_for(asyncio.shield(record.ready), self.config.spawn_timeout)
+        except asyncio.TimeoutError:
+            record.stop_reason = f"not ready within spawn_timeout={self.config.spawn_timeout} s"
+            self._signal(record, signal.SIGKILL, group=True)
+            raise LlmosError(
+                f"actor {record.label!r} did not become ready within {self.config.spawn_timeout} s"
+            ) from None
+        self.spawn_times.append(time.monotonic() - record.started_mono)
+        del self.spawn_times[:-1000]
+
+    def ready(self, actor_id: str, info: dict) -> None:
+        """The actor reported READY (socket bound, constructed, ``on_start`` done)."""
+        record = self.table.by_id.get(actor_id)
+        if record is None or record.state != STARTING:
+            return
+        record.state = RUNNING
+        record.ready_mono = time.monotonic()
+        if isinstance(info, dict):
+            record.cpus = info.get("cpus", record.cpus)
+            record.nice = info.get("nice", record.nice)
+            record.placement_note = info.get("nice_error", "")
+        if record.ready is not None and not record.ready.done():
+            record.ready.set_result(record)
+
+    def failed(self, actor_id: str, payload: dict) -> None:
+        """The actor explains why it cannot start; its exit follows."""
+        record = self.table.by_id.get(actor_id)
+        if record is not None and isinstance(payload, dict):
+            record.failure = payload
+
+    def heartbeat(self, actor_id: str, stats: dict) -> None:
+        record = self.table.by_id.get(actor_id)
+        if record is not None and isinstance(stats, dict):
+            record.stats = stats
+
+    # ------------------------------------------------------------------ exits
+    def reaped(self, pid: int, status: int) -> None:
+        """A child exited (reported by the fork server, or reaped by us after adoption)."""
+        record = self.table.by_pid.get(pid)
+        if record is None:
+            return
+        exitcode, signum = describe_status(status)
+        self._finish(record, exitcode, signum)
+
+    def _finish(self, record: ActorRecord, exitcode: int | None, signum: int | None, reason: str = "") -> None:
+        output = self.outputs.pop(record.id, None)
+        if output is not None:
+            output.drain()
+            output.close()
+        reason = reason or exit_reason(exitcode, signum, failure=record.failure, stop_reason=record.stop_reason)
+        record.exit = {
+            "exitcode": exitcode,
+            "signal": signum,
+            "signal_name": signal_name(signum),
+            "reason": reason,
+            "time": time.time(),
+            "incarnation": record.incarnation,
+            "tail": list(record.tail),
+        }
+        if record.failure and record.failure.get("traceback"):
+            record.exit["traceback"] = record.failure["traceback"]
+        self.table.mark_exited(record)
+        self.inventory.release(record.id)
+        if record.ready is not None and not record.ready.done():
+            record.ready.set_exception(self.start_error(record))
+            record.ready.exception()  # retrieved here; spawn re-raises it
+        log.info("actor %s (pid %s) exited: %s", record.label, record.pid, reason)
+        self.notify(record, record.exit_notice())
+        record.exited_event.set()
+        for hook in self.exit_hooks:
+            hook(record)
+
+    def start_error(self, record: ActorRecord) -> LlmosError:
+        """Why ``spawn`` failed, as the caller should see it."""
+        failure = record.failure or {}
+        ex = record.exit or {}
+        if failure.get("code") == "import":
+            err: LlmosError = ActorImportError(failure.get("message", "cannot import the actor class"))
+        else:
+            what = failure.get("type")
+            detail = f"{what}: {failure.get('message', '')}" if what else ex.get("reason", "")
+            when = "during __init__/on_start" if failure else "before it was ready"
+            tail = "\n".join(ex.get("tail", [])[-10:])
+            message = f"actor {record.label!r} died {when}: {detail}"
+            if tail and not failure:
+                message += f"\nlast output:\n{tail}"
+            err = ActorDiedError(
+                message, exitcode=ex.get("exitcode"), signal=ex.get("signal"), reason=detail, actor=record.label
+            )
+        if failure.get("traceback"):
+            err.remote_traceback = failure["traceback"]
+        return err
+
+    # ------------------------------------------------------------------ stopping
+    def _signal(self, record: ActorRecord, sig: int, *, group: bool = False) -> None:
+        if record.pid is None or record.state == EXITED:
+            return
+        try:
+            if group:
+                os.killpg(record.pid, sig)
+            else:
+                os.kill(record.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(record.pid, sig)
+
+    async def kill(self, record: ActorRecord, *, force: bool = False, grace: float | None = None) -> dict:
+        """Stop one actor: SIGTERM, then SIGKILL to its process group after ``grace``."""
+        if record.state == EXITED:
+            return record.exit or {}
+        grace = self.config.grace if grace is None else grace
+        if record.state == STARTING and record.pid is None:
+            await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace + 5)
+            return record.exit or {}
+        record.state = STOPPING
+        if force:
+            record.stop_reason = "killed by request (SIGKILL)"
+            self._signal(record, signal.SIGKILL, group=True)
+        else:
+            record.stop_reason = "stopped by request"
+            self._signal(record, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace)
+            except asyncio.TimeoutError:
+                log.warning("actor %s ignored SIGTERM for %.1f s: sending SIGKILL", record.label, grace)
+                record.stop_reason = f"killed (SIGKILL) after {grace:g} s grace"
+                self._signal(record, signal.SIGKILL, group=True)
+        await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), 10)
+        return record.exit or {}
+
+    async def stop_all(self, grace: float) -> None:
+        """Daemon shutdown: every live actor gets SIGTERM, stragglers SIGKILL after ``grace``."""
+        live = self.table.live()
+        if not live:
+            return
+        await asyncio.gather(*(self.kill(r, grace=grace) for r in live), return_exceptions=True)

@@ -1,0 +1,182 @@
+"""The process table: one record per actor the daemon started, live or exited."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ActorNotFound, NameTaken
+from .linux import signal_name
+
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+RESTARTING = "restarting"
+EXITED = "exited"
+LIVE_STATES = (STARTING, RUNNING, STOPPING, RESTARTING)
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    """Everything the daemon knows about one actor."""
+
+    id: str
+    name: str
+    cls: str
+    request: dict
+    endpoint: str
+    overflow: str = "block"
+    state: str = STARTING
+    pid: int | None = None
+    cpus: list[int] | None = None
+    gpus: list[int] | None = None
+    priority: int = 4
+    nice: int = 0
+    exclusive: bool = False
+    restart: str = "temporary"
+    created: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    ready_mono: float | None = None
+    incarnation: int = 0
+    restarts: int = 0
+    stats: dict = field(default_factory=dict)
+    exit: dict | None = None
+    failure: dict | None = None  # what the actor reported before exiting (init errors)
+    stop_reason: str = ""  # why the daemon stopped it, if it did
+    watchers: set[bytes] = field(default_factory=set)
+    tail: deque = field(default_factory=lambda: deque(maxlen=40))
+    ready: asyncio.Future | None = None
+    exited_event: asyncio.Event = field(default_factory=asyncio.Event)
+    placement_note: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def address(self) -> dict:
+        return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "overflow": self.overflow}
+
+    def exit_notice(self) -> dict:
+        ex = self.exit or {}
+        return {
+            "event": "exited",
+            "actor": self.id,
+            "name": self.name,
+            "pid": self.pid,
+            "exitcode": ex.get("exitcode"),
+            "signal": ex.get("signal"),
+            "reason": ex.get("reason", ""),
+        }
+
+    def to_dict(self) -> dict:
+        now = time.monotonic()
+        return {
+            "id": self.id,
+            "name": self.name,
+            "cls": self.cls,
+            "state": self.state,
+            "pid": self.pid,
+            "cpus": self.cpus,
+            "gpus": self.gpus,
+            "priority": self.priority,
+            "nice": self.nice,
+            "exclusive": self.exclusive,
+            "restart": self.restart,
+            "restarts": self.restarts,
+            "incarnation": self.incarnation,
+            "endpoint": self.endpoint,
+            "created": self.created,
+            "uptime": (now - self.ready_mono) if self.ready_mono and self.live else None,
+            "stats": dict(self.stats),
+            "exit": self.exit,
+            "note": self.placement_note,
+        }
+
+
+def exit_reason(exitcode: int | None, signum: int | None, *, failure: dict | None, stop_reason: str) -> str:
+    """One human line explaining why an actor exited."""
+    if failure:
+        return failure.get("message") or failure.get("type", "failed to start")
+    if stop_reason:
+        return stop_reason
+    if signum:
+        return f"killed by {signal_name(signum)}"
+    if exitcode:
+        return f"exited with code {exitcode}"
+    return "exited normally"
+
+
+class ProcessTable:
+    """Actors by id, by live name and by pid; exited records kept up to a bound."""
+
+    def __init__(self, keep_exited: int = 200) -> None:
+        self.by_id: dict[str, ActorRecord] = {}
+        self.by_name: dict[str, ActorRecord] = {}
+        self.by_pid: dict[int, ActorRecord] = {}
+        self._exited: OrderedDict[str, None] = OrderedDict()
+        self.keep_exited = keep_exited
+
+    def new_id(self) -> str:
+        while True:
+            actor_id = "a" + secrets.token_hex(5)
+            if actor_id not in self.by_id:
+                return actor_id
+
+    def add(self, record: ActorRecord) -> None:
+        if record.name:
+            old = self.by_name.get(record.name)
+            if old is not None and old.live:
+                raise NameTaken(f"an actor named {record.name!r} is already running (id {old.id})")
+            self.by_name[record.name] = record
+        self.by_id[record.id] = record
+
+    def set_pid(self, record: ActorRecord, pid: int) -> None:
+        if record.pid is not None:
+            self.by_pid.pop(record.pid, None)
+        record.pid = pid
+        self.by_pid[pid] = record
+
+    def find(self, name_or_id: str) -> ActorRecord:
+        record = self.by_name.get(name_or_id) or self.by_id.get(name_or_id)
+        if record is None:
+            raise ActorNotFound(f"no actor named {name_or_id!r}")
+        return record
+
+    def mark_exited(self, record: ActorRecord) -> None:
+        record.state = EXITED
+        if record.pid is not None:
+            self.by_pid.pop(record.pid, None)
+        self._exited[record.id] = None
+        while len(self._exited) > self.keep_exited:
+            old_id, _ = self._exited.popitem(last=False)
+            old = self.by_id.pop(old_id, None)
+            if old is not None and self.by_name.get(old.name) is old:
+                del self.by_name[old.name]
+
+    def revive(self, record: ActorRecord) -> None:
+        """A restarted incarnation: no longer among the exited."""
+        self._exited.pop(record.id, None)
+
+    def live(self) -> list[ActorRecord]:
+        return [r for r in self.by_id.values() if r.live]
+
+    def all(self) -> list[ActorRecord]:
+        return list(self.by_id.values())
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.by_id.values():
+            out[r.state] = out.get(r.state, 0) + 1
+        return out
+
+    def watchers_of(self, actor_id: str) -> Any:
+        record = self.by_id.get(actor_id)
+        return record.watchers if record else ()

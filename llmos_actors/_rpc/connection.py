@@ -1,0 +1,439 @@
+"""One DEALER socket to one peer (an actor, or the daemon's control socket).
+
+Who touches the socket: the IO loop (reads replies, flushes batched sends) and,
+for the synchronous client, the caller's own thread (a blocking ``call`` sends
+and reads its reply directly, skipping two thread hand-offs). ZeroMQ sockets
+are not thread-safe, so every socket operation happens under ``lock``.
+
+The loop never blocks on that lock: when a caller holds it, the loop stops
+watching the socket and sets ``_io_wanted``; the caller re-arms the loop when it
+lets go. Callers hold the lock for short slices only (a send, or at most
+``READ_SLICE`` seconds of reading), then fall back to sleeping on their waiter
+while the loop reads for them.
+
+The socket's file descriptor is edge-triggered: it signals a change, not a
+state. So after any send or read done off the loop, whoever did it checks
+``EVENTS`` and wakes the loop if a message is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from .._wire import protocol as P
+from .._wire.codec import Codec, error_from_payload
+from ..errors import CallTimeout, ClosedError, MailboxFull, ProtocolError
+from .driver import LoopDriver
+
+#: How long a synchronous caller reads its own reply before handing reading to the loop.
+READ_SLICE = 0.002
+
+#: Outgoing messages queued per connection before the overflow policy applies.
+OUTBOX_LIMIT = 4 * P.BATCH_MAX_ITEMS
+
+# Plain ints: pyzmq's enum members cost an object per bitwise operation.
+_NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_Again = zmq.Again
+
+
+class Connection:
+    """A DEALER socket, its pending requests and its outbox.
+
+    Args:
+        driver: the loop that watches this socket.
+        sock: a connected DEALER socket (this object owns it).
+        codec: decodes reply bodies.
+        peer: a label for errors (actor name or "daemon").
+        on_notice: called as ``on_notice(conn, head, body)`` for unsolicited messages.
+        overflow: what ``enqueue`` does when the outbox is full: block, raise or drop.
+    """
+
+    def __init__(
+        self,
+        driver: LoopDriver,
+        sock: zmq.Socket,
+        codec: Codec,
+        *,
+        peer: str,
+        on_notice: Callable[[Connection, dict, Any], None] | None = None,
+        overflow: str = "block",
+        always_armed: bool = False,
+    ) -> None:
+        self.driver = driver
+        self.always_armed = always_armed
+        self.sock = sock
+        self.codec = codec
+        self.peer = peer
+        self.on_notice = on_notice
+        self.overflow = overflow
+        self.lock = threading.Lock()
+        self.pending: dict[int, Any] = {}
+        self.outbox: deque = deque()  # (head, body, bufs) not yet handed to zmq
+        self.dropped = 0  # tells dropped by the "drop" overflow policy
+        self.dead: BaseException | None = None
+        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
+        self._armed = False
+        self._io_wanted = False
+        self._direct = 0  # sync callers reading their own reply right now
+        self._io_scheduled = False
+        self._closed = False
+        self._writable: asyncio.Event | None = None  # set when the outbox has room (async senders)
+
+    # ------------------------------------------------------------------ loop side
+    def attach(self) -> None:
+        """Start watching the socket (call on the loop thread)."""
+        if not self._armed and not self._closed:
+            self.driver.loop.add_reader(self._fd, self._io)
+            self._armed = True
+        self._io()
+
+    def _io(self) -> None:
+        """Loop callback: flush the outbox and read replies, without ever blocking."""
+        self._io_scheduled = False
+        if self._closed:
+            return
+        if not (self.always_armed or self.outbox or len(self.pending) > self._direct):
+            # Nothing for the loop to do: blocking callers read their own replies.
+            if self._armed:
+                self.driver.loop.remove_reader(self._fd)
+                self._armed = False
+            return
+        lock = self.lock
+        if not lock.acquire(False):
+            # A caller thread holds the socket; it re-arms us when it lets go.
+            self._io_wanted = True
+            if self._armed:
+                self.driver.loop.remove_reader(self._fd)
+                self._armed = False
+            if not lock.acquire(False):
+                return
+        try:
+            self._io_wanted = False
+            if not self._armed and not self._closed:
+                self.driver.loop.add_reader(self._fd, self._io)
+                self._armed = True
+            if self.outbox:
+                self._flush_locked(block=False)
+            if self._writable is not None and len(self.outbox) < OUTBOX_LIMIT:
+                self._writable.set()
+            self._drain_locked()
+            # Watch the socket only while someone relies on the loop to read it: a blocking
+            # call that reads its own reply must not wake this thread for nothing.
+            if self._armed and not (self.always_armed or self.outbox or len(self.pending) > self._direct):
+                self.driver.loop.remove_reader(self._fd)
+                self._armed = False
+        finally:
+            lock.release()
+
+    def _schedule_io(self) -> None:
+        if not self._io_scheduled and not self._closed:
+            self._io_scheduled = True
+            self.driver.call_soon(self._io)
+
+    def _release(self) -> None:
+        """Release ``lock`` after use off the loop (or on it) and keep the loop informed."""
+        self.lock.release()
+        if self._io_wanted or self.outbox or (len(self.pending) > self._direct and not self._armed):
+            self._schedule_io()
+
+    # ------------------------------------------------------------------ reading
+    def _drain_locked(self) -> None:
+        sock = self.sock
+        recv = sock.recv_multipart
+        while True:
+            try:
+                frames = recv(_NOBLOCK)
+            except _Again:
+                return
+            except zmq.ZMQError as exc:  # socket closed under us
+                if self._closed:
+                    return
+                raise ProtocolError(f"receive from {self.peer} failed: {exc}") from exc
+            self._dispatch_frames(frames)
+
+    def _dispatch_frames(self, frames: list[bytes]) -> None:
+        try:
+            head = P.parse_header(frames[0])
+            if head["kind"] == P.BATCH:
+                items = self.codec.unpack(frames[1])
+                for sub_head, body in items:
+                    self._dispatch(P.check_header(sub_head), body, decoded=True)
+            else:
+                self._dispatch(head, frames[1] if len(frames) > 1 else b"\xc0", bufs=frames[2:])
+        except (ProtocolError, ValueError, TypeError) as exc:
+            # A malformed reply cannot be matched to a caller: count it and go on.
+            self.driver.stats["malformed_replies"] = self.driver.stats.get("malformed_replies", 0) + 1
+            self.driver.log.warning("dropped malformed message from %s: %s", self.peer, exc)
+
+    def _dispatch(self, head: dict, body: Any, *, decoded: bool = False, bufs: Any = ()) -> None:
+        kind = head["kind"]
+        msg_id = head["id"]
+        if kind == P.ITEM:
+            waiter = self.pending.get(msg_id)
+        elif kind == P.NOTICE:
+            if self.on_notice is not None:
+                self.on_notice(self, head, body if decoded else self._decode(body, bufs))
+            return
+        else:
+            waiter = self.pending.pop(msg_id, None)
+        if waiter is None:
+            return  # the caller gave up (timeout, cancel): a late reply is harmless
+        try:
+            value = body if decoded else self._decode(body, bufs)
+        except ProtocolError as exc:
+            if kind == P.ITEM:
+                self.pending.pop(msg_id, None)
+            waiter.resolve(False, exc)
+            return
+        if kind == P.OK or kind == P.END:
+            waiter.resolve(True, value)
+        elif kind == P.ITEM:
+            waiter.item(value)
+        elif kind == P.ERR:
+            waiter.resolve(False, error_from_payload(value))
+        else:
+            waiter.resolve(False, ProtocolError(f"unexpected reply kind {kind!r} from {self.peer}"))
+
+    def _decode(self, body: Any, bufs: Any) -> Any:
+        return self.codec.unpack(body, bufs)
+
+    # ------------------------------------------------------------------ sending
+    def _send_locked(self, frames: list, *, block: bool, deadline: float | None = None) -> bool:
+        """Hand frames to zmq. Returns False if the socket is full and ``block`` is False."""
+        sock = self.sock
+        while True:
+            try:
+                sock.send_multipart(frames, _NOBLOCK, copy=len(frames) < 3)
+                # Sending may have consumed the fd's "readable" edge: if the loop reads for
+                # someone (asks, fallen-back callers), make sure it looks.
+                if len(self.pending) > self._direct and int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                    self._io_wanted = True
+                return True
+            except _Again:
+                if not block:
+                    return False
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise CallTimeout(f"could not send to {self.peer}: its mailbox stayed full")
+            # Wait for room; read replies meanwhile so nothing stalls behind us.
+            self._drain_locked()
+            sock.poll(50 if timeout is None else max(1, min(50, int(timeout * 1000))), _POLLOUT)
+
+    def _flush_locked(self, *, block: bool, deadline: float | None = None) -> bool:
+        """Send the outbox, coalescing small messages into batches. False if left unsent."""
+        outbox = self.outbox
+        while outbox:
+            head, body, bufs = outbox[0]
+            if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES or len(outbox) == 1:
+                if not self._send_locked([head, body, *bufs], block=block, deadline=deadline):
+                    return False
+                outbox.popleft()
+                continue
+            items = []
+            size = 0
+            for head, body, bufs in outbox:
+                if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES:
+                    break
+                items.append(P.batch_item(head, body))
+                size += len(head) + len(body)
+                if len(items) >= P.BATCH_MAX_ITEMS or size >= P.BATCH_MAX_BYTES:
+                    break
+            if len(items) == 1:
+                frames = [outbox[0][0], outbox[0][1]]
+            else:
+                frames = [P.batch_header(len(items)), P.batch_body(items)]
+            if not self._send_locked(frames, block=block, deadline=deadline):
+                return False
+            for _ in range(len(items)):
+                outbox.popleft()
+        return True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"connection to {self.peer} is closed")
+        if self.dead is not None:
+            raise self.dead
+
+    def call_sync(self, msg_id: int, head: bytes, body: bytes, bufs: list, waiter: Any, deadline: float | None) -> None:
+        """Send a request and read its reply on this thread for up to ``READ_SLICE`` seconds.
+
+        The caller then waits on ``waiter`` (resolved here, or later by the loop).
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self._check_open()
+            self.pending[msg_id] = waiter
+            self._direct += 1
+            try:
+                if self.outbox:
+                    self._flush_locked(block=True, deadline=deadline)
+                self._send_locked([head, body, *bufs], block=True, deadline=deadline)
+            except BaseException:
+                self._direct -= 1
+                self.pending.pop(msg_id, None)
+                raise
+            # Blocking receive with the socket's RCVTIMEO (= READ_SLICE): cheaper than poll + recv.
+            end = time.monotonic() + READ_SLICE
+            sock = self.sock
+            recv = sock.recv_multipart
+            while not waiter.done:
+                try:
+                    frames = recv()
+                except _Again:
+                    break
+                self._dispatch_frames(frames)
+                if time.monotonic() > end:
+                    break
+            # Read everything already here so the loop is not left with a silent socket.
+            if int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                self._drain_locked()
+            self._direct -= 1  # not done yet? the loop takes over reading (see _release)
+        finally:
+            self._release()
+
+    def send_now(self, msg_id: int | None, head: bytes, body: bytes, bufs: list, waiter: Any = None) -> None:
+        """Send one request at once from any thread (``ask``, stream starts, control)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            self._check_open()
+            if waiter is not None:
+                self.pending[msg_id] = waiter  # type: ignore[index]
+            if self.outbox:
+                self.outbox.append((head, body, bufs))
+                if not self._flush_locked(block=False):
+                    self._apply_overflow_locked(head)
+            elif not self._send_locked([head, body, *bufs], block=False):
+                self.outbox.append((head, body, bufs))
+        except BaseException:
+            if waiter is not None:
+                self.pending.pop(msg_id, None)  # type: ignore[arg-type]
+            raise
+        finally:
+            self._release()
+
+    def enqueue(self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None) -> bool:
+        """Queue a one-way message; the loop sends it (batched) shortly.
+
+        Returns False if the message was dropped by the ``drop`` overflow policy.
+
+        Raises:
+            MailboxFull: the peer is not keeping up and the policy is ``raise``
+                (or ``block`` and ``deadline`` passed).
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self._check_open()
+            outbox = self.outbox
+            outbox.append((head, body, bufs))
+            full = len(outbox) >= P.BATCH_MAX_ITEMS and not self._flush_locked(block=False)
+            if full and len(outbox) > OUTBOX_LIMIT:
+                return self._apply_overflow_locked(head, deadline=deadline)
+            return True
+        finally:
+            self._release()
+
+    def submit(self, msg_id: int, head: bytes, body: bytes, bufs: list, waiter: Any) -> None:
+        """Queue a request on the loop thread; it leaves (batched) at the end of this loop turn."""
+        with self.lock:
+            self._check_open()
+            self.pending[msg_id] = waiter
+            self.outbox.append((head, body, bufs))
+            full = len(self.outbox) >= P.BATCH_MAX_ITEMS
+        if full:
+            self._io()
+        else:
+            self._schedule_io()
+
+    async def enqueue_async(self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None) -> bool:
+        """``enqueue`` for asyncio callers: waits (policy ``block``) without blocking the loop."""
+        while True:
+            with self.lock:
+                self._check_open()
+                if len(self.outbox) < OUTBOX_LIMIT:
+                    self.outbox.append((head, body, bufs))
+                    break
+                if self.overflow == "drop":
+                    self.dropped += 1
+                    return False
+                if self.overflow == "raise":
+                    raise MailboxFull(f"{self.peer}'s mailbox is full (overflow policy 'raise')")
+            if self._writable is None:
+                self._writable = asyncio.Event()
+            self._writable.clear()
+            self._schedule_io()
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise MailboxFull(f"{self.peer}'s mailbox stayed full until the deadline")
+            try:
+                await asyncio.wait_for(self._writable.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise MailboxFull(f"{self.peer}'s mailbox stayed full until the deadline") from None
+        if len(self.outbox) >= P.BATCH_MAX_ITEMS:
+            self._io()
+        else:
+            self._schedule_io()
+        return True
+
+    def _apply_overflow_locked(self, head: bytes, *, deadline: float | None = None) -> bool:
+        """The outbox is over its bound because the peer stopped reading."""
+        if self.overflow == "block":
+            try:
+                self._flush_locked(block=True, deadline=deadline)
+            except CallTimeout as exc:
+                self.outbox.pop()
+                raise MailboxFull(f"{self.peer}'s mailbox stayed full until the deadline") from exc
+            return True
+        self.outbox.pop()  # the newest message is the one refused
+        if self.overflow == "drop":
+            self.dropped += 1
+            return False
+        raise MailboxFull(f"{self.peer}'s mailbox is full (overflow policy 'raise')")
+
+    def cancel(self, msg_id: int) -> Any:
+        """Forget a pending request (timeout or cancel); returns its waiter or None."""
+        return self.pending.pop(msg_id, None)
+
+    # ------------------------------------------------------------------ ends
+    def fail_all(self, exc: BaseException, *, dead: bool = True) -> None:
+        """Fail every pending request with ``exc``; later sends fail too if ``dead``."""
+        if dead:
+            self.dead = exc
+        pending = self.pending
+        for msg_id in list(pending):
+            waiter = pending.pop(msg_id, None)
+            if waiter is not None:
+                waiter.resolve(False, exc)
+
+    def revive(self) -> None:
+        """The peer is back (a restarted incarnation): accept sends again."""
+        self.dead = None
+
+    def close(self, linger: float = 0.5) -> None:
+        """Close the socket (on the loop thread); pending requests fail with ClosedError."""
+        if self._closed:
+            return
+        with self.lock:
+            if self.outbox and self.dead is None:
+                try:
+                    self._flush_locked(block=False)
+                except Exception:
+                    pass
+            self._closed = True
+            if self._armed:
+                self.driver.loop.remove_reader(self._fd)
+                self._armed = False
+            self.sock.close(linger=int(linger * 1000))
+        self.fail_all(ClosedError(f"connection to {self.peer} was closed"), dead=False)

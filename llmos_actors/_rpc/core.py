@@ -1,0 +1,184 @@
+"""A client's sockets and protocol state: the control connection and one connection per actor.
+
+Shared by the synchronous client (driven from an IO thread), the asyncio client
+(driven from the user's loop) and actors (driven from the actor's own loop).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from .._wire import protocol as P
+from .._wire.address import ActorAddress
+from .._wire.codec import EXT_REF, Codec
+from ..config import CONTROL_SOCKET, Config
+from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
+from .connection import READ_SLICE, Connection
+from .driver import LoopDriver
+
+#: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
+SEND_HWM = 16
+RECONNECT_IVL_MS = 10
+RECONNECT_IVL_MAX_MS = 200
+
+NoticeHandler = Callable[[dict], None]
+
+
+class ClientCore:
+    """Sockets and pending requests of one client handle.
+
+    Args:
+        config: where the daemon is, message limits.
+        driver: the loop that reads replies.
+        bind_ref: turns an ``ActorAddress`` decoded from a message into a ref of the caller's flavour.
+        ctx: a ZeroMQ context to share (actors pass theirs); else a private one is made and owned.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        driver: LoopDriver,
+        bind_ref: Callable[[ActorAddress], Any],
+        *,
+        ctx: zmq.Context | None = None,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self._own_ctx = ctx is None
+        self.ctx = ctx if ctx is not None else zmq.Context()
+        self.codec = Codec({EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload))})
+        self.bind_ref = bind_ref
+        self.next_id = itertools.count(1).__next__
+        self.actors: dict[str, Connection] = {}
+        self.notice_handlers: dict[str, list[NoticeHandler]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self.control = self._open(config.endpoint(CONTROL_SOCKET), "daemon", "block", always_armed=True)
+        self.driver.call_soon(self.control.attach)
+
+    # ------------------------------------------------------------------ connections
+    def _open(self, endpoint: str, peer: str, overflow: str, *, always_armed: bool = False) -> Connection:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+        sock.setsockopt(zmq.RCVHWM, 0)  # replies are bounded by our own requests
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Blocking receives (a sync caller reading its own reply) give up after one slice.
+        sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
+        sock.connect(endpoint)
+        return Connection(
+            self.driver,
+            sock,
+            self.codec,
+            peer=peer,
+            on_notice=self._on_notice,
+            overflow=overflow,
+            always_armed=always_armed,
+        )
+
+    def actor_connection(self, addr: ActorAddress) -> Connection:
+        """The connection to ``addr``'s actor, opened (and watched for death) on first use."""
+        conn = self.actors.get(addr.id)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise ClosedError("this client is closed")
+            conn = self.actors.get(addr.id)
+            if conn is None:
+                label = f"actor {addr.name or addr.id}"
+                conn = self._open(addr.endpoint, label, addr.overflow)
+                self.actors[addr.id] = conn
+                self.driver.call_soon(conn.attach)
+                # Ask the daemon to tell us if it dies (or if it is already gone).
+                self.tell_daemon("watch", addr.id)
+        return conn
+
+    # ------------------------------------------------------------------ encoding
+    def encode(
+        self,
+        kind: str,
+        method: str,
+        args: tuple | list,
+        kwargs: dict,
+        *,
+        timeout: float | None = None,
+        prio: int | None = None,
+        extra: dict | None = None,
+    ) -> tuple[int, bytes, bytes, list, float | None]:
+        """Pack a request. Returns ``(id, header, body, buffers, deadline)``.
+
+        Raises:
+            TypeError: an argument cannot travel (the message says which type).
+            ProtocolError: the message exceeds ``max_message_bytes``.
+        """
+        body, bufs = self.codec.pack([args, kwargs])
+        size = len(body) + sum(memoryview(b).nbytes for b in bufs) if bufs else len(body)
+        if size > self.config.max_message_bytes:
+            raise ProtocolError(
+                f"message of {size} bytes exceeds max_message_bytes={self.config.max_message_bytes}; "
+                "send large arrays as pool-backed tensors or object refs"
+            )
+        msg_id = self.next_id()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        head = P.request_header(kind, msg_id, method, prio, deadline, extra)
+        return msg_id, head, body, bufs, deadline
+
+    def tell_daemon(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """One-way message to the daemon (watch, heartbeat, ...)."""
+        _, head, body, bufs, _ = self.encode(P.TELL, method, args, kwargs)
+        self.control.send_now(None, head, body, bufs)
+
+    # ------------------------------------------------------------------ notices
+    def on_notice(self, event: str, handler: NoticeHandler) -> None:
+        """Register ``handler(body)`` for daemon notices of type ``event``."""
+        self.notice_handlers.setdefault(event, []).append(handler)
+
+    def _on_notice(self, conn: Connection, head: dict, body: Any) -> None:
+        if type(body) is not dict or "event" not in body:
+            raise ProtocolError(f"malformed notice: {body!r:.200}")
+        event = body["event"]
+        if event in ("exited", "unknown"):
+            actor = self.actors.get(body.get("actor", ""))
+            if actor is not None:
+                actor.fail_all(self.death_error(body))
+        elif event == "restarted":
+            actor = self.actors.get(body.get("actor", ""))
+            if actor is not None:
+                actor.revive()
+        for handler in self.notice_handlers.get(event, ()):
+            handler(body)
+
+    @staticmethod
+    def death_error(body: dict) -> Exception:
+        """The exception callers of a dead (or never known) actor get."""
+        name = body.get("name") or body.get("actor", "?")
+        if body["event"] == "unknown":
+            return ActorNotFound(f"no actor {name!r} is known to the daemon")
+        exitcode, signum = body.get("exitcode"), body.get("signal")
+        how = f"killed by signal {signum}" if signum else f"exited with code {exitcode}"
+        reason = body.get("reason") or ""
+        message = f"actor {name!r} died ({how})" + (f": {reason}" if reason else "")
+        return ActorDiedError(message, exitcode=exitcode, signal=signum, reason=reason, actor=name)
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        """Close every socket (call on the loop thread). Pending requests fail with ClosedError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conns = list(self.actors.values())
+            self.actors.clear()
+        for conn in conns:
+            conn.close()
+        self.control.close(linger=0)
+        if self._own_ctx:
+            self.ctx.term()

@@ -1,0 +1,298 @@
+"""The receiving side of a ROUTER socket: parse requests, hand them on, batch replies.
+
+Used by every actor (its own socket) and by the daemon (the control socket).
+Malformed input never raises out of here: it becomes an error reply when the
+request id can be read, and a counted drop when it cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+from .._wire import protocol as P
+from .._wire.codec import Codec, error_payload
+from ..errors import ProtocolError
+from .driver import LoopDriver
+
+log = logging.getLogger(__name__)
+
+#: Messages read per wake-up before other callbacks get a turn.
+DRAIN_LIMIT = 256
+#: Zmq messages the ROUTER queues inbound before senders block (each may be a batch).
+RECV_HWM = 16
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_Again = zmq.Again
+
+
+class Request:
+    """One decoded request, as the dispatcher sees it."""
+
+    __slots__ = ("args", "bufs", "deadline", "head", "id", "ident", "kind", "kwargs", "method", "prio")
+
+    def __init__(
+        self,
+        ident: bytes,
+        msg_id: int,
+        kind: str,
+        method: str,
+        args: list,
+        kwargs: dict,
+        prio: int | None,
+        deadline: float | None,
+        head: dict,
+        bufs: Any = (),
+    ) -> None:
+        self.ident = ident
+        self.id = msg_id
+        self.kind = kind
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.prio = prio
+        self.deadline = deadline
+        self.head = head
+        self.bufs = bufs
+
+
+def make_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A ROUTER bound at ``endpoint`` with our options (unroutable replies raise, replies never drop)."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    return sock
+
+
+class RpcServer:
+    """Reads requests from a bound ROUTER and sends replies, batched per caller.
+
+    Args:
+        driver: the loop to run on (the server is used from that loop's thread only).
+        sock: a bound ROUTER (see ``make_router``); owned by this object.
+        codec: decodes request bodies and encodes replies.
+        on_request: called with each valid ``Request`` (CALL/TELL/STREAM/CANCEL/CREDIT).
+        max_message_bytes: larger requests get a ProtocolError reply.
+    """
+
+    def __init__(
+        self,
+        driver: LoopDriver,
+        sock: zmq.Socket,
+        codec: Codec,
+        on_request: Callable[[Request], None],
+        *,
+        max_message_bytes: int,
+    ) -> None:
+        self.driver = driver
+        self.loop = driver.loop
+        self.sock = sock
+        self.codec = codec
+        self.on_request = on_request
+        self.max_message_bytes = max_message_bytes
+        self.stats = driver.stats
+        self.paused = False
+        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
+        self._outbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._flush_scheduled = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.loop.add_reader(self._fd, self._on_readable)
+        self.loop.call_soon(self._on_readable)
+
+    def pause_reading(self) -> None:
+        """Stop taking messages (mailbox full): zmq's queues fill and senders feel it."""
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.loop.call_soon(self._on_readable)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        self.loop.remove_reader(self._fd)
+        self.sock.close(linger=200)
+
+    # ------------------------------------------------------------------ reading
+    def _on_readable(self) -> None:
+        if self.paused or self._closed:
+            return
+        recv = self.sock.recv_multipart
+        handle = self._handle
+        for _ in range(DRAIN_LIMIT):
+            try:
+                frames = recv(_NOBLOCK)
+            except _Again:
+                break
+            handle(frames)
+            if self.paused or self._closed:
+                break
+        else:
+            self.loop.call_soon(self._on_readable)
+        self.flush()
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    def _handle(self, frames: list[bytes]) -> None:
+        ident = frames[0]
+        if len(frames) < 2:
+            self._count("malformed")
+            return
+        try:
+            head = msgpack.unpackb(frames[1])
+        except Exception:
+            self._count("malformed")
+            return
+        try:
+            P.check_header(head)
+        except ProtocolError as exc:
+            msg_id = head.get("id") if type(head) is dict else None
+            if type(msg_id) is int:
+                self.reply_error(ident, msg_id, exc)
+            else:
+                self._count("malformed")
+            return
+        size = sum(len(f) for f in frames[2:])
+        if size > self.max_message_bytes:
+            self.reply_error(
+                ident,
+                head["id"],
+                ProtocolError(f"message of {size} bytes exceeds this actor's limit of {self.max_message_bytes}"),
+            )
+            return
+        if head["kind"] == P.BATCH:
+            try:
+                items = self.codec.unpack(frames[2]) if len(frames) > 2 else None
+                if type(items) is not list:
+                    raise ProtocolError("batch body must be an array")
+            except ProtocolError:
+                self._count("malformed")
+                return
+            for item in items:
+                if type(item) is not list or len(item) != 2:
+                    self._count("malformed")
+                    continue
+                try:
+                    sub = P.check_header(item[0])
+                except ProtocolError:
+                    self._count("malformed")
+                    continue
+                self._request(ident, sub, item[1], True, ())
+        else:
+            self._request(ident, head, frames[2] if len(frames) > 2 else None, False, frames[3:])
+
+    def _request(self, ident: bytes, head: dict, body: Any, decoded: bool, bufs: Any) -> None:
+        kind = head["kind"]
+        msg_id = head["id"]
+        if kind not in P.REQUEST_KINDS or kind == P.BATCH:
+            self.reply_error(ident, msg_id, ProtocolError(f"unknown request kind {kind!r}"))
+            return
+        method = head.get("method")
+        if type(method) is not str:
+            self.reply_error(ident, msg_id, ProtocolError("request header lacks a string 'method'"))
+            return
+        try:
+            if body is None:
+                args, kwargs = [], {}
+            else:
+                payload = body if decoded else self.codec.unpack(body, bufs)
+                if type(payload) is not list or len(payload) != 2:
+                    raise ProtocolError("request body must be [args, kwargs]")
+                args, kwargs = payload
+                if type(args) is not list or type(kwargs) is not dict:
+                    raise ProtocolError("request body must be [args (array), kwargs (map)]")
+                if kwargs and not all(type(k) is str for k in kwargs):
+                    raise ProtocolError("keyword argument names must be strings")
+        except ProtocolError as exc:
+            if kind == P.TELL:
+                self._count("malformed")
+            else:
+                self.reply_error(ident, msg_id, exc)
+            return
+        prio = head.get("prio")
+        deadline = head.get("deadline")
+        if prio is not None and type(prio) is not int:
+            prio = None
+        if deadline is not None and type(deadline) not in (int, float):
+            deadline = None
+        self.on_request(Request(ident, msg_id, kind, method, args, kwargs, prio, deadline, head, bufs))
+
+    # ------------------------------------------------------------------ replying
+    def reply(self, ident: bytes, msg_id: int, kind: str, value: Any) -> None:
+        """Queue a reply; small ones are batched per caller and flushed this loop turn."""
+        try:
+            body, bufs = self.codec.pack(value)
+        except TypeError as exc:
+            kind, value = P.ERR, error_payload(exc, with_traceback=False)
+            body, bufs = self.codec.pack(value)
+        head = P.reply_header(kind, msg_id)
+        if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES:
+            self._flush_one(ident)
+            self._send([ident, head, body, *bufs])
+            return
+        queue = self._outbox.get(ident)
+        if queue is None:
+            self._outbox[ident] = [(head, body)]
+        else:
+            queue.append((head, body))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def reply_error(self, ident: bytes, msg_id: int, exc: BaseException, *, with_traceback: bool = False) -> None:
+        self.reply(ident, msg_id, P.ERR, error_payload(exc, with_traceback=with_traceback))
+
+    def notify(self, ident: bytes, body: dict) -> None:
+        """Send an unsolicited notice to a caller (death notices, deliveries)."""
+        self.reply(ident, 0, P.NOTICE, body)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outbox:
+            return
+        for ident in list(self._outbox):
+            self._flush_one(ident)
+        # Sending processes the socket's pending commands, which can swallow the fd's
+        # edge for requests that arrived meanwhile: look, and read them if so.
+        if not self.paused and not self._closed and int(self.sock.getsockopt(_EVENTS)) & _POLLIN:
+            self.loop.call_soon(self._on_readable)
+
+    def _flush_one(self, ident: bytes) -> None:
+        queue = self._outbox.pop(ident, None)
+        if not queue:
+            return
+        while queue:
+            chunk, queue = queue[: P.BATCH_MAX_ITEMS], queue[P.BATCH_MAX_ITEMS :]
+            if len(chunk) == 1:
+                self._send([ident, chunk[0][0], chunk[0][1]])
+            else:
+                body = P.batch_body([P.batch_item(h, b) for h, b in chunk])
+                self._send([ident, P.batch_header(len(chunk)), body])
+
+    def _send(self, frames: list) -> None:
+        if self._closed:
+            return
+        try:
+            self.sock.send_multipart(frames, _NOBLOCK, copy=len(frames) < 4)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._count("replies_unroutable")  # the caller went away
+            else:
+                self._count("replies_failed")
+                log.warning("reply could not be sent: %s", exc)

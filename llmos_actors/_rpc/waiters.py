@@ -1,0 +1,158 @@
+"""What a pending request waits on: one class per way a caller waits.
+
+A waiter is resolved exactly once, by whoever pops it from the connection's
+pending table (pops are atomic), so no waiter needs a lock of its own besides
+the one the blocked thread sleeps on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+from typing import Any
+
+from ..errors import CallTimeout, ClosedError
+
+
+class SyncWaiter:
+    """A thread blocked in ``ref.call()``: sleeps on a lock released by ``resolve``."""
+
+    __slots__ = ("_lock", "done", "ok", "value")
+    streaming = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.done = False
+        self.ok = False
+        self.value: Any = None
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        self.ok, self.value, self.done = ok, value, True
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True once resolved; False if ``timeout`` seconds passed first."""
+        if self.done:
+            return True
+        return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+
+    def result(self) -> Any:
+        if self.ok:
+            return self.value
+        raise self.value
+
+
+class LlmosFuture(concurrent.futures.Future):
+    """The future ``ref.ask()`` returns: a ``concurrent.futures.Future`` you may also ``await``."""
+
+    streaming = False
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        if self.set_running_or_notify_cancel():
+            if ok:
+                self.set_result(value)
+            else:
+                self.set_exception(value)
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+
+class AsyncWaiter:
+    """An asyncio future on the loop that also reads the socket (async clients)."""
+
+    __slots__ = ("future",)
+    streaming = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future = loop.create_future()
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        fut = self.future
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+
+class CallbackWaiter:
+    """Calls ``fn(ok, value)`` on whichever thread reads the reply (internal uses)."""
+
+    __slots__ = ("fn",)
+    streaming = False
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        self.fn(ok, value)
+
+
+_END = object()
+
+
+class StreamWaiter:
+    """Items of a streaming call, buffered until the caller takes them.
+
+    Works for both sync consumers (``get`` blocks on a condition) and async
+    consumers (``aget`` awaits an event set on the owning loop).
+    """
+
+    streaming = True
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._loop = loop
+        self._event = asyncio.Event() if loop is not None else None
+        self.done = False
+
+    # producer side (the reader of the socket)
+    def item(self, value: Any) -> None:
+        with self._cond:
+            self._items.append((True, value))
+            self._cond.notify()
+        self._wake()
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        """End of stream (ok) or its error."""
+        with self._cond:
+            if not self.done:
+                self.done = True
+                self._items.append((ok, _END if ok else value))
+            self._cond.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    # consumer side
+    def get(self, timeout: float | None) -> tuple[bool, Any]:
+        """Next ``(ok, value)``; value is ``END`` when the stream finished."""
+        with self._cond:
+            if not self._items and not self._cond.wait_for(lambda: self._items, timeout):
+                return False, CallTimeout(f"no stream item within {timeout} s")
+            return self._items.popleft()
+
+    async def aget(self) -> tuple[bool, Any]:
+        assert self._event is not None
+        while True:
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                self._event.clear()
+            await self._event.wait()
+
+    def close(self) -> None:
+        with self._cond:
+            if not self.done:
+                self.done = True
+                self._items.append((False, ClosedError("stream closed")))
+            self._cond.notify_all()
+
+    END = _END

@@ -1,0 +1,1 @@
+"""The actor side: process setup, class loading, the executor and the actor main loop."""

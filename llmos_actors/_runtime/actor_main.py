@@ -1,0 +1,205 @@
+"""The life of one actor process, from fork to exit.
+
+    prepare process -> bind socket -> import class -> __init__ -> on_start
+    -> serve (report READY, heartbeat) -> SIGTERM -> on_stop -> exit 0
+
+If the class cannot be imported or ``__init__``/``on_start`` raises, the actor
+tells the daemon why (so ``spawn`` raises a clear error) and exits with 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .._rpc.core import ClientCore
+from .._rpc.driver import LoopDriver, new_event_loop
+from .._rpc.server import RpcServer, make_router
+from .._wire.address import ActorAddress
+from .._wire.codec import EXT_REF, Codec, error_payload
+from ..actor import Actor
+from ..config import Config
+from ..errors import ActorImportError
+from . import process
+from .executor import ActorExecutor
+from .loader import load_class
+
+log = logging.getLogger("llmos_actors.actor")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def config_from_dict(data: dict) -> Config:
+    values = dict(data)
+    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    values["preload"] = tuple(values.get("preload") or ())
+    return Config(**values)
+
+
+class ActorRuntime:
+    """One actor's process-wide state; ``Actor`` instances reach it as ``_llmos_runtime``."""
+
+    def __init__(self, actor_id: str, spec: dict, config: Config) -> None:
+        self.actor_id = actor_id
+        self.spec = spec
+        self.config = config
+        self.name = spec.get("name") or actor_id
+        self.endpoint = config.actor_endpoint(actor_id)
+        self.address = ActorAddress(actor_id, spec.get("name") or "", self.endpoint, spec.get("overflow") or "block")
+        self.placement: dict = {}
+        self._kernel: Any = None
+        self._kernel_async: Any = None
+        self._stopping: asyncio.Event | None = None
+        self.instance: Any = None
+
+    # ------------------------------------------------------------------ kernel handles
+    def kernel(self) -> Any:
+        """The synchronous kernel handle (own IO thread, created on first use)."""
+        if self._kernel is None:
+            from ..client import Kernel
+
+            self._kernel = Kernel(self.config, ctx=self.ctx, lazy=True)
+        return self._kernel
+
+    def kernel_async(self) -> Any:
+        if self._kernel_async is None:
+            from ..client import AsyncKernel
+
+            self._kernel_async = AsyncKernel(self.config, core=self.core)
+        return self._kernel_async
+
+    def self_ref(self) -> Any:
+        return self.kernel().ref(self.address)
+
+    # ------------------------------------------------------------------ main
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.driver = LoopDriver(loop)
+        self.ctx = zmq.Context()
+        self._stopping = asyncio.Event()
+        self.core = ClientCore(self.config, self.driver, lambda a: self.kernel_async().ref(a), ctx=self.ctx)
+        codec = Codec({EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p))})
+        sock_path = self.config.runtime_dir / "a" / self.actor_id
+        try:
+            sock_path.unlink()  # a previous incarnation's socket file
+        except FileNotFoundError:
+            pass
+        sock = make_router(self.ctx, self.endpoint)
+        self.server = RpcServer(
+            self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            instance = await self._construct(codec)
+        except BaseException as exc:
+            await self._report_failure(exc)
+            await self._shutdown()
+            return EXIT_FAILED
+        self.instance = instance
+        self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}")
+        self.server.on_request = self.executor
+        self.server.start()
+        await self.kernel_async()._control(
+            "actor_ready", self.actor_id, {"pid": os.getpid(), **self.placement}, timeout=self.config.spawn_timeout
+        )
+        heartbeat = loop.create_task(self._heartbeat())
+        await self._stopping.wait()
+        heartbeat.cancel()
+        code = await self._stop(instance)
+        await self._shutdown()
+        return code
+
+    def _deliver_early(self, req: Any) -> None:  # pragma: no cover - server starts after construction
+        raise RuntimeError("request before the actor was constructed")
+
+    async def _construct(self, codec: Codec) -> Any:
+        spec = self.spec
+        cls = load_class(spec["cls"], spec.get("path"), spec.get("main_file"))
+        args, kwargs = codec.unpack(spec.get("args") or b"\x92\x90\x80")
+        instance: Any
+        if issubclass(cls, Actor):
+            # Attributes first, so actor_* work inside __init__.
+            instance = cls.__new__(cls)
+            instance._llmos_runtime = self
+            cls.__init__(instance, *args, **kwargs)
+            result = instance.on_start()
+        else:
+            instance = cls(*args, **kwargs)
+            on_start = getattr(instance, "on_start", None)
+            result = on_start() if callable(on_start) else None
+        if asyncio.iscoroutine(result):
+            await result
+        return instance
+
+    async def _report_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, ActorImportError):
+            payload = error_payload(exc, with_traceback=False)
+            payload["traceback"] = exc.remote_traceback
+            print(f"cannot start actor: {exc}\n{payload['traceback']}", file=sys.stderr)
+        else:
+            payload = error_payload(exc)
+            payload["code"] = "init"
+            print(f"actor __init__/on_start raised:\n{payload['traceback']}", file=sys.stderr)
+        try:
+            await self.kernel_async()._control("actor_failed", self.actor_id, payload, timeout=5.0)
+        except Exception:
+            pass
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            stats = self.executor.snapshot()
+            stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
+            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _stop(self, instance: Any) -> int:
+        self.server.pause_reading()
+        pending = [t for t in self.executor.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.grace / 2)
+        try:
+            on_stop = getattr(instance, "on_stop", None)
+            result = on_stop() if callable(on_stop) else None
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("on_stop raised")
+        return EXIT_OK
+
+    async def _shutdown(self) -> None:
+        self.server.close()
+        if self._kernel is not None:
+            self._kernel.close()
+        self.core.close()
+        self.ctx.term()
+
+
+def run_actor(actor_id: str, spec: dict, config: dict, lifeline: int, fds: list[int]) -> int:
+    """Entry point in the forked child (called by the fork server). Returns the exit code."""
+    runtime = ActorRuntime(actor_id, spec, config_from_dict(config))
+    runtime.placement = process.prepare({**spec, "id": actor_id}, lifeline, fds)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(runtime.main())
+    except BaseException:
+        traceback.print_exc()
+        return EXIT_FAILED

@@ -1,0 +1,1 @@
+"""Wire format: frames, headers, msgpack bodies. Imports only ``errors``; knows no socket policy."""

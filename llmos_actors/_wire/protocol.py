@@ -1,0 +1,115 @@
+"""Frame layout, message kinds and limits of the llmos wire protocol.
+
+A message is a ZeroMQ multipart ``[routing ids...] [header] [body] [buffers...]``.
+The header is a small msgpack map; the body is msgpack (see ``codec``).
+
+Several small messages to the same peer may travel as one ``batch`` message
+whose body is a msgpack array of ``[header, body]`` pairs, built by
+concatenating already-packed parts (nothing is packed twice).
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from ..errors import ProtocolError
+
+VERSION = 1
+
+# Request kinds (caller -> actor or daemon).
+CALL = "call"  # one reply expected
+TELL = "tell"  # no reply
+STREAM = "stream"  # a generator method: items, then end
+CANCEL = "cancel"  # stop a stream (or drop a queued call) by id
+CREDIT = "credit"  # stream flow control: the caller can take n more items
+BATCH = "batch"  # body = array of [header, body] pairs
+
+# Reply kinds (actor or daemon -> caller).
+OK = "ok"
+ERR = "err"
+ITEM = "item"
+END = "end"
+NOTICE = "notice"  # unsolicited: death notices, topic deliveries
+
+REQUEST_KINDS = frozenset({CALL, TELL, STREAM, CANCEL, CREDIT, BATCH})
+REPLY_KINDS = frozenset({OK, ERR, ITEM, END, NOTICE, BATCH})
+
+#: Largest batch we build, in items and in bytes; keeps one frame bounded.
+BATCH_MAX_ITEMS = 512
+BATCH_MAX_BYTES = 256 * 1024
+
+#: Bodies above this many bytes are never batched (sent as their own message).
+BATCH_ITEM_MAX_BYTES = 16 * 1024
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_ARRAY2 = b"\x92"  # msgpack fixarray of 2: prefix of one [header, body] batch item
+
+
+def request_header(
+    kind: str,
+    msg_id: int,
+    method: str,
+    prio: int | None = None,
+    deadline: float | None = None,
+    extra: dict | None = None,
+) -> bytes:
+    """Pack a request header. ``deadline`` is absolute ``time.monotonic()`` seconds."""
+    head = {"v": VERSION, "kind": kind, "id": msg_id, "method": method, "prio": prio, "deadline": deadline}
+    if extra:
+        head.update(extra)
+    return _packb(head)
+
+
+def reply_header(kind: str, msg_id: int) -> bytes:
+    """Pack a reply header."""
+    return _packb({"v": VERSION, "kind": kind, "id": msg_id})
+
+
+def batch_header(count: int) -> bytes:
+    return _packb({"v": VERSION, "kind": BATCH, "id": 0, "n": count})
+
+
+def batch_item(header: bytes, body: bytes) -> bytes:
+    """One ``[header, body]`` element of a batch body, from packed parts."""
+    return _ARRAY2 + header + body
+
+
+def batch_body(items: list[bytes]) -> bytes:
+    """Concatenate packed batch items under one msgpack array header."""
+    n = len(items)
+    if n < 16:
+        prefix = bytes((0x90 | n,))
+    elif n < 65536:
+        prefix = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        prefix = b"\xdd" + n.to_bytes(4, "big")
+    return prefix + b"".join(items)
+
+
+def parse_header(raw: bytes) -> dict:
+    """Unpack and validate a header frame.
+
+    Raises:
+        ProtocolError: not a msgpack map, wrong version, or missing fields.
+    """
+    try:
+        head = _unpackb(raw)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"malformed header frame ({len(raw)} bytes): {exc}") from exc
+    return check_header(head)
+
+
+def check_header(head: object) -> dict:
+    if type(head) is not dict:
+        raise ProtocolError(f"header must be a msgpack map, got {type(head).__name__}")
+    version = head.get("v")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version!r} (this side speaks {VERSION})")
+    kind = head.get("kind")
+    if type(kind) is not str:
+        raise ProtocolError("header lacks a string 'kind'")
+    msg_id = head.get("id")
+    if type(msg_id) is not int:
+        raise ProtocolError("header lacks an integer 'id'")
+    return head

@@ -1,0 +1,69 @@
+"""The ``Actor`` base class: what user code subclasses to run in its own process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import AsyncKernel, Kernel
+    from .refs import ActorRef
+
+#: Names of the framework's own hooks and attributes; never callable remotely.
+RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure"})
+
+
+class Actor:
+    """Base class for actors.
+
+    Each instance lives in its own OS process, forked by the daemon's fork
+    server. Public methods (names not starting with ``_``) can be called by
+    name from any client: plain methods run on the actor's main thread, one at
+    a time; ``async def`` methods run on the actor's event loop; generator
+    methods stream their items to the caller.
+
+    The framework's attributes are prefixed ``actor_`` so they never collide
+    with your own, and they are available from ``__init__`` on.
+
+    Class attributes you may set:
+        max_concurrency: sync methods run on a pool of this many threads (1 = the main thread).
+        mailbox_size: bound of the mailbox (default from the daemon config).
+        overflow: "block", "raise" or "drop" for senders when the mailbox is full.
+    """
+
+    max_concurrency: int = 1
+    mailbox_size: int | None = None
+    overflow: str | None = None
+
+    # Set by the runtime before __init__ runs.
+    _llmos_runtime: Any = None
+
+    def on_start(self) -> Any:
+        """Called once after ``__init__``, before the first message (may be ``async def``)."""
+
+    def on_stop(self) -> Any:
+        """Called once when the actor is asked to stop (may be ``async def``)."""
+
+    @property
+    def actor_name(self) -> str:
+        """The name this actor was spawned with."""
+        return self._llmos_runtime.name
+
+    @property
+    def actor_id(self) -> str:
+        """The daemon-wide id of this actor (kept across restarts)."""
+        return self._llmos_runtime.actor_id
+
+    @property
+    def actor_ref(self) -> ActorRef:
+        """A ref to this actor, to hand to others."""
+        return self._llmos_runtime.self_ref()
+
+    @property
+    def actor_kernel(self) -> Kernel:
+        """A connected (synchronous) kernel handle: spawn, look up, call, publish from sync methods."""
+        return self._llmos_runtime.kernel()
+
+    @property
+    def actor_kernel_async(self) -> AsyncKernel:
+        """The asyncio kernel handle, on this actor's own loop: for ``async def`` methods."""
+        return self._llmos_runtime.kernel_async()

@@ -1,0 +1,68 @@
+"""The ``llmos`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
+from . import call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd
+from .common import Exit, err
+
+#: Subcommand modules, in the order ``llmos --help`` lists them.
+COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd]
+
+EPILOG = """examples:
+  llmos daemon                                # run the kernel in the foreground
+  llmos spawn mymodule:Counter --name c --cpus 1 --args '[10]'
+  llmos call c incr 5                          # -> 15
+  llmos ps                                     # where everything runs
+  llmos logs c -f
+  llmos kill c
+environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmos",
+        description="llmos-actors: a kernel daemon for pinned, supervised actor processes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--runtime-dir",
+        default=os.environ.get("LLMOS_RUNTIME_DIR"),
+        help="the daemon instance's runtime directory (default: $LLMOS_RUNTIME_DIR, else the user's)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return Exit.USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return Exit.INTERRUPTED
+    except DaemonUnavailable as exc:
+        err(str(exc))
+        return Exit.UNAVAILABLE
+    except ActorNotFound as exc:
+        err(str(exc))
+        return Exit.NOT_FOUND
+    except (LlmosError, TypeError, ValueError) as exc:
+        err(f"{type(exc).__name__}: {exc}")
+        return Exit.ERROR
+    except BrokenPipeError:
+        return Exit.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""``llmos daemon``: run the kernel daemon in the foreground (what systemd runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import load_config
+from .common import Exit, err
+
+HELP = "run the kernel daemon in the foreground"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("daemon", help=HELP, description=__doc__)
+    p.add_argument("--config", help="TOML config file (default: $LLMOS_CONFIG, else built-in defaults)")
+    p.add_argument("--state-dir", help="where logs and exit records go (default: $LLMOS_STATE_DIR or XDG state)")
+    p.add_argument("--grace", type=float, help="seconds an actor gets between SIGTERM and SIGKILL")
+    p.add_argument("--preload", help="comma-separated modules the fork server imports (default: numpy,torch)")
+    p.add_argument("--log-level", default="INFO", help="daemon log level (default: INFO)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._kernel.daemon import AlreadyRunning, run_daemon
+
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = load_config(
+        {
+            "runtime_dir": args.runtime_dir,
+            "state_dir": args.state_dir,
+            "grace": args.grace,
+            "preload": args.preload,
+        },
+        config_file=args.config,
+    )
+    try:
+        return run_daemon(config)
+    except AlreadyRunning as exc:
+        err(str(exc))
+        return Exit.UNAVAILABLE

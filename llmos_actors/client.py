@@ -1,0 +1,336 @@
+"""Connecting to the kernel daemon: ``connect()`` (synchronous) and ``connect_async()``.
+
+A kernel handle talks to the daemon for control (spawn, kill, lookup, ps);
+calls to actors go straight to each actor's socket, never through the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import _spawnspec
+from ._rpc.connection import Connection
+from ._rpc.core import ClientCore
+from ._rpc.driver import IOThread, LoopDriver
+from ._rpc.waiters import AsyncWaiter, SyncWaiter
+from ._wire import protocol as P
+from ._wire.address import ActorAddress
+from .config import CONTROL_SOCKET, Config, load_config
+from .errors import CallTimeout, ClosedError, DaemonUnavailable
+from .refs import ActorRef, AsyncActorRef, wait_sync
+
+#: Seconds a control request may take by default (spawn has its own, longer, bound).
+CONTROL_TIMEOUT = 30.0
+
+
+def _config_for(runtime_dir: str | os.PathLike[str] | None, config: Config | None) -> Config:
+    if config is not None:
+        return config
+    return load_config({"runtime_dir": runtime_dir} if runtime_dir else None)
+
+
+def _check_daemon_socket(config: Config) -> None:
+    path = Path(config.runtime_dir) / CONTROL_SOCKET
+    if not path.exists():
+        raise DaemonUnavailable(
+            f"no llmos daemon at {config.runtime_dir} (no {CONTROL_SOCKET} socket); "
+            "start one with `llmos daemon` or point LLMOS_RUNTIME_DIR / --runtime-dir at a running one"
+        )
+
+
+def _hello_payload() -> dict:
+    return {"pid": os.getpid(), "protocol": P.VERSION}
+
+
+def _expire(conn: Connection, msg_id: int, what: str) -> None:
+    waiter = conn.cancel(msg_id)
+    if waiter is not None:
+        waiter.resolve(False, CallTimeout(f"{what} got no reply from {conn.peer} before its deadline"))
+
+
+def _addr(reply: dict) -> ActorAddress:
+    return ActorAddress(reply["id"], reply.get("name", ""), reply["endpoint"], reply.get("overflow", "block"))
+
+
+def _target(ref_or_name: Any) -> str:
+    return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
+
+
+class Kernel:
+    """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
+
+    Replies are read by a private IO thread; a blocking ``call`` reads its own
+    reply directly when it can, so the common path has no thread hand-off.
+    """
+
+    def __init__(self, config: Config, *, ctx: Any = None, lazy: bool = False) -> None:
+        self.config = config
+        self._ctx = ctx
+        self._io: IOThread | None = None
+        self._core_obj: ClientCore | None = None
+        self._init_lock = threading.Lock()
+        self._closed = False
+        self.daemon_info: dict = {}
+        if not lazy:
+            self._start()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def _core(self) -> ClientCore:
+        core = self._core_obj
+        return core if core is not None else self._start()
+
+    def _start(self) -> ClientCore:
+        with self._init_lock:
+            if self._closed:
+                raise ClosedError("this kernel handle is closed")
+            if self._core_obj is not None:
+                return self._core_obj
+            _check_daemon_socket(self.config)
+            io = IOThread()
+            try:
+                core = ClientCore(self.config, io.driver, lambda a: ActorRef(a, self), ctx=self._ctx)
+            except BaseException:
+                io.stop()
+                raise
+            self._io, self._core_obj = io, core
+        try:
+            self.daemon_info = self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
+        except CallTimeout as exc:
+            self.close()
+            raise DaemonUnavailable(
+                f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
+            ) from exc
+        except BaseException:
+            self.close()
+            raise
+        return core
+
+    def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
+        core = self._core
+        conn = core.control
+        msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
+        waiter = SyncWaiter()
+        conn.call_sync(msg_id, head, body, bufs, waiter, deadline)
+        return wait_sync(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
+
+    def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
+        assert self._io is not None
+        loop = self._io.loop
+        self._io.driver.call_soon(lambda: loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what))
+
+    def ref(self, address: ActorAddress) -> ActorRef:
+        """A ref bound to this handle for a known address."""
+        return ActorRef(address, self)
+
+    # ------------------------------------------------------------------ actors
+    def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> ActorRef:
+        """Start an actor in its own process and return a ref once it is ready.
+
+        Args:
+            cls: an actor class (importable: defined at module level) or ``"module:Class"``.
+            *args: constructor arguments.
+            **kwargs: constructor keyword arguments, except the spawn options
+                ``name``, ``cpus`` (list of cores, a count, or ``"auto"``), ``gpus``,
+                ``priority`` (0..7), ``restart``, ``exclusive``, ``max_concurrency``,
+                ``mailbox_size``, ``overflow``, ``env`` and ``supervisor``. Use
+                ``spawn_with`` to pass constructor keywords of those names.
+
+        Raises:
+            ActorImportError: the daemon cannot import the class.
+            ActorDiedError: the actor exited before it was ready (``__init__`` raised, ...).
+            ResourceUnavailable: cores or GPUs asked for are not available.
+            NameTaken: a live actor already has that name.
+        """
+        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
+        return self.spawn_with(cls, args, kwargs, **options)
+
+    def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> ActorRef:
+        """``spawn`` with the constructor arguments given explicitly (no name clashes)."""
+        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
+        reply = self._control("spawn", request, timeout=self.config.spawn_timeout + 5)
+        return ActorRef(_addr(reply), self)
+
+    def lookup(self, name: str) -> ActorRef:
+        """The ref of the actor with this name (or id).
+
+        Raises:
+            ActorNotFound: no such actor is known.
+        """
+        return ActorRef(_addr(self._control("lookup", name)), self)
+
+    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None) -> dict:
+        """Stop an actor (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
+
+        Returns its exit record once it has exited.
+        """
+        grace = self.config.grace if grace is None else grace
+        return self._control("kill", _target(ref_or_name), force=force, grace=grace, timeout=grace + 10)
+
+    def ps(self, *, exited: bool = True) -> list[dict]:
+        """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
+        return self._control("ps", exited=exited)
+
+    def status(self) -> dict:
+        """The daemon's own state: pid, uptime, inventory, counts, counters."""
+        return self._control("status")
+
+    def logs(self, name: str, *, lines: int = 100, offset: int | None = None) -> dict:
+        """Captured output of an actor: ``{"lines": [...], "offset": n, "path": ...}``."""
+        return self._control("logs", _target(name), lines=lines, offset=offset)
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Close all sockets and stop the IO thread. Pending calls fail with ClosedError."""
+        with self._init_lock:
+            if self._closed:
+                return
+            self._closed = True
+            io, core = self._io, self._core_obj
+            self._io = self._core_obj = None
+        if io is not None:
+            if core is not None:
+                try:
+                    io.run(core.close, timeout=10)
+                except Exception:
+                    pass
+            io.stop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and getattr(self, "_core_obj", None) is not None:
+            warnings.warn(f"unclosed llmos kernel handle {self!r}", ResourceWarning, stacklevel=2)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
+
+
+class AsyncKernel:
+    """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
+
+    Every socket is driven by the running loop; many calls can be in flight and
+    small ones leave in batches at the end of each loop turn.
+    """
+
+    def __init__(self, config: Config, *, ctx: Any = None, core: ClientCore | None = None) -> None:
+        self.config = config
+        self._ctx = ctx
+        self._core_obj = core
+        self._own_core = core is None
+        self._loop: asyncio.AbstractEventLoop | None = None if core is None else core.driver.loop
+        self._closed = False
+        self.daemon_info: dict = {}
+
+    @property
+    def _core(self) -> ClientCore:
+        if self._core_obj is None:
+            raise ClosedError("this async kernel is not connected: await it or use `async with`")
+        return self._core_obj
+
+    async def _connect(self) -> AsyncKernel:
+        if self._core_obj is None:
+            if self._closed:
+                raise ClosedError("this kernel handle is closed")
+            _check_daemon_socket(self.config)
+            loop = asyncio.get_running_loop()
+            self._loop = loop
+            self._core_obj = ClientCore(self.config, LoopDriver(loop), self.ref, ctx=self._ctx)
+            try:
+                self.daemon_info = await self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
+            except CallTimeout as exc:
+                await self.close()
+                raise DaemonUnavailable(
+                    f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
+                ) from exc
+        return self
+
+    def __await__(self):
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> AsyncKernel:
+        return await self._connect()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
+        core = self._core
+        msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
+        waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
+        core.control.submit(msg_id, head, body, bufs, waiter)
+        if deadline is not None:
+            self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
+        return waiter.future
+
+    def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
+        self._loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what)  # type: ignore[union-attr]
+
+    def ref(self, address: ActorAddress) -> AsyncActorRef:
+        """A ref bound to this handle for a known address."""
+        return AsyncActorRef(address, self)
+
+    async def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> AsyncActorRef:
+        """As ``Kernel.spawn``, awaited."""
+        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
+        return await self.spawn_with(cls, args, kwargs, **options)
+
+    async def spawn_with(
+        self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any
+    ) -> AsyncActorRef:
+        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
+        reply = await self._control("spawn", request, timeout=self.config.spawn_timeout + 5)
+        return AsyncActorRef(_addr(reply), self)
+
+    async def lookup(self, name: str) -> AsyncActorRef:
+        return AsyncActorRef(_addr(await self._control("lookup", name)), self)
+
+    async def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None) -> dict:
+        grace = self.config.grace if grace is None else grace
+        return await self._control("kill", _target(ref_or_name), force=force, grace=grace, timeout=grace + 10)
+
+    async def ps(self, *, exited: bool = True) -> list[dict]:
+        return await self._control("ps", exited=exited)
+
+    async def status(self) -> dict:
+        return await self._control("status")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._core_obj is not None and self._own_core:
+            self._core_obj.close()
+        self._core_obj = None
+
+
+def connect(runtime_dir: str | os.PathLike[str] | None = None, *, config: Config | None = None) -> Kernel:
+    """Connect to the daemon of ``runtime_dir`` (default: ``$LLMOS_RUNTIME_DIR`` or the user's).
+
+    Raises:
+        DaemonUnavailable: no daemon runs there, or it does not answer.
+    """
+    return Kernel(_config_for(runtime_dir, config))
+
+
+def connect_async(runtime_dir: str | os.PathLike[str] | None = None, *, config: Config | None = None) -> AsyncKernel:
+    """The asyncio handle: ``async with connect_async() as kernel`` or ``kernel = await connect_async()``."""
+    return AsyncKernel(_config_for(runtime_dir, config))

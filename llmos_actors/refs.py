@@ -1,0 +1,191 @@
+"""Actor refs: plain data (an ``ActorAddress``) bound to the kernel handle that uses them.
+
+``ActorRef`` is the synchronous flavour (``call`` blocks), ``AsyncActorRef`` the
+asyncio one (``await ref.call(...)``). Both carry per-call options set with
+``ref.options(...)``, so option names never collide with a method's own
+parameters. A ref that travels in a message is re-bound on arrival to the
+receiving process's kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._rpc.waiters import AsyncWaiter, LlmosFuture, SyncWaiter
+from ._wire import protocol as P
+from ._wire.address import ActorAddress
+from ._wire.codec import EXT_REF
+from .errors import CallTimeout
+
+if TYPE_CHECKING:
+    from ._rpc.connection import Connection
+    from ._rpc.core import ClientCore
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call options. None means "the default".
+
+    Attributes:
+        timeout: seconds before the call fails with ``CallTimeout``; the
+            deadline travels with the message and the actor drops it unrun once passed.
+        priority: mailbox priority 0 (lowest) .. 7 (highest); default: the actor's.
+        objective: a goal value (larger is more urgent) the scheduler maps to a priority.
+    """
+
+    timeout: float | None = None
+    priority: int | None = None
+    objective: float | None = None
+
+    def merge(self, **changes: Any) -> CallOptions:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown call options: {', '.join(sorted(unknown))}")
+        timeout = changes.get("timeout")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
+        prio = changes.get("priority")
+        if prio is not None and (type(prio) is not int or not 0 <= prio <= 7):
+            raise ValueError(f"priority must be an int from 0 (lowest) to 7 (highest), not {prio!r}")
+        return dataclasses.replace(self, **changes)
+
+    def header_extra(self) -> dict | None:
+        return None if self.objective is None else {"objective": self.objective}
+
+
+DEFAULT_OPTIONS = CallOptions()
+
+
+class _BaseRef:
+    __slots__ = ("_addr", "_kernel", "_opts")
+
+    def __init__(self, address: ActorAddress, kernel: Any, options: CallOptions = DEFAULT_OPTIONS) -> None:
+        self._addr = address
+        self._kernel = kernel
+        self._opts = options
+
+    @property
+    def address(self) -> ActorAddress:
+        return self._addr
+
+    @property
+    def id(self) -> str:
+        return self._addr.id
+
+    @property
+    def name(self) -> str:
+        return self._addr.name
+
+    def options(self, **options: Any) -> Any:
+        """A ref to the same actor whose calls carry these options (timeout, priority, objective)."""
+        return type(self)(self._addr, self._kernel, self._opts.merge(**options))
+
+    def __llmos_wire__(self) -> tuple[int, list]:
+        return EXT_REF, self._addr.to_wire()
+
+    def to_dict(self) -> dict[str, str]:
+        return self._addr.to_dict()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _BaseRef) and other._addr.id == self._addr.id
+
+    def __hash__(self) -> int:
+        return hash(self._addr.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._addr.name or '-'} id={self._addr.id}>"
+
+    # shared plumbing
+    def _prepare(
+        self, kind: str, method: str, args: tuple, kwargs: dict
+    ) -> tuple[Connection, int, bytes, bytes, list, float | None]:
+        if type(method) is not str:
+            raise TypeError(f"method name must be a str, not {type(method).__name__}")
+        core: ClientCore = self._kernel._core
+        opts = self._opts
+        conn = core.actor_connection(self._addr)
+        msg_id, head, body, bufs, deadline = core.encode(
+            kind, method, args, kwargs, timeout=opts.timeout, prio=opts.priority, extra=opts.header_extra()
+        )
+        return conn, msg_id, head, body, bufs, deadline
+
+
+def wait_sync(conn: Connection, msg_id: int, waiter: SyncWaiter, deadline: float | None, what: str) -> Any:
+    """Block until ``waiter`` resolves or the deadline passes (then forget the request)."""
+    if not waiter.done:
+        try:
+            ok = waiter.wait(None if deadline is None else deadline - time.monotonic())
+        except BaseException:
+            conn.cancel(msg_id)
+            raise
+        if not ok:
+            if conn.cancel(msg_id) is not None:
+                raise CallTimeout(f"{what} got no reply from {conn.peer} before its deadline")
+            waiter.wait(None)  # the reply raced the deadline: take it
+    return waiter.result()
+
+
+class ActorRef(_BaseRef):
+    """A synchronous handle on an actor: ``call`` blocks, ``ask`` returns a future, ``tell`` returns at once."""
+
+    __slots__ = ()
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method(*args, **kwargs)`` on the actor and return its result.
+
+        Raises:
+            RemoteError: the method raised (remote type, message and traceback attached).
+            ActorDiedError: the actor's process exited before replying.
+            CallTimeout: the ``timeout`` option passed first.
+            MethodNotFound: the actor has no such public method.
+        """
+        conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
+        waiter = SyncWaiter()
+        conn.call_sync(msg_id, head, body, bufs, waiter, deadline)
+        return wait_sync(conn, msg_id, waiter, deadline, f"call {method!r}")
+
+    def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
+        """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
+        conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
+        fut = LlmosFuture()
+        conn.send_now(msg_id, head, body, bufs, fut)
+        if deadline is not None:
+            self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
+        return fut
+
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
+        """Send ``method(*args, **kwargs)`` one way; returns False if dropped by the ``drop`` policy.
+
+        Raises:
+            MailboxFull: the actor's mailbox is full and its policy is ``raise``.
+        """
+        conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
+        return conn.enqueue(head, body, bufs, deadline=deadline)
+
+
+class AsyncActorRef(_BaseRef):
+    """An asyncio handle on an actor: ``await ref.call(...)``; many calls may be in flight."""
+
+    __slots__ = ()
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on the actor and await its result (errors as in ``ActorRef.call``)."""
+        return await self.ask(method, *args, **kwargs)
+
+    def ask(self, method: str, /, *args: Any, **kwargs: Any) -> asyncio.Future:
+        """Start the call now and return an asyncio future of its result."""
+        conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
+        waiter = AsyncWaiter(self._kernel._loop)
+        conn.submit(msg_id, head, body, bufs, waiter)
+        if deadline is not None:
+            self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
+        return waiter.future
+
+    async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
+        """Send one way; waits for room while the actor's mailbox is full (policy ``block``)."""
+        conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
+        return await conn.enqueue_async(head, body, bufs, deadline=deadline)

@@ -1,0 +1,192 @@
+"""Actor classes used by the tests (imported by the daemon's actors by module path)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import llmos_actors as llmos
+
+log = logging.getLogger("tests.actors")
+
+
+class Counter(llmos.Actor):
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def incr(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def echo(self, x):
+        return x
+
+    def echo_kwargs(self, *args, **kwargs):
+        return [list(args), kwargs]
+
+
+class Probe(llmos.Actor):
+    """Reports where and how it runs."""
+
+    def __init__(self, marker: str = "") -> None:
+        self.marker = marker
+        self.started = False
+        self.stopped_file = None
+
+    def on_start(self) -> None:
+        self.started = True
+        print(f"probe {self.marker} started", flush=True)
+
+    def on_stop(self) -> None:
+        print(f"probe {self.marker} stopping", flush=True)
+        if self.stopped_file:
+            with open(self.stopped_file, "w") as fh:
+                fh.write("stopped")
+
+    def set_stopped_file(self, path: str) -> None:
+        self.stopped_file = path
+
+    def where(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "cpus": sorted(os.sched_getaffinity(0)),
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "thread": threading.current_thread().name,
+            "is_main_thread": threading.current_thread() is threading.main_thread(),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "pgid": os.getpgid(0),
+            "started": self.started,
+            "name": self.actor_name,
+            "id": self.actor_id,
+            "torch_loaded": "torch" in sys.modules,
+        }
+
+    async def where_async(self) -> dict:
+        loop = asyncio.get_running_loop()
+        return {"is_main_thread": threading.current_thread() is threading.main_thread(), "loop": type(loop).__module__}
+
+    def say(self, text: str, stream: str = "out") -> None:
+        print(text, file=sys.stdout if stream == "out" else sys.stderr, flush=True)
+
+    def log_record(self, text: str) -> None:
+        log.warning(text)
+
+    def spam(self, lines: int, width: int = 100) -> None:
+        for i in range(lines):
+            print(f"{i:08d} " + "x" * width, flush=False)
+        sys.stdout.flush()
+
+    def raise_value_error(self, message: str) -> None:
+        raise ValueError(message)
+
+    def exit_now(self, code: int) -> None:
+        sys.stdout.flush()
+        os._exit(code)
+
+    def kill_self(self, signum: int = signal.SIGKILL) -> None:
+        os.kill(os.getpid(), signum)
+
+    def sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    async def asleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    def two_args(self, a, b):
+        return a + b
+
+    def _private(self) -> str:
+        return "secret"
+
+    def later(self, value):
+        """Reply later: return an awaitable."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_later(0.05, fut.set_result, value)
+        return fut
+
+    def make_array(self, n: int):
+        import numpy as np
+
+        return np.arange(n, dtype=np.float32)
+
+    def make_tensor(self, n: int):
+        import torch
+
+        return torch.arange(n, dtype=torch.float32)
+
+    def sum_array(self, arr) -> float:
+        return float(arr.sum())
+
+
+class Relay(llmos.Actor):
+    """Holds refs to other actors and calls them (actor-to-actor)."""
+
+    def __init__(self, target=None) -> None:
+        self.target = target
+
+    def call_target(self, method: str, *args):
+        return self.target.call(method, *args)
+
+    def call_ref(self, ref, method: str, *args):
+        return ref.call(method, *args)
+
+    async def call_ref_async(self, ref, method: str, *args):
+        return await ref.ask(method, *args)
+
+    def spawn_child(self, start: int):
+        child = self.actor_kernel.spawn(Counter, start)
+        return child
+
+    def my_ref(self):
+        return self.actor_ref
+
+
+class FailsInInit(llmos.Actor):
+    def __init__(self, message: str = "bad config") -> None:
+        raise ValueError(message)
+
+
+class ExitsInInit(llmos.Actor):
+    def __init__(self) -> None:
+        print("about to exit in __init__", flush=True)
+        os._exit(7)
+
+
+class IgnoresSigterm(llmos.Actor):
+    def on_start(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def ping(self) -> str:
+        return "pong"
+
+
+class SlowStop(llmos.Actor):
+    def busy(self, seconds: float, started_file: str = "") -> None:
+        if started_file:
+            with open(started_file, "w") as fh:
+                fh.write("busy")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+
+class NotAnActor:
+    """Plain classes work too (no actor_* attributes)."""
+
+    def __init__(self, x: int = 1) -> None:
+        self.x = x
+
+    def value(self) -> int:
+        return self.x

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real daemon per test module, a kernel handle per test, leak checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+# Test actor classes live in tests/actors.py; the daemon imports them by path too.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from llmos_actors import Kernel
+from llmos_actors.testing import DaemonHandle, shm_files, start_daemon
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonHandle]:
+    """One real daemon per test module (starting one costs ~1-2 s: the fork server imports torch)."""
+    with start_daemon(grace=2.0, heartbeat_interval=0.2) as handle:
+        yield handle
+
+
+@pytest.fixture
+def kernel(daemon: DaemonHandle) -> Iterator[Kernel]:
+    """A connected kernel; every actor the test spawned is killed afterwards, and must be gone."""
+    k = daemon.connect()
+    before = {row["id"] for row in k.ps()}
+    yield k
+    leftover = [row for row in k.ps(exited=False) if row["id"] not in before]
+    for row in leftover:
+        k.kill(row["id"], force=True)
+    k.close()
+    daemon.kernels.remove(k)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a child process (other than a module daemon's) or a /dev/shm file."""
+    me = psutil.Process()
+    before_children = {p.pid for p in me.children(recursive=True)}
+    before_shm = shm_files()
+    yield
+    extra = []
+    for p in me.children(recursive=True):
+        if p.pid in before_children:
+            continue
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and _not_module_daemon(p, before_children):
+                extra.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    new_shm = shm_files() - before_shm
+    assert not new_shm, f"test left files in /dev/shm: {sorted(new_shm)}"
+    assert not extra, f"test left processes: {[(p.pid, p.cmdline()[:4]) for p in extra]}"
+
+
+def _not_module_daemon(proc: psutil.Process, before: set[int]) -> bool:
+    """A process under a daemon that existed before the test started is that daemon's business."""
+    try:
+        for parent in proc.parents():
+            if parent.pid in before:
+                return False
+    except psutil.NoSuchProcess:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Chaos and soak runs only when asked for with -m."""
+    selected = config.getoption("-m") or ""
+    for item in items:
+        for mark in ("chaos", "soak"):
+            if item.get_closest_marker(mark) and mark not in selected:
+                item.add_marker(pytest.mark.skip(reason=f"{mark} run: select with `-m {mark}` (see README)"))
+        if item.get_closest_marker("gpu") and not _has_cuda():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+def _has_cuda() -> bool:
+    if not os.path.exists("/dev/nvidia0"):
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
