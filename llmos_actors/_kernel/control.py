@@ -43,6 +43,8 @@ class ControlService:
 
     def add(self, name: str, handler: Any) -> None:
         """Expose another subsystem's handler (``handler(request, *args)``) on the control socket."""
+        if name in self.handlers:
+            raise ValueError(f"control method {name!r} is already served")
         self.handlers[name] = handler
 
     # ------------------------------------------------------------------ notices

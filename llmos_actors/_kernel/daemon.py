@@ -33,6 +33,7 @@ from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
+from .service import Service
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Daemon:
         self._lifeline_w: int | None = None
         self._lifeline_r: int | None = None
         self.usage: dict[int, psutil.Process] = {}
+        self.services: list[Service] = []
 
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
@@ -152,7 +154,16 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop)
         await self.zygote.start()
         self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
+        self.services = self._build_services()
+        for service in self.services:
+            for name, handler in service.handlers().items():
+                self.control.add(name, handler)
+            await service.start()
         self.server.start()
+
+    def _build_services(self) -> list[Service]:
+        """The daemon's subsystems, started in this order and stopped in reverse."""
+        return []
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -176,6 +187,11 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         await self.lifecycle.stop_all(self.config.grace)
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:  # the others still get to stop
+                log.exception("stopping %s failed", service.name)
         await self.zygote.stop()
         self.server.close()
         self.ctx.term()
@@ -256,7 +272,7 @@ class Daemon:
     def status(self) -> dict:
         config = self.config
         spawn_times = sorted(self.lifecycle.spawn_times)
-        return {
+        info = {
             "version": __version__,
             "pid": os.getpid(),
             "uptime": time.time() - self.started,
@@ -269,6 +285,11 @@ class Daemon:
             "counters": dict(self.driver.stats),
             "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
         }
+        for service in self.services:
+            section = service.status()
+            if section:
+                info[service.name] = section
+        return info
 
 
 def run_daemon(config: Config) -> int:
