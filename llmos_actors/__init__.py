@@ -32,6 +32,8 @@ from .errors import (
     ResourceUnavailable,
 )
 from .refs import ActorRef, AsyncActorRef, CallOptions
+from .streams import AsyncStreamCall, StreamCall
+from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
     "Actor",
@@ -42,6 +44,8 @@ __all__ = [
     "ActorRef",
     "AsyncActorRef",
     "AsyncKernel",
+    "AsyncStreamCall",
+    "AsyncSubscription",
     "CallOptions",
     "CallTimeout",
     "ClosedError",
@@ -56,10 +60,13 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
+    "StreamCall",
+    "Subscription",
     "__version__",
     "connect",
     "connect_async",
     "load_config",
+    "subscribe",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

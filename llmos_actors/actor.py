@@ -25,12 +25,14 @@ class Actor:
     with your own, and they are available from ``__init__`` on.
 
     Class attributes you may set:
-        max_concurrency: sync methods run on a pool of this many threads (1 = the main thread).
+        max_concurrency: sync methods run on a pool of this many threads (default 1: the main thread).
+        max_async: ``async def`` calls running at once (default 1000); more wait in the mailbox.
         mailbox_size: bound of the mailbox (default from the daemon config).
         overflow: "block", "raise" or "drop" for senders when the mailbox is full.
     """
 
-    max_concurrency: int = 1
+    max_concurrency: int | None = None
+    max_async: int | None = None
     mailbox_size: int | None = None
     overflow: str | None = None
 
@@ -62,6 +64,13 @@ class Actor:
     def actor_kernel(self) -> Kernel:
         """A connected (synchronous) kernel handle: spawn, look up, call, publish from sync methods."""
         return self._llmos_runtime.kernel()
+
+    def actor_subscribe(self, prefix: str, method: str) -> None:
+        """Deliver messages on topics starting with ``prefix`` to ``method(topic, msg)`` from now on.
+
+        The declarative form is the ``@llmos.subscribe(prefix)`` method decorator.
+        """
+        self._llmos_runtime.subscribe(prefix, method)
 
     @property
     def actor_kernel_async(self) -> AsyncKernel:

@@ -24,6 +24,7 @@ from ._wire.address import ActorAddress
 from .config import CONTROL_SOCKET, Config, load_config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .refs import ActorRef, AsyncActorRef, wait_sync
+from .topics import AsyncTopicsMixin, TopicsMixin
 
 #: Seconds a control request may take by default (spawn has its own, longer, bound).
 CONTROL_TIMEOUT = 30.0
@@ -62,7 +63,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel:
+class Kernel(TopicsMixin):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -224,7 +225,7 @@ class Kernel:
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel:
+class AsyncKernel(AsyncTopicsMixin):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and

@@ -95,6 +95,8 @@ class Config:
     #: Default mailbox bound (messages) and what a full mailbox does to ``tell``.
     mailbox_size: int = 10_000
     overflow: str = "block"
+    #: Topic messages (each a batch of up to 512) queued per subscriber before it misses some.
+    topic_queue: int = 1000
     #: Exited actors kept in the process table for ``ps`` (oldest dropped first).
     keep_exited: int = 200
     #: TCP endpoint; off by default. Requires CurveZMQ keys when set.
@@ -132,6 +134,8 @@ class Config:
                 raise ConfigError(f"{name} must be > 0 seconds")
         if self.mailbox_size < 1:
             raise ConfigError("mailbox_size must be >= 1")
+        if self.topic_queue < 1:
+            raise ConfigError("topic_queue must be >= 1")
         if self.tcp:
             raise ConfigError(
                 "tcp is not supported in this version: clients connect over unix sockets in the 0700 "

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._rpc.waiters import AsyncWaiter, LlmosFuture, SyncWaiter
+from ._rpc.waiters import AsyncWaiter, LlmosFuture, StreamWaiter, SyncWaiter
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
 from ._wire.codec import EXT_REF
 from .errors import CallTimeout
+from .streams import DEFAULT_WINDOW, AsyncStreamCall, StreamCall
 
 if TYPE_CHECKING:
     from ._rpc.connection import Connection
@@ -101,15 +102,18 @@ class _BaseRef:
 
     # shared plumbing
     def _prepare(
-        self, kind: str, method: str, args: tuple, kwargs: dict
+        self, kind: str, method: str, args: tuple, kwargs: dict, extra: dict | None = None
     ) -> tuple[Connection, int, bytes, bytes, list, float | None]:
         if type(method) is not str:
             raise TypeError(f"method name must be a str, not {type(method).__name__}")
         core: ClientCore = self._kernel._core
         opts = self._opts
         conn = core.actor_connection(self._addr)
+        more = opts.header_extra()
+        if extra:
+            more = {**more, **extra} if more else extra
         msg_id, head, body, bufs, deadline = core.encode(
-            kind, method, args, kwargs, timeout=opts.timeout, prio=opts.priority, extra=opts.header_extra()
+            kind, method, args, kwargs, timeout=opts.timeout, prio=opts.priority, extra=more
         )
         return conn, msg_id, head, body, bufs, deadline
 
@@ -157,6 +161,16 @@ class ActorRef(_BaseRef):
             self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
         return fut
 
+    def stream(self, method: str, /, *args: Any, **kwargs: Any) -> StreamCall:
+        """Call a generator method; iterate the result for its items (``close()`` cancels it).
+
+        The ``timeout`` option bounds the wait for each item.
+        """
+        conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
+        waiter = StreamWaiter()
+        conn.send_now(msg_id, head, body, bufs, waiter)
+        return StreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
+
     def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
         """Send ``method(*args, **kwargs)`` one way; returns False if dropped by the ``drop`` policy.
 
@@ -184,6 +198,13 @@ class AsyncActorRef(_BaseRef):
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
         return waiter.future
+
+    def stream(self, method: str, /, *args: Any, **kwargs: Any) -> AsyncStreamCall:
+        """Call a generator method: ``async for item in ref.stream(...)``."""
+        conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
+        waiter = StreamWaiter(self._kernel._loop)
+        conn.submit(msg_id, head, body, bufs, waiter)
+        return AsyncStreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
 
     async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
         """Send one way; waits for room while the actor's mailbox is full (policy ``block``)."""

@@ -190,3 +190,75 @@ class NotAnActor:
 
     def value(self) -> int:
         return self.x
+
+
+class Streamer(llmos.Actor):
+    """Generator methods stream their items."""
+
+    def __init__(self) -> None:
+        self.closed = []
+        self.produced = 0
+
+    def count(self, n: int, fail_at: int = -1):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise RuntimeError(f"failed at {i}")
+                self.produced += 1
+                yield i
+        finally:
+            self.closed.append(n)
+
+    async def acount(self, n: int, delay: float = 0.0):
+        for i in range(n):
+            if delay:
+                await asyncio.sleep(delay)
+            yield i
+
+    def endless(self):
+        try:
+            i = 0
+            while True:
+                self.produced += 1
+                yield i
+                i += 1
+        finally:
+            self.closed.append("endless")
+
+    def state(self) -> dict:
+        return {"closed": self.closed, "produced": self.produced}
+
+
+class Listener(llmos.Actor):
+    """Receives topic messages declaratively and on demand."""
+
+    def __init__(self) -> None:
+        self.got = []
+        self.count = 0
+
+    @llmos.subscribe("news.")
+    def on_news(self, topic, msg) -> None:
+        self.got.append([topic, msg])
+
+    @llmos.subscribe("bench.")
+    def on_bench(self, topic, msg) -> None:
+        self.count += 1
+
+    @llmos.subscribe("sys.actor.")
+    def on_system(self, topic, msg) -> None:
+        self.got.append([topic, msg.get("name")])
+
+    def listen(self, prefix: str) -> None:
+        self.actor_subscribe(prefix, "on_extra")
+
+    def on_extra(self, topic, msg) -> None:
+        self.got.append(["extra", topic, msg])
+
+    def received(self) -> list:
+        return self.got
+
+    def counted(self) -> int:
+        return self.count
+
+    def slow(self, seconds: float) -> None:
+        time.sleep(seconds)

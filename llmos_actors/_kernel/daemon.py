@@ -29,6 +29,7 @@ from ..config import ACTORS_DIR, CONTROL_SOCKET, Config
 from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
 from .control import ControlService
+from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .proctable import ActorRecord, ProcessTable
@@ -163,7 +164,10 @@ class Daemon:
 
     def _build_services(self) -> list[Service]:
         """The daemon's subsystems, started in this order and stopped in reverse."""
-        return []
+        self.events = EventBus(self.ctx, self.config, self.loop)
+        self.lifecycle.publish = self.events.publish
+        self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
+        return [self.events]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -255,6 +259,9 @@ class Daemon:
             if row["state"] == "exited" or not pid:
                 continue
             seen.add(pid)
+            topic_drops = self.events.drops_of(f"actor:{row['id']}")
+            if topic_drops:
+                row["stats"]["topic_drops"] = row["stats"].get("topic_drops", 0) + topic_drops
             proc = self.usage.get(pid)
             try:
                 if proc is None:

@@ -59,6 +59,8 @@ class Lifecycle:
         self.outputs: dict[str, Any] = {}
         #: Called after an exit is recorded (the supervisor decides about restarts there).
         self.exit_hooks: list[Callable[[ActorRecord], None]] = []
+        #: Publishes a system event (the event bus sets it; until then events go nowhere).
+        self.publish: Callable[[str, dict], None] = lambda topic, body: None
         self.spawn_times: list[float] = []
 
     # ------------------------------------------------------------------ spawning
@@ -162,8 +164,13 @@ class Lifecycle:
             record.cpus = info.get("cpus", record.cpus)
             record.nice = info.get("nice", record.nice)
             record.placement_note = info.get("nice_error", "")
+            record.overflow = info.get("overflow", record.overflow)
         if record.ready is not None and not record.ready.done():
             record.ready.set_result(record)
+        self.publish(
+            "sys.actor.started",
+            {"actor": record.id, "name": record.name, "pid": record.pid, "cls": record.cls, "cpus": record.cpus},
+        )
 
     def failed(self, actor_id: str, payload: dict) -> None:
         """The actor explains why it cannot start; its exit follows."""
@@ -208,7 +215,9 @@ class Lifecycle:
             record.ready.set_exception(self.start_error(record))
             record.ready.exception()  # retrieved here; spawn re-raises it
         log.info("actor %s (pid %s) exited: %s", record.label, record.pid, reason)
-        self.notify(record, record.exit_notice())
+        notice = record.exit_notice()
+        self.notify(record, notice)
+        self.publish("sys.actor.exited", notice)
         record.exited_event.set()
         for hook in self.exit_hooks:
             hook(record)

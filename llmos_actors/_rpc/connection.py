@@ -35,6 +35,9 @@ from .driver import LoopDriver
 #: How long a synchronous caller reads its own reply before handing reading to the loop.
 READ_SLICE = 0.002
 
+#: Seconds before the loop looks again at an outbox the peer had no room for.
+RETRY_DELAY = 0.005
+
 #: Outgoing messages queued per connection before the overflow policy applies.
 OUTBOX_LIMIT = 4 * P.BATCH_MAX_ITEMS
 
@@ -86,6 +89,7 @@ class Connection:
         self._io_wanted = False
         self._direct = 0  # sync callers reading their own reply right now
         self._io_scheduled = False
+        self._retry_scheduled = False
         self._closed = False
         self._writable: asyncio.Event | None = None  # set when the outbox has room (async senders)
 
@@ -122,11 +126,20 @@ class Connection:
             if not self._armed and not self._closed:
                 self.driver.loop.add_reader(self._fd, self._io)
                 self._armed = True
-            if self.outbox:
-                self._flush_locked(block=False)
+            sock = self.sock
+            while True:
+                if self.outbox:
+                    self._flush_locked(block=False)
+                self._drain_locked()
+                # Reading processes zmq's commands, "you may write again" among them, without
+                # the fd saying so: look, and flush again while there is room.
+                if not (self.outbox and int(sock.getsockopt(_EVENTS)) & _POLLOUT):
+                    break
+            if self.outbox and not self._retry_scheduled:
+                self._retry_scheduled = True  # safety net if no fd edge comes
+                self.driver.loop.call_later(RETRY_DELAY, self._retry)
             if self._writable is not None and len(self.outbox) < OUTBOX_LIMIT:
                 self._writable.set()
-            self._drain_locked()
             # Watch the socket only while someone relies on the loop to read it: a blocking
             # call that reads its own reply must not wake this thread for nothing.
             if self._armed and not (self.always_armed or self.outbox or len(self.pending) > self._direct):
@@ -134,6 +147,10 @@ class Connection:
                 self._armed = False
         finally:
             lock.release()
+
+    def _retry(self) -> None:
+        self._retry_scheduled = False
+        self._io()
 
     def _schedule_io(self) -> None:
         if not self._io_scheduled and not self._closed:
@@ -180,6 +197,8 @@ class Connection:
         msg_id = head["id"]
         if kind == P.ITEM:
             waiter = self.pending.get(msg_id)
+            if waiter is not None and not waiter.streaming:
+                return  # an item for a non-stream request: ignore the misbehaving peer
         elif kind == P.NOTICE:
             if self.on_notice is not None:
                 self.on_notice(self, head, body if decoded else self._decode(body, bufs))
@@ -310,10 +329,11 @@ class Connection:
             self._check_open()
             if waiter is not None:
                 self.pending[msg_id] = waiter  # type: ignore[index]
+            # Requests that expect a reply are never dropped: if the peer is not reading, they
+            # wait in the outbox (the caller holds a future for each, so it bounds them itself).
             if self.outbox:
                 self.outbox.append((head, body, bufs))
-                if not self._flush_locked(block=False):
-                    self._apply_overflow_locked(head)
+                self._flush_locked(block=False)
             elif not self._send_locked([head, body, *bufs], block=False):
                 self.outbox.append((head, body, bufs))
         except BaseException:

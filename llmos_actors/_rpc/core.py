@@ -21,6 +21,7 @@ from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
 from .driver import LoopDriver
+from .pubsub import Publisher
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
 SEND_HWM = 16
@@ -57,6 +58,9 @@ class ClientCore:
         self.next_id = itertools.count(1).__next__
         self.actors: dict[str, Connection] = {}
         self.notice_handlers: dict[str, list[NoticeHandler]] = {}
+        #: Things with sockets to close before the context (subscriptions, streams).
+        self.closables: set[Any] = set()
+        self._publisher: Publisher | None = None
         self._lock = threading.Lock()
         self._closed = False
         self.control = self._open(config.endpoint(CONTROL_SOCKET), "daemon", "block", always_armed=True)
@@ -100,6 +104,18 @@ class ClientCore:
                 # Ask the daemon to tell us if it dies (or if it is already gone).
                 self.tell_daemon("watch", addr.id)
         return conn
+
+    def publisher(self) -> Publisher:
+        """This handle's PUB socket (created on first publish)."""
+        pub = self._publisher
+        if pub is None:
+            with self._lock:
+                if self._closed:
+                    raise ClosedError("this client is closed")
+                if self._publisher is None:
+                    self._publisher = Publisher(self.driver, self.ctx, self.config, self.codec)
+                pub = self._publisher
+        return pub
 
     # ------------------------------------------------------------------ encoding
     def encode(
@@ -177,6 +193,10 @@ class ClientCore:
             self._closed = True
             conns = list(self.actors.values())
             self.actors.clear()
+        for thing in list(self.closables):
+            thing.close()
+        if self._publisher is not None:
+            self._publisher.close()
         for conn in conns:
             conn.close()
         self.control.close(linger=0)

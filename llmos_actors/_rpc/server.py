@@ -30,6 +30,7 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _Again = zmq.Again
+_PING = msgpack.packb({"event": "ping"})
 
 
 class Request:
@@ -101,6 +102,9 @@ class RpcServer:
         self.max_message_bytes = max_message_bytes
         self.stats = driver.stats
         self.paused = False
+        #: Called after each burst of reads (the actor's executor starts queued work there).
+        self.after_read: Callable[[], None] | None = None
+        self._gone: dict[bytes, None] = {}  # callers whose replies were unroutable (recent, bounded)
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._outbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._flush_scheduled = False
@@ -144,6 +148,8 @@ class RpcServer:
                 break
         else:
             self.loop.call_soon(self._on_readable)
+        if self.after_read is not None:
+            self.after_read()
         self.flush()
 
     def _count(self, key: str) -> None:
@@ -262,6 +268,18 @@ class RpcServer:
         """Send an unsolicited notice to a caller (death notices, deliveries)."""
         self.reply(ident, 0, P.NOTICE, body)
 
+    def ping(self, ident: bytes) -> bool:
+        """Whether a caller is still connected (a notice it ignores; unroutable means gone)."""
+        if ident in self._gone:
+            return False
+        self.flush()
+        self._send([ident, P.reply_header(P.NOTICE, 0), _PING])
+        return ident not in self._gone
+
+    def gone(self, ident: bytes) -> bool:
+        """Whether replies to this caller recently could not be delivered (it disconnected)."""
+        return ident in self._gone
+
     def flush(self) -> None:
         self._flush_scheduled = False
         if not self._outbox:
@@ -293,6 +311,9 @@ class RpcServer:
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 self._count("replies_unroutable")  # the caller went away
+                self._gone[frames[0]] = None
+                if len(self._gone) > 1024:
+                    del self._gone[next(iter(self._gone))]
             else:
                 self._count("replies_failed")
                 log.warning("reply could not be sent: %s", exc)

@@ -31,6 +31,7 @@ from ..errors import ActorImportError
 from . import process
 from .executor import ActorExecutor
 from .loader import load_class
+from .subscriptions import ActorSubscriptions, declared_subscriptions
 
 log = logging.getLogger("llmos_actors.actor")
 
@@ -109,11 +110,22 @@ class ActorRuntime:
             await self._shutdown()
             return EXIT_FAILED
         self.instance = instance
-        self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}")
+        settings = self._settings(instance)
+        self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}", **settings)
         self.server.on_request = self.executor
+        self.subscriptions = ActorSubscriptions(self, self.executor)
+        try:
+            await self.subscriptions.start(declared_subscriptions(instance))
+        except BaseException as exc:
+            await self._report_failure(exc)
+            await self._shutdown()
+            return EXIT_FAILED
         self.server.start()
         await self.kernel_async()._control(
-            "actor_ready", self.actor_id, {"pid": os.getpid(), **self.placement}, timeout=self.config.spawn_timeout
+            "actor_ready",
+            self.actor_id,
+            {"pid": os.getpid(), "overflow": settings["overflow"], **self.placement},
+            timeout=self.config.spawn_timeout,
         )
         heartbeat = loop.create_task(self._heartbeat())
         await self._stopping.wait()
@@ -121,6 +133,27 @@ class ActorRuntime:
         code = await self._stop(instance)
         await self._shutdown()
         return code
+
+    def _settings(self, instance: Any) -> dict:
+        """Mailbox and concurrency: spawn options, else the class's attributes, else the config."""
+        spec, cls = self.spec, type(instance)
+
+        def pick(key: str, default: Any) -> Any:
+            value = spec.get(key)
+            if value is None:
+                value = getattr(cls, key, None)
+            return default if value is None else value
+
+        return {
+            "mailbox_size": int(pick("mailbox_size", self.config.mailbox_size)),
+            "overflow": str(pick("overflow", self.config.overflow)),
+            "max_concurrency": int(pick("max_concurrency", 1)),
+            "max_async": int(pick("max_async", 1000)),
+        }
+
+    def subscribe(self, prefix: str, method: str) -> None:
+        """``Actor.actor_subscribe``: blocks until the subscription is live."""
+        self.subscriptions.add(prefix, method)
 
     def _deliver_early(self, req: Any) -> None:  # pragma: no cover - server starts after construction
         raise RuntimeError("request before the actor was constructed")
@@ -171,10 +204,8 @@ class ActorRuntime:
             self._stopping.set()
 
     async def _stop(self, instance: Any) -> int:
-        self.server.pause_reading()
-        pending = [t for t in self.executor.tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=self.config.grace / 2)
+        self.subscriptions.close()
+        await self.executor.drain(self.config.grace / 2)
         try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None
@@ -185,6 +216,8 @@ class ActorRuntime:
         return EXIT_OK
 
     async def _shutdown(self) -> None:
+        if getattr(self, "subscriptions", None) is not None:
+            self.subscriptions.close()
         self.server.close()
         if self._kernel is not None:
             self._kernel.close()

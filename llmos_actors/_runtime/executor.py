@@ -1,56 +1,546 @@
-"""Running requests against the actor instance: which methods are callable, and how.
+"""Running requests against the actor instance: which methods are callable, when and how they run.
 
-Plain methods run on the actor's main thread, one at a time, in arrival order;
-``async def`` methods run as tasks on the actor's loop; a plain method that
-returns an awaitable replies when it resolves (reply later).
+Requests go into the mailbox as the socket delivers them; ``pump`` takes them out
+in order while there is capacity:
+
+- plain methods run on the actor's main thread, one at a time (``max_concurrency``
+  of 1), or on a pool of that many threads;
+- ``async def`` methods run as tasks on the actor's loop, at most ``max_async`` at once;
+- generator methods stream: each turn runs the generator for up to one quantum
+  (or until the caller's credit runs out), then the stream goes back in the
+  mailbox behind whatever else waits (round robin between long generations);
+- topic deliveries call the subscribed method once per message.
+
+The pump runs inline work for at most ``slice`` seconds before it yields to the
+loop, so the socket is read (and higher-priority work seen) while a backlog drains.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
+import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
+from .._wire import protocol as P
 from ..actor import RESERVED_NAMES
+from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
+from .mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+SYNC, ASYNC, GEN, AGEN = "sync", "async", "gen", "agen"
+
+#: Items a stream may send before the caller grants more (the caller's default window).
+DEFAULT_CREDIT = 64
+#: Seconds a generator runs per turn before others get theirs.
+STREAM_QUANTUM = 0.005
+#: Seconds of inline work per pump before yielding to the loop.
+PUMP_SLICE = 0.002
+#: Seconds between checks that callers of parked streams are still there.
+PARKED_CHECK = 0.5
 
 
-def public_method_resolver(instance: Any) -> Callable[[str], Callable[..., Any] | None]:
-    """Map a method name to the bound method, if it may be called remotely (cached)."""
-    cache: dict[str, Callable[..., Any] | None] = {}
+def classify(fn: Callable[..., Any]) -> str:
+    target = getattr(fn, "__func__", fn)
+    if inspect.iscoroutinefunction(target):
+        return ASYNC
+    if inspect.isasyncgenfunction(target):
+        return AGEN
+    if inspect.isgeneratorfunction(target):
+        return GEN
+    return SYNC
 
-    def resolve(name: str) -> Callable[..., Any] | None:
+
+def public_method_resolver(instance: Any) -> Callable[[str], tuple[Callable[..., Any], str] | None]:
+    """Map a method name to ``(bound method, kind)`` if it may be called remotely (cached)."""
+    cache: dict[str, tuple[Callable[..., Any], str] | None] = {}
+
+    def resolve(name: str) -> tuple[Callable[..., Any], str] | None:
         try:
             return cache[name]
         except KeyError:
             pass
-        fn = None
+        found = None
         if name and not name.startswith("_") and not name.startswith("actor_") and name not in RESERVED_NAMES:
             attr = getattr(instance, name, None)
             if callable(attr) and not isinstance(getattr(type(instance), name, None), property):
-                fn = attr
+                found = (attr, classify(attr))
         if len(cache) < 4096:  # bounded: unknown names are cached too
-            cache[name] = fn
-        return fn
+            cache[name] = found
+        return found
 
     return resolve
 
 
+class Stream:
+    """One streaming call in progress."""
+
+    __slots__ = ("cancelled", "credit", "gen", "items", "kind", "parked", "req", "running", "task", "wakeup")
+
+    def __init__(self, req: Request, gen: Any, kind: str, credit: int) -> None:
+        self.req = req
+        self.gen = gen
+        self.kind = kind
+        self.credit = credit
+        self.parked = False  # out of credit, waiting for a CREDIT message
+        self.cancelled = False
+        self.running = False
+        self.task: asyncio.Task | None = None
+        self.wakeup: asyncio.Event | None = None
+        self.items = 0
+
+    @property
+    def prio(self) -> int | None:
+        return self.req.prio
+
+
+class StreamTurn:
+    """A mailbox entry: run a sync generator stream for one quantum."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    @property
+    def prio(self) -> int | None:
+        return self.stream.req.prio
+
+
+class TopicDelivery:
+    """A mailbox entry: messages published on a topic, for one subscribed method."""
+
+    __slots__ = ("fn", "items", "kind", "prio", "topic")
+
+    def __init__(self, fn: Callable[..., Any], kind: str, topic: str, items: list, prio: int | None = None) -> None:
+        self.fn = fn
+        self.kind = kind
+        self.topic = topic
+        self.items = items
+        self.prio = prio
+
+
 class ActorExecutor(Invoker):
-    """The actor's dispatcher: resolves public methods and runs them.
+    """The actor's dispatcher: mailbox, concurrency limits, streams and topic deliveries."""
 
-    Attributes:
-        calls: requests started; ``stats`` holds done/failed/expired counts.
-    """
-
-    def __init__(self, server: RpcServer, instance: Any, label: str) -> None:
-        super().__init__(server, public_method_resolver(instance), label=label)
+    def __init__(
+        self,
+        server: RpcServer,
+        instance: Any,
+        label: str,
+        *,
+        mailbox_size: int = 10_000,
+        overflow: str = "block",
+        max_concurrency: int = 1,
+        max_async: int = 1000,
+        topic_backlog: int = 10_000,
+    ) -> None:
+        self.lookup = public_method_resolver(instance)
+        super().__init__(server, self.lookup, label=label)  # type: ignore[arg-type]
         self.instance = instance
+        self.loop = server.loop
+        self.mailbox = self.make_mailbox(mailbox_size)
+        self.overflow = overflow
+        self.max_sync = max(1, max_concurrency)
+        self.pool = (
+            ThreadPoolExecutor(max_concurrency, thread_name_prefix="llmos-actor") if max_concurrency > 1 else None
+        )
+        self.max_async = max_async
+        self.busy_sync = 0
+        self.busy_async = 0
+        self.streams: dict[tuple[bytes, int], Stream] = {}
+        self.topic_backlog = topic_backlog
+        self.topic_queued = 0
         self.calls = 0
+        self.stopping = False
+        self._active: dict[tuple[bytes, int], asyncio.Future] = {}
+        self._changed: asyncio.Event | None = None  # set on every completion while draining
+        self._pump_scheduled = False
+        self._watching = False
+        server.after_read = self.pump
 
+    def make_mailbox(self, size: int) -> Mailbox:
+        return Mailbox(size)
+
+    # ------------------------------------------------------------------ intake
     def __call__(self, req: Request) -> None:
+        kind = req.kind
+        if kind == P.CANCEL:
+            self.cancel(req.ident, req.id)
+            return
+        if kind == P.CREDIT:
+            self.add_credit(req.ident, req.id, req.args[0] if req.args else 0)
+            return
+        if self.stopping:
+            if kind != P.TELL:
+                self.fail(req, ActorDiedError(f"{self.label} is stopping"), traceback=False)
+            return
+        mailbox = self.mailbox
+        if mailbox.full and self.overflow == "drop":
+            self.stats["dropped"] = self.stats.get("dropped", 0) + 1
+            if kind != P.TELL:
+                self.fail(req, MailboxFull(f"{self.label}'s mailbox is full (overflow policy 'drop')"), traceback=False)
+            return
         self.calls += 1
-        self.run(req)
+        mailbox.put(req, req.prio)
+        if mailbox.full and self.overflow != "drop":
+            self.server.pause_reading()
+        self.schedule_pump()
+
+    def deliver_topic(self, fn: Callable[..., Any], kind: str, topic: str, items: list) -> None:
+        """Messages from a subscription: queued unless the backlog is full (then dropped, counted)."""
+        if self.stopping:
+            return
+        if self.topic_queued + len(items) > self.topic_backlog:
+            self.stats["topic_drops"] = self.stats.get("topic_drops", 0) + len(items)
+            return
+        self.topic_queued += len(items)
+        self.mailbox.put(TopicDelivery(fn, kind, topic, items))
+        self.schedule_pump()
+
+    def schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self.pump)
+
+    # ------------------------------------------------------------------ running
+    def pump(self) -> None:
+        """Start queued work while there is capacity, for at most one slice of inline time."""
+        self._pump_scheduled = False
+        mailbox = self.mailbox
+        end = time.monotonic() + PUMP_SLICE
+        while len(mailbox):
+            entry = mailbox.peek()
+            if not self._has_capacity(entry):
+                break
+            mailbox.pop()
+            self._start(entry)
+            if time.monotonic() > end:
+                self.schedule_pump()
+                break
+        if self.server.paused and mailbox.low and not self.stopping:
+            self.server.resume_reading()
+
+    def _has_capacity(self, entry: Any) -> bool:
+        if type(entry) is Request:
+            found = self.lookup(entry.method)
+            kind = found[1] if found else SYNC
+            if kind in (ASYNC, AGEN):
+                return self.busy_async < self.max_async
+            return self.busy_sync < self.max_sync
+        if type(entry) is TopicDelivery and entry.kind == ASYNC:
+            return self.busy_async < self.max_async
+        return self.busy_sync < self.max_sync
+
+    def _start(self, entry: Any) -> None:
+        if type(entry) is Request:
+            self._start_request(entry)
+        elif type(entry) is StreamTurn:
+            self._stream_turn(entry.stream)
+        else:
+            self._deliver(entry)
+
+    def _start_request(self, req: Request) -> None:
+        found = self.lookup(req.method)
+        if found is None:
+            self.fail(req, MethodNotFound(f"{self.label} has no public method {req.method!r}"), traceback=False)
+            return
+        fn, kind = found
+        if req.deadline is not None and self.expired(req):
+            return
+        if req.kind == P.STREAM:
+            self._start_stream(req, fn, kind)
+            return
+        if kind in (GEN, AGEN):
+            self.fail(req, LlmosError(f"{req.method!r} is a generator: call it with ref.stream()"), traceback=False)
+            return
+        if kind == ASYNC:
+            self._run_async(req, fn)
+        elif self.pool is not None:
+            self._run_in_pool(req, fn)
+        else:
+            self._run_inline(req, fn)
+
+    def _run_inline(self, req: Request, fn: Callable[..., Any]) -> None:
+        self.busy_sync += 1
+        try:
+            result = fn(*req.args, **req.kwargs)
+        except Exception as exc:
+            self.fail(req, exc)
+            return
+        finally:
+            self.busy_sync -= 1
+        if inspect.isawaitable(result):
+            self._track_async(req, result)
+        else:
+            self.succeed(req, result)
+
+    def _run_in_pool(self, req: Request, fn: Callable[..., Any]) -> None:
+        self.busy_sync += 1
+        call = functools.partial(fn, *req.args, **req.kwargs)
+        fut = self.loop.run_in_executor(self.pool, call)
+
+        def done(f: asyncio.Future) -> None:
+            self.busy_sync -= 1
+            exc = f.exception()
+            if exc is not None:
+                self.fail(req, exc)
+            else:
+                result = f.result()
+                if inspect.isawaitable(result):
+                    self._track_async(req, result)
+                else:
+                    self.succeed(req, result)
+            self.schedule_pump()
+
+        fut.add_done_callback(done)
+
+    def _run_async(self, req: Request, fn: Callable[..., Any]) -> None:
+        try:
+            coro = fn(*req.args, **req.kwargs)
+        except Exception as exc:
+            self.fail(req, exc)
+            return
+        self._track_async(req, coro)
+
+    def _track_async(self, req: Request, awaitable: Any) -> None:
+        self.busy_async += 1
+        task = self.await_result(req, awaitable)
+        self._active[(req.ident, req.id)] = task
+
+        def release(_: Any) -> None:
+            self.busy_async -= 1
+            self._active.pop((req.ident, req.id), None)
+            self.schedule_pump()
+
+        task.add_done_callback(release)
+
+    # ------------------------------------------------------------------ topics
+    def _deliver(self, entry: TopicDelivery) -> None:
+        self.topic_queued -= len(entry.items)
+        fn, topic = entry.fn, entry.topic
+        if entry.kind == ASYNC:
+
+            async def run_all() -> None:
+                for item in entry.items:
+                    try:
+                        await fn(topic, item)
+                    except Exception:
+                        log.exception("topic handler %s failed on %r", getattr(fn, "__name__", fn), topic)
+
+            self.busy_async += 1
+            task = self.loop.create_task(run_all())
+            task.add_done_callback(lambda _: self._async_done())
+            return
+        for item in entry.items:
+            try:
+                fn(topic, item)
+            except Exception:
+                log.exception("topic handler %s failed on %r", getattr(fn, "__name__", fn), topic)
+        self.stats["delivered"] = self.stats.get("delivered", 0) + len(entry.items)
+
+    def _async_done(self) -> None:
+        self.busy_async -= 1
+        self.schedule_pump()
+        if self._changed is not None:
+            self._changed.set()
+
+    # ------------------------------------------------------------------ streams
+    def _start_stream(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
+        if kind not in (GEN, AGEN):
+            self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
+            return
+        try:
+            gen = fn(*req.args, **req.kwargs)
+        except Exception as exc:
+            self.fail(req, exc)
+            return
+        credit = req.head.get("credit", DEFAULT_CREDIT)
+        stream = Stream(req, gen, kind, credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT)
+        self.streams[(req.ident, req.id)] = stream
+        if kind == AGEN:
+            stream.wakeup = asyncio.Event()
+            self.busy_async += 1
+            stream.task = self.loop.create_task(self._run_async_stream(stream))
+        else:
+            self._stream_turn(stream)
+
+    def _stream_turn(self, stream: Stream) -> None:
+        """Run a sync generator until its quantum ends, its credit runs out, or it finishes."""
+        if stream.cancelled:
+            return
+        req = stream.req
+        server = self.server
+        end = time.monotonic() + STREAM_QUANTUM
+        self.busy_sync += 1
+        stream.running = True
+        try:
+            while stream.credit > 0:
+                if server.gone(req.ident):
+                    self._drop_stream(stream, "caller went away")
+                    return
+                try:
+                    item = next(stream.gen)
+                except StopIteration:
+                    self._end_stream(stream)
+                    return
+                except Exception as exc:
+                    self.streams.pop((req.ident, req.id), None)
+                    self.fail(req, exc)
+                    return
+                stream.credit -= 1
+                stream.items += 1
+                server.reply(req.ident, req.id, P.ITEM, item)
+                if time.monotonic() > end:
+                    break
+        finally:
+            stream.running = False
+            self.busy_sync -= 1
+        if stream.cancelled:
+            stream.gen.close()
+        elif stream.credit > 0:
+            self.mailbox.put(StreamTurn(stream), req.prio)  # back of the line: others get a turn
+            self.schedule_pump()
+        else:
+            stream.parked = True
+            self._watch_parked()
+
+    async def _run_async_stream(self, stream: Stream) -> None:
+        req = stream.req
+        agen = stream.gen
+        assert stream.wakeup is not None
+        try:
+            while True:
+                while stream.credit <= 0:
+                    stream.wakeup.clear()
+                    self._watch_parked()
+                    await stream.wakeup.wait()
+                if self.server.gone(req.ident):
+                    self.streams.pop((req.ident, req.id), None)
+                    return
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    self._end_stream(stream)
+                    return
+                stream.credit -= 1
+                stream.items += 1
+                self.server.reply(req.ident, req.id, P.ITEM, item)
+        except asyncio.CancelledError:
+            await agen.aclose()
+        except Exception as exc:
+            self.streams.pop((req.ident, req.id), None)
+            self.fail(req, exc)
+        finally:
+            self._async_done()
+
+    def _end_stream(self, stream: Stream) -> None:
+        req = stream.req
+        self.streams.pop((req.ident, req.id), None)
+        self.stats["done"] = self.stats.get("done", 0) + 1
+        self.server.reply(req.ident, req.id, P.END, stream.items)
+
+    def _drop_stream(self, stream: Stream, why: str) -> None:
+        stream.cancelled = True
+        self.streams.pop((stream.req.ident, stream.req.id), None)
+        self.stats["streams_cancelled"] = self.stats.get("streams_cancelled", 0) + 1
+        log.info("stream %r cancelled: %s", stream.req.method, why)
+        if stream.kind == AGEN:
+            if stream.task is not None:
+                stream.task.cancel()
+        elif not stream.running:
+            stream.gen.close()
+
+    def _watch_parked(self) -> None:
+        """Parked streams send nothing, so nothing tells us their caller died: ask now and then."""
+        if not self._watching:
+            self._watching = True
+            self.loop.call_later(PARKED_CHECK, self._check_parked)
+
+    def _check_parked(self) -> None:
+        self._watching = False
+        parked = [s for s in self.streams.values() if s.parked or (s.kind == AGEN and s.credit <= 0)]
+        for stream in parked:
+            if not self.server.ping(stream.req.ident):
+                self._drop_stream(stream, "caller went away")
+        if any(s.parked or (s.kind == AGEN and s.credit <= 0) for s in self.streams.values()):
+            self._watch_parked()
+
+    def add_credit(self, ident: bytes, msg_id: int, n: Any) -> None:
+        stream = self.streams.get((ident, msg_id))
+        if stream is None or type(n) is not int or n <= 0:
+            return
+        stream.credit += n
+        if stream.kind == AGEN:
+            stream.wakeup.set()  # type: ignore[union-attr]
+        elif stream.parked:
+            stream.parked = False
+            self.mailbox.put(StreamTurn(stream), stream.req.prio)
+            self.schedule_pump()
+
+    def cancel(self, ident: bytes, msg_id: int) -> None:
+        """The caller gave up on a request: stop its stream, or drop it if it has not started."""
+        stream = self.streams.get((ident, msg_id))
+        if stream is not None:
+            self._drop_stream(stream, "the caller closed it")
+            return
+        removed = self.mailbox.remove(lambda e: type(e) is Request and e.ident == ident and e.id == msg_id)
+        if removed:
+            self.stats["cancelled"] = self.stats.get("cancelled", 0) + 1
+            return
+        task = self._active.get((ident, msg_id))
+        if task is not None:
+            task.cancel()
+
+    # ------------------------------------------------------------------ stopping
+    def succeed(self, req: Request, value: Any) -> None:
+        super().succeed(req, value)
+        if self._changed is not None:
+            self._changed.set()
+
+    def fail(self, req: Request, exc: BaseException, *, traceback: bool = True) -> None:
+        super().fail(req, exc, traceback=traceback)
+        if self._changed is not None:
+            self._changed.set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(len(self.mailbox) or self.busy_sync or self.busy_async)
+
+    async def drain(self, grace: float, *, cancel: bool = False) -> None:
+        """Stop taking work; let queued and running work finish for up to ``grace`` s (or cancel it)."""
+        self.stopping = True
+        self.server.pause_reading()
+        deadline = time.monotonic() + grace
+        self._changed = asyncio.Event()
+        while not cancel and self.busy:
+            self._changed.clear()
+            self.pump()
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.busy:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                break
+        for entry in self.mailbox.remove(lambda e: True):
+            if type(entry) is Request and entry.kind != P.TELL:
+                self.fail(
+                    entry, ActorDiedError(f"{self.label} stopped before running {entry.method!r}"), traceback=False
+                )
+        for stream in list(self.streams.values()):
+            self._drop_stream(stream, "actor stopping")
+        for task in list(self._active.values()):
+            task.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
     def snapshot(self) -> dict:
         """Counters for heartbeats (``llmos ps``)."""
@@ -61,6 +551,12 @@ class ActorExecutor(Invoker):
             "failed": stats.get("failed", 0),
             "expired": stats.get("expired", 0),
             "malformed": stats.get("malformed", 0),
-            "active": len(self.tasks),
-            "queued": 0,
+            "dropped": stats.get("dropped", 0),
+            "cancelled": stats.get("cancelled", 0),
+            "topic_drops": stats.get("topic_drops", 0),
+            "delivered": stats.get("delivered", 0),
+            "queued": len(self.mailbox),
+            "active": self.busy_sync + self.busy_async,
+            "streams": len(self.streams),
+            **self.mailbox.snapshot(),
         }

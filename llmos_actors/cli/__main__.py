@@ -7,11 +7,11 @@ import os
 import sys
 
 from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
-from . import call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd
+from . import call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd, topics_cmd
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd]
+COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -19,6 +19,8 @@ EPILOG = """examples:
   llmos call c incr 5                          # -> 15
   llmos ps                                     # where everything runs
   llmos logs c -f
+  llmos sub sys.actor.                         # the daemon's events, as JSON lines
+  llmos pub news.today '{"headline": "hi"}'
   llmos kill c
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 

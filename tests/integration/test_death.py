@@ -46,11 +46,12 @@ def test_unimportable_class(kernel):
 
 def test_os_exit_fails_pending_and_later_calls(kernel):
     p = kernel.spawn(Probe)
-    slow = [p.ask("sleep", 0.3) for _ in range(3)]
+    dying = p.ask("exit_now", 3)
+    queued = [p.ask("sleep", 0.3) for _ in range(3)]  # behind the exit in the mailbox
     with pytest.raises(llmos.ActorDiedError) as info:
-        p.call("exit_now", 3)
+        dying.result(timeout=10)
     assert info.value.exitcode == 3
-    for fut in slow:
+    for fut in queued:
         with pytest.raises(llmos.ActorDiedError):
             fut.result(timeout=5)
     started = time.monotonic()

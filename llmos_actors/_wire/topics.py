@@ -1,0 +1,80 @@
+"""Topic messages on the wire.
+
+A topic message is ``[topic] [header] [body]``: the topic frame (UTF-8), a header
+``{"v", "kind": "pub", "id": 0, "n": count, ...}`` and a body that is a msgpack
+array of ``n`` payloads: consecutive messages to one topic travel as one batch.
+
+Publisher -> daemon headers carry ``pd``: messages this publisher dropped since
+its previous batch (its queue to the daemon was full). Daemon -> subscriber
+headers carry ``dropped``: messages this subscriber missed since its previous
+delivery (its queue was full). Nothing is lost without being counted.
+
+Subscribers talk to the daemon on the same socket with control messages whose
+topic frame is empty: ``[b""] [request header] [body]``.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from ..errors import ProtocolError
+from . import protocol as P
+
+PUB = "pub"
+#: Longest topic accepted (bytes of UTF-8).
+MAX_TOPIC_BYTES = 1024
+#: Reserved for the daemon's own events (actor started, exited, restarted).
+SYSTEM_PREFIX = "sys."
+
+
+def check_topic(topic: object, *, publishing: bool = True) -> bytes:
+    """Validate a topic (or subscription prefix) and return its bytes.
+
+    Raises:
+        TypeError / ValueError: not a str, too long, empty, or reserved for the daemon.
+    """
+    if not isinstance(topic, str):
+        raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+    raw = topic.encode()
+    if len(raw) > MAX_TOPIC_BYTES:
+        raise ValueError(f"topic of {len(raw)} bytes exceeds the limit of {MAX_TOPIC_BYTES} bytes")
+    if publishing:
+        if not topic:
+            raise ValueError("topic must not be empty")
+        if topic.startswith(SYSTEM_PREFIX):
+            raise ValueError(f"topics starting with {SYSTEM_PREFIX!r} are reserved for the daemon's events")
+    return raw
+
+
+def pub_header(n: int, **extra: int) -> bytes:
+    head = {"v": P.VERSION, "kind": PUB, "id": 0, "n": n}
+    if extra:
+        head.update(extra)
+    return msgpack.packb(head)
+
+
+def array_body(payloads: list[bytes]) -> bytes:
+    """A msgpack array from already-packed payloads (nothing is packed twice)."""
+    return P.batch_body(payloads)
+
+
+def parse_delivery(frames: list, unpack) -> tuple[str, dict, list]:
+    """``(topic, header, payloads)`` of a topic message.
+
+    Raises:
+        ProtocolError: wrong shape, header or body.
+    """
+    if len(frames) != 3:
+        raise ProtocolError(f"topic message has {len(frames)} frames, not 3")
+    topic_raw, head_raw, body = frames
+    head = P.parse_header(head_raw)
+    if head["kind"] != PUB or type(head.get("n")) is not int:
+        raise ProtocolError("malformed topic message header")
+    payloads = unpack(body)
+    if type(payloads) is not list or len(payloads) != head["n"]:
+        raise ProtocolError("topic message body does not hold the announced number of payloads")
+    try:
+        topic = topic_raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("topic is not UTF-8") from exc
+    return topic, head, payloads

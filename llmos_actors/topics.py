@@ -1,0 +1,253 @@
+"""Pub/sub topics: ``kernel.publish(topic, msg)``, ``kernel.subscribe(prefix)``, ``@llmos.subscribe``.
+
+Delivery is at-most-once to slow subscribers: a subscriber that falls behind
+misses messages rather than slowing publishers or the daemon, and the daemon
+counts what it missed (``Subscription.dropped``; ``topic_drops`` in ``llmos ps``
+for actors; per subscriber in ``llmos status``).
+Messages from one publisher to one topic arrive in order. Topics are strings of
+up to 1024 bytes; subscriptions match by prefix; ``sys.`` topics carry the
+daemon's own events (``sys.actor.started``, ``sys.actor.exited``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import zmq
+
+from ._rpc.pubsub import SubscriberSocket
+from ._wire.topics import check_topic
+from .errors import CallTimeout, ClosedError
+
+if TYPE_CHECKING:
+    from ._rpc.core import ClientCore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Seconds a blocked ``Subscription.get`` holds the socket before checking for close.
+_POLL_SLICE = 0.1
+
+
+def subscribe(*prefixes: str) -> Callable[[F], F]:
+    """Mark an actor method to receive messages published on topics starting with ``prefixes``.
+
+    The method is called as ``method(topic, msg)`` through the actor's mailbox (it
+    may be ``async def``). The actor's subscriptions are live before ``spawn`` returns.
+
+        class Watcher(llmos.Actor):
+            @llmos.subscribe("sensors.")
+            def on_reading(self, topic, msg): ...
+    """
+    for prefix in prefixes:
+        check_topic(prefix, publishing=False)
+
+    def mark(fn: F) -> F:
+        existing = getattr(fn, "__llmos_subscribe__", ())
+        fn.__llmos_subscribe__ = (*existing, *prefixes)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Subscription:
+    """Messages on topics matching a prefix, as an iterator of ``(topic, msg)``.
+
+    Use from one thread at a time; ``close()`` from anywhere. Live when created:
+    nothing published afterwards is missed unless this subscriber falls more than
+    the daemon's ``topic_queue`` behind, and then ``dropped`` says how many.
+    """
+
+    def __init__(self, core: ClientCore, prefix: str) -> None:
+        self.prefix = prefix
+        self._core = core
+        self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._sub.subscribe([prefix])
+        except BaseException:
+            self._sub.close()
+            raise
+        core.closables.add(self)
+
+    @property
+    def dropped(self) -> int:
+        """Messages this subscriber missed because it fell behind (counted by the daemon)."""
+        return self._sub.dropped
+
+    def get(self, timeout: float | None = None) -> tuple[str, Any]:
+        """The next ``(topic, msg)``.
+
+        Raises:
+            CallTimeout: nothing arrived within ``timeout`` seconds.
+            ClosedError: the subscription (or its kernel) was closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sub = self._sub
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise ClosedError(f"subscription to {self.prefix!r} is closed")
+                if sub.buffer:
+                    return sub.buffer.popleft()
+                left = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - time.monotonic())
+                if left > 0 and sub.sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                    sub.read_available(64)
+                    if sub.buffer:
+                        return sub.buffer.popleft()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        try:
+            return self.get()
+        except ClosedError:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._sub.close()
+        self._core.closables.discard(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncSubscription:
+    """The asyncio twin of ``Subscription``: ``async for topic, msg in sub``."""
+
+    def __init__(self, core: ClientCore, prefix: str) -> None:
+        self.prefix = prefix
+        self._core = core
+        self._loop = core.driver.loop
+        self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    async def _start(self, timeout: float = 10.0) -> AsyncSubscription:
+        self._loop.add_reader(self._sub.fd, self._ready.set)
+        msg_id = self._sub.request("subscribe", [self.prefix])
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._sub.acked(msg_id):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CallTimeout(f"the daemon did not confirm the subscription to {self.prefix!r}")
+                self._sub.read_available()
+                if not self._sub.acked(msg_id):
+                    await self._wait(left)
+                else:
+                    break
+        except BaseException:
+            self.close()
+            raise
+        self._core.closables.add(self)
+        return self
+
+    async def _wait(self, timeout: float | None) -> None:
+        self._ready.clear()
+        if int(self._sub.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # type: ignore[arg-type]
+            return
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    @property
+    def dropped(self) -> int:
+        return self._sub.dropped
+
+    async def get(self, timeout: float | None = None) -> tuple[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sub = self._sub
+        while True:
+            if self._closed:
+                raise ClosedError(f"subscription to {self.prefix!r} is closed")
+            if not sub.buffer:
+                sub.read_available(64)
+            if sub.buffer:
+                return sub.buffer.popleft()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
+            await self._wait(left)
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> tuple[str, Any]:
+        try:
+            return await self.get()
+        except ClosedError:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.set()
+        try:
+            self._loop.remove_reader(self._sub.fd)
+        except (ValueError, zmq.ZMQError):
+            pass
+        self._sub.close()
+        self._core.closables.discard(self)
+
+    async def __aenter__(self) -> AsyncSubscription:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class TopicsMixin:
+    """``publish`` and ``subscribe`` for the synchronous ``Kernel``."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
+    def publish(self, topic: str, msg: Any) -> None:
+        """Publish ``msg`` on ``topic``, batched with its neighbours; waits only while the daemon is full.
+
+        Raises:
+            ValueError / TypeError: bad topic (empty, > 1024 bytes, ``sys.``) or a payload that cannot travel.
+        """
+        self._core.publisher().publish(topic, msg)
+
+    def subscribe(self, prefix: str) -> Subscription:
+        """Subscribe to every topic starting with ``prefix`` (live when this returns)."""
+        return Subscription(self._core, prefix)
+
+
+class AsyncTopicsMixin:
+    """``publish`` and ``subscribe`` for ``AsyncKernel``."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
+    def publish(self, topic: str, msg: Any) -> None:
+        """As ``Kernel.publish``, but never blocks: while the daemon is full, up to 65,536 messages
+        wait in this process; past that they are dropped and counted."""
+        self._core.publisher().publish(topic, msg, block=False)
+
+    async def subscribe(self, prefix: str) -> AsyncSubscription:
+        """Subscribe to every topic starting with ``prefix`` (live when the await returns)."""
+        return await AsyncSubscription(self._core, prefix)._start()
