@@ -31,6 +31,7 @@ from .errors import (
     RemoteError,
     ResourceUnavailable,
 )
+from .pools import AsyncPool, Pool, PoolDispatcher
 from .refs import ActorRef, AsyncActorRef, CallOptions
 from .streams import AsyncStreamCall, StreamCall
 from .topics import AsyncSubscription, Subscription, subscribe
@@ -44,6 +45,7 @@ __all__ = [
     "ActorRef",
     "AsyncActorRef",
     "AsyncKernel",
+    "AsyncPool",
     "AsyncStreamCall",
     "AsyncSubscription",
     "CallOptions",
@@ -57,6 +59,8 @@ __all__ = [
     "MailboxFull",
     "MethodNotFound",
     "NameTaken",
+    "Pool",
+    "PoolDispatcher",
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",

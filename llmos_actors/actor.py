@@ -29,12 +29,20 @@ class Actor:
         max_async: ``async def`` calls running at once (default 1000); more wait in the mailbox.
         mailbox_size: bound of the mailbox (default from the daemon config).
         overflow: "block", "raise" or "drop" for senders when the mailbox is full.
+        mailbox_policy: "priority" (default: multi-level feedback queue) or "fifo".
+        mailbox_aging: seconds a waiting message needs to climb one priority level (default 1.0).
+        flood_share: share of the mailbox one sender may fill before its messages are demoted (0.25).
+        goal: ``staticmethod(fn(objective, time_left, priority) -> level)``, see ``llmos_actors.scheduling``.
     """
 
     max_concurrency: int | None = None
     max_async: int | None = None
     mailbox_size: int | None = None
     overflow: str | None = None
+    mailbox_policy: str | None = None
+    mailbox_aging: float | None = None
+    flood_share: float | None = None
+    goal: Any = None
 
     # Set by the runtime before __init__ runs.
     _llmos_runtime: Any = None

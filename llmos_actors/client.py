@@ -23,6 +23,7 @@ from ._wire import protocol as P
 from ._wire.address import ActorAddress
 from .config import CONTROL_SOCKET, Config, load_config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
+from .pools import AsyncPoolsMixin, PoolsMixin
 from .refs import ActorRef, AsyncActorRef, wait_sync
 from .topics import AsyncTopicsMixin, TopicsMixin
 
@@ -63,7 +64,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin):
+class Kernel(TopicsMixin, PoolsMixin):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -225,7 +226,7 @@ class Kernel(TopicsMixin):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin):
+class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and

@@ -113,6 +113,26 @@ class DaemonHandle:
         return self.process.returncode
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def toml_text(settings: dict[str, Any]) -> str:
+    """Config settings as TOML: plain keys, then one ``[section]`` per dict (``scheduler={...}``)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    for section, values in settings.items():
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    return "\n".join(lines) + "\n"
+
+
 def short_tmpdir(prefix: str = "llmos-t-") -> Path:
     """A private temp dir with a short path (unix socket paths are limited to 107 bytes)."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -141,17 +161,7 @@ def start_daemon(
     rdir = base / "rt" if own_dir else Path(runtime_dir)  # type: ignore[arg-type]
     state = base / "state" if own_dir else rdir.parent / (rdir.name + "-state")
     config_file = base / "llmosd.toml"
-    lines = []
-    for key, value in settings.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, (int, float)):
-            lines.append(f"{key} = {value}")
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"{key} = [{', '.join(repr(str(v)) for v in value)}]")
-        else:
-            lines.append(f"{key} = {str(value)!r}")
-    config_file.write_text("\n".join(lines) + "\n")
+    config_file.write_text(toml_text(settings))
     config = load_config(
         {"runtime_dir": rdir, "state_dir": state},
         config_file=config_file,

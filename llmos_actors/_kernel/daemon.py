@@ -34,6 +34,7 @@ from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
+from .scheduler import Scheduler
 from .service import Service
 from .zygote_link import ZygoteLink
 
@@ -167,7 +168,8 @@ class Daemon:
         self.events = EventBus(self.ctx, self.config, self.loop)
         self.lifecycle.publish = self.events.publish
         self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
-        return [self.events]
+        self.scheduler = Scheduler(self)
+        return [self.events, self.scheduler]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -252,7 +254,8 @@ class Daemon:
         return await self.lifecycle.kill(record, force=force, grace=grace)
 
     def add_usage(self, rows: list[dict]) -> None:
-        """Add live CPU% and RSS (psutil) to ``ps`` rows."""
+        """Add live CPU% and RSS (psutil) and the scheduler's notes to ``ps`` rows."""
+        self.scheduler.annotate(rows)
         seen = set()
         for row in rows:
             pid = row.get("pid")

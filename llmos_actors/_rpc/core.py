@@ -24,7 +24,7 @@ from .driver import LoopDriver
 from .pubsub import Publisher
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
-SEND_HWM = 16
+SEND_HWM = 128
 RECONNECT_IVL_MS = 10
 RECONNECT_IVL_MAX_MS = 200
 
@@ -77,7 +77,7 @@ class ClientCore:
         # Blocking receives (a sync caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
-        return Connection(
+        conn = Connection(
             self.driver,
             sock,
             self.codec,
@@ -86,6 +86,8 @@ class ClientCore:
             overflow=overflow,
             always_armed=always_armed,
         )
+        conn.max_bytes = self.config.max_message_bytes
+        return conn
 
     def actor_connection(self, addr: ActorAddress) -> Connection:
         """The connection to ``addr``'s actor, opened (and watched for death) on first use."""

@@ -155,6 +155,7 @@ class SubscriberSocket:
         self.who = who
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.RCVHWM, config.topic_queue)
+        self.sock.setsockopt(zmq.RCVBUF, 256 * 1024)
         self.sock.setsockopt(zmq.LINGER, 200)
         self.sock.connect(config.endpoint(EVENTS_SOCKET))
         self.prefixes: list[str] = []

@@ -28,9 +28,11 @@ from .._wire.codec import EXT_REF, Codec, error_payload
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
+from ..scheduling import load_goal
 from . import process
 from .executor import ActorExecutor
 from .loader import load_class
+from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
 from .subscriptions import ActorSubscriptions, declared_subscriptions
 
 log = logging.getLogger("llmos_actors.actor")
@@ -124,7 +126,12 @@ class ActorRuntime:
         await self.kernel_async()._control(
             "actor_ready",
             self.actor_id,
-            {"pid": os.getpid(), "overflow": settings["overflow"], **self.placement},
+            {
+                "pid": os.getpid(),
+                "overflow": settings["overflow"],
+                "mailbox": settings["mailbox_policy"],
+                **self.placement,
+            },
             timeout=self.config.spawn_timeout,
         )
         heartbeat = loop.create_task(self._heartbeat())
@@ -144,11 +151,20 @@ class ActorRuntime:
                 value = getattr(cls, key, None)
             return default if value is None else value
 
+        sched = dict(self.config.extra.get("scheduler", {}))
+        goal = getattr(cls, "goal", None)
+        if goal is None and sched.get("goal"):
+            goal = load_goal(str(sched["goal"]))
         return {
             "mailbox_size": int(pick("mailbox_size", self.config.mailbox_size)),
             "overflow": str(pick("overflow", self.config.overflow)),
             "max_concurrency": int(pick("max_concurrency", 1)),
             "max_async": int(pick("max_async", 1000)),
+            "priority": int(spec.get("priority", DEFAULT_PRIORITY)),
+            "mailbox_policy": str(pick("mailbox_policy", sched.get("mailbox_policy", "priority"))),
+            "aging": float(pick("mailbox_aging", sched.get("aging", DEFAULT_AGING))),
+            "flood_share": float(pick("flood_share", sched.get("flood_share", DEFAULT_FLOOD_SHARE))),
+            "goal": goal,
         }
 
     def subscribe(self, prefix: str, method: str) -> None:

@@ -21,11 +21,14 @@ def _cpus(row: dict) -> str:
     return ",".join(map(str, cpus)) if cpus else "any"
 
 
-def _exit(row: dict) -> str:
+def _note(row: dict) -> str:
     ex = row.get("exit") or {}
-    if row["state"] != "exited" or not ex:
-        return ""
-    return ex.get("reason", "")
+    if row["state"] == "exited" and ex:
+        return ex.get("reason", "")
+    notes = [f"pool {row['pool']}"] if row.get("pool") else []
+    if row.get("sched"):
+        notes.append(row["sched"])
+    return "; ".join(notes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{r['cpu_percent']:.0f}" if r.get("cpu_percent") is not None else None,
                 human_bytes(r.get("rss")),
                 (r.get("stats") or {}).get("done"),
-                _exit(r),
+                (r.get("stats") or {}).get("queued"),
+                _note(r),
             )
             for r in rows
         ),
-        ("NAME", "ID", "PID", "STATE", "CPUS", "CORE", "PRIO", "NICE", "CPU%", "RSS", "DONE", "EXIT"),
+        ("NAME", "ID", "PID", "STATE", "CPUS", "CORE", "PRIO", "NICE", "CPU%", "RSS", "DONE", "QUEUED", "NOTE"),
     )
     return 0

@@ -155,9 +155,10 @@ def test_slow_client_subscriber_loses_messages_and_counts_them():
         lazy = kernel.subscribe("flood.")  # never reads during the flood
         with kernel.subscribe("flood.") as fast:
             fast_received = 0
+            blob = "x" * 1000  # big enough that the transport's buffers cannot hide the backlog
             for _ in range(10):
                 for i in range(3000):
-                    kernel.publish("flood.x", i)
+                    kernel.publish("flood.x", [i, blob])
                 kernel._core.publisher().flush()
                 fast_received += _drain_then_mark(kernel, fast, "flood.mark", 0.2) + 1  # the fast one keeps up
             published = 30_000 + 10  # payloads and markers
@@ -327,7 +328,7 @@ class _Flood:
         while time.monotonic() < end:
             for _ in range(100):
                 try:
-                    if self.ref.tell("echo", "x" * 100):
+                    if self.ref.tell("sleep", 0.0005):  # a slow consumer: ~2,000 messages/s
                         self.sent += 1
                     else:
                         self.refused += 1
