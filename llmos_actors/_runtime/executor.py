@@ -173,6 +173,8 @@ class ActorExecutor(Invoker):
         self.streams: dict[tuple[bytes, int], Stream] = {}
         self.topic_backlog = topic_backlog
         self.topic_queued = 0
+        #: Called once the topic backlog is half empty again (the subscription reader waits on it).
+        self.on_topic_room: Callable[[], None] | None = None
         self.calls = 0
         self.done_tells = 0
         self.stopping = False
@@ -232,7 +234,7 @@ class ActorExecutor(Invoker):
         """Messages from a subscription: queued unless the backlog is full (then dropped, counted)."""
         if self.stopping:
             return
-        if self.topic_queued + len(items) > self.topic_backlog:
+        if self.topic_queued >= self.topic_backlog:
             self.stats["topic_drops"] = self.stats.get("topic_drops", 0) + len(items)
             return
         self.topic_queued += len(items)
@@ -392,6 +394,9 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ topics
     def _deliver(self, entry: TopicDelivery) -> None:
         self.topic_queued -= len(entry.items)
+        if self.on_topic_room is not None and self.topic_queued <= self.topic_backlog // 2:
+            resume, self.on_topic_room = self.on_topic_room, None
+            self.loop.call_soon(resume)
         fn, topic = entry.fn, entry.topic
         if entry.kind == ASYNC:
 

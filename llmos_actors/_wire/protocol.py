@@ -35,7 +35,7 @@ REQUEST_KINDS = frozenset({CALL, TELL, STREAM, CANCEL, CREDIT, BATCH})
 REPLY_KINDS = frozenset({OK, ERR, ITEM, END, NOTICE, BATCH})
 
 #: Largest batch we build, in items and in bytes; keeps one frame bounded.
-BATCH_MAX_ITEMS = 512
+BATCH_MAX_ITEMS = 128
 BATCH_MAX_BYTES = 256 * 1024
 
 #: Bodies above this many bytes are never batched (sent as their own message).
