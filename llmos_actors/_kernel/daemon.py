@@ -163,12 +163,14 @@ class Daemon:
 
     def _build_services(self) -> list[Service]:
         """The daemon's subsystems, started in this order and stopped in reverse."""
-        return []
+        from .._pages.service import PagesService
+
+        return [PagesService(self)]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
         rd = self.config.runtime_dir
-        for name in (CONTROL_SOCKET, "events", "publish"):
+        for name in (CONTROL_SOCKET, "events", "publish", "pages"):
             (rd / name).unlink(missing_ok=True)
         for path in (rd / ACTORS_DIR).glob("*"):
             path.unlink(missing_ok=True)

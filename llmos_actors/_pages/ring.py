@@ -1,0 +1,92 @@
+"""A single-producer, single-consumer byte ring in shared memory: one per process, for its notes.
+
+Notes (a handle was sent, taken, released) are most of what a process tells the page
+table, several per transfer. Written to a socket, each one wakes the daemon, and on a
+small machine that wake-up (an inter-processor interrupt, a context switch) costs more
+than the rest of a transfer. So each process writes its notes into its own ring (a memfd
+the daemon created for it) without any system call, and the daemon drains the rings on a
+timer, before it answers that process's requests, and when the process dies: the ring
+outlives its writer, so nothing a dead process said is lost.
+
+    [head u64][tail u64] .. 64 bytes .. [data: capacity bytes]
+
+``tail`` is the producer's (bytes written), ``head`` the daemon's (bytes read); both only
+grow. The producer copies a whole frame in, then publishes it by storing ``tail`` (an
+aligned 8-byte store, after the copy: x86 keeps stores in order).
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+import numpy as np
+
+HEADER = 64
+#: Ring data bytes per process (notes are ~20-40 bytes; the daemon drains every few ms).
+CAPACITY = 256 * 1024
+
+
+class Ring:
+    """Either end of a ring over ``mm`` (an mmap of ``HEADER + capacity`` bytes)."""
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm = mm
+        self.cap = len(mm) - HEADER
+        self.idx: Any = np.frombuffer(mm, dtype=np.uint64, count=2)
+        self.data = memoryview(mm)[HEADER:]
+
+    @staticmethod
+    def size(capacity: int = CAPACITY) -> int:
+        return HEADER + capacity
+
+    def write(self, frame: bytes) -> bool:
+        """Append one frame; False if it does not fit (the caller uses the socket instead)."""
+        idx = self.idx
+        head, tail = int(idx[0]), int(idx[1])
+        n = len(frame)
+        cap = self.cap
+        if cap - (tail - head) < n:
+            return False
+        pos = tail % cap
+        first = min(n, cap - pos)
+        data = self.data
+        data[pos : pos + first] = frame[:first]
+        if first < n:
+            data[: n - first] = frame[first:]
+        idx[1] = tail + n  # publish
+        return True
+
+    def pending(self) -> bool:
+        idx = self.idx
+        return int(idx[1]) != int(idx[0])
+
+    def read(self) -> bytes:
+        """Everything written since the last read (the daemon's side).
+
+        Raises:
+            ValueError: the indexes are impossible (the process scribbled over its ring).
+        """
+        idx = self.idx
+        head, tail = int(idx[0]), int(idx[1])
+        if tail == head:
+            return b""
+        n = tail - head
+        cap = self.cap
+        if n < 0 or n > cap:
+            raise ValueError(f"corrupt note ring (head {head}, tail {tail})")
+        pos = head % cap
+        first = min(n, cap - pos)
+        out = bytes(self.data[pos : pos + first])
+        if first < n:
+            out += bytes(self.data[: n - first])
+        idx[0] = tail
+        return out
+
+    def close(self) -> None:
+        self.idx = None
+        self.data.release()
+        try:
+            self.mm.close()
+        except BufferError:
+            pass
