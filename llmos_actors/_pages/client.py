@@ -52,7 +52,7 @@ RETRY_ATTACH = 2.0
 #: Default inline threshold until the daemon says otherwise.
 INLINE_THRESHOLD = 64 * 1024
 
-_U8 = np.uint8
+_U8 = np.dtype(np.uint8)
 
 
 class LocalBlock:
@@ -144,7 +144,7 @@ class PageClient:
             del self.starts[i]
         if self.chunk is block:
             self.chunk = None
-        if block.holds and self.pid == os.getpid():
+        if block.holds:
             self._note(C.RELEASE, block.start, block.gen, block.holds)
 
     def _register(self, block: LocalBlock) -> None:
@@ -177,7 +177,7 @@ class PageClient:
     # ------------------------------------------------------------------ attach
     def attach(self) -> bool:
         """Map the pool if not done yet; False if this daemon has none (inline fallback)."""
-        if self.available and self.pid == os.getpid():
+        if self.available:
             return True
         self.lock.acquire()
         try:
@@ -186,8 +186,6 @@ class PageClient:
             self._unlock()
 
     def _attach_locked(self) -> bool:
-        if self.pid and self.pid != os.getpid():
-            self._forget_after_fork()
         if self.available:
             return True
         if time.monotonic() - self._failed_at < RETRY_ATTACH:
@@ -229,8 +227,9 @@ class PageClient:
         self.error = ""
         return True
 
-    def _forget_after_fork(self) -> None:
-        """A forked child inherited the parent's state: the holds are the parent's, not ours."""
+    def forget_after_fork(self) -> None:
+        """In a forked child (``os.register_at_fork``): the state and holds are the parent's, not ours."""
+        self.lock = threading.Lock()  # it may have been held by another thread at the fork
         if self.sock is not None:
             self.sock.close()
         self.sock = None
@@ -299,13 +298,18 @@ class PageClient:
         return reply
 
     # ------------------------------------------------------------------ leases
-    def _lease(self, block: LocalBlock, offset: int, nbytes: int, *, readonly: bool = False) -> np.ndarray:
-        """A uint8 view of ``nbytes`` at ``offset`` in ``block``; its death releases the lease."""
+    def _lease(
+        self, block: LocalBlock, offset: int, nbytes: int, *, readonly: bool = False, dtype: Any = _U8
+    ) -> np.ndarray:
+        """A flat view of ``nbytes`` at ``offset`` in ``block`` (uint8, or ``dtype`` when its item
+        size divides ``nbytes``); its death releases the lease."""
         pool = self.pool
         assert pool is not None
         mm = pool.rodata if readonly else pool.data
         assert mm is not None
-        base = np.frombuffer(mm, dtype=_U8, count=nbytes, offset=block.start * pool.page_size + offset)
+        base = np.frombuffer(
+            mm, dtype=dtype, count=nbytes // dtype.itemsize, offset=block.start * pool.page_size + offset
+        )
         block.leases += 1
         # A plain weakref with a callback (cheaper than weakref.finalize); we keep the ref alive.
         ref = weakref.ref(base, self._ref_died)
@@ -418,7 +422,17 @@ class PageClient:
 
     # ------------------------------------------------------------------ receiving
     def take(
-        self, start: int, pages: int, gen: int, base_off: int, span: int, sender: int, seq: int, *, readonly: bool
+        self,
+        start: int,
+        pages: int,
+        gen: int,
+        base_off: int,
+        span: int,
+        sender: int,
+        seq: int,
+        *,
+        readonly: bool,
+        dtype: Any = _U8,
     ) -> np.ndarray:
         """Map a received handle (already validated) as a lease; tells the daemon we took it."""
         self.lock.acquire()
@@ -433,7 +447,7 @@ class PageClient:
             else:
                 adopt = False
             self._note(C.TAKE, sender, seq, start, gen, adopt)
-            return self._lease(block, base_off, span, readonly=readonly)
+            return self._lease(block, base_off, span, readonly=readonly, dtype=dtype)
         finally:
             self._unlock()
 

@@ -163,14 +163,35 @@ def encode(client: PageClient, obj: Any, mode: str, fanout: bool) -> list:
 
 
 # ---------------------------------------------------------------------------- decoding
-def _int(value: Any, what: str) -> int:
-    if type(value) is not int:
-        raise ProtocolError(f"page handle: {what} must be an int, not {type(value).__name__}")
-    return value
+_DTYPES: dict[tuple[str, str], tuple[Any, int]] = {}
+_U8 = np.dtype(np.uint8)
+#: The numpy dtype a received buffer is viewed as (so torch needs no dtype reinterpretation).
+_FLAT: dict[Any, Any] = {}
+
+
+def _flat_dtypes() -> None:
+    import torch
+
+    for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"):
+        _FLAT[getattr(torch, name)] = np.dtype(name)
+    _FLAT[torch.complex64] = np.dtype(np.complex64)
+    _FLAT[torch.complex128] = np.dtype(np.complex128)
 
 
 def itemsize_of(kind: str, dtype: Any) -> tuple[Any, int]:
     """The dtype object and item size named by a handle (ProtocolError if unusable)."""
+    if type(dtype) is str:
+        known = _DTYPES.get((kind, dtype))
+        if known is not None:
+            return known
+        found = _dtype_of(kind, dtype)
+        if len(_DTYPES) < 256:
+            _DTYPES[kind, dtype] = found
+        return found
+    raise ProtocolError("page handle: dtype must be a string")
+
+
+def _dtype_of(kind: str, dtype: Any) -> tuple[Any, int]:
     if type(dtype) is not str:
         raise ProtocolError("page handle: dtype must be a string")
     if kind == KIND_NUMPY:
@@ -188,6 +209,8 @@ def itemsize_of(kind: str, dtype: Any) -> tuple[Any, int]:
     tdt = getattr(torch, dtype, None)
     if not isinstance(tdt, torch.dtype):
         raise ProtocolError(f"page handle: {dtype!r} is not a torch dtype")
+    if not _FLAT:
+        _flat_dtypes()
     return tdt, tdt.itemsize
 
 
@@ -221,10 +244,9 @@ def decode(client: PageClient, payload: Any) -> Any:
     pool = client.require()
     if pool_id != pool.pool_id:
         raise ProtocolError("page handle from another pool (another daemon, or a daemon that restarted)")
-    start, pages, gen = _int(start, "start"), _int(pages, "pages"), _int(gen, "generation")
-    base_off, span, first = _int(base_off, "offset"), _int(span, "span"), _int(first, "first")
-    _int(sender, "sender")
-    _int(seq, "seq")
+    for value in (start, pages, gen, base_off, span, first, sender, seq):
+        if type(value) is not int:
+            raise ProtocolError(f"page handle: {value!r:.40} where an int belongs")
     if not 0 <= start < pool.n_pages or not 1 <= pages <= pool.n_pages - start:
         raise ProtocolError(f"page handle: pages {start}+{pages} are outside the pool ({pool.n_pages} pages)")
     if pool.run(start) != (gen, pages) or gen <= 0:
@@ -236,7 +258,8 @@ def decode(client: PageClient, payload: Any) -> Any:
         raise ProtocolError("page handle: offset and size lie outside its pages")
     dt, itemsize = itemsize_of(kind, dtype)
     check_view(kind, shape, strides, itemsize, first, span)
-    base = client.take(start, pages, gen, base_off, span, sender, seq, readonly=mode == READ)
+    flat = _FLAT.get(dt, _U8) if not span % itemsize and not base_off % itemsize else _U8
+    base = client.take(start, pages, gen, base_off, span, sender, seq, readonly=mode == READ, dtype=flat)
     return build(kind, dt, itemsize, base, shape, strides, first, writable=mode != READ)
 
 
@@ -259,9 +282,11 @@ def build(
 
 
 def _torch_view(torch: Any, base: np.ndarray, dt: Any, shape: list, strides: list, first: int, itemsize: int) -> Any:
-    flat = torch.from_numpy(base).view(dt)
+    flat = torch.from_numpy(base)
+    if flat.dtype != dt:
+        flat = flat.view(dt)
     if not first and flat.numel() == math.prod(shape) and _contiguous(shape, strides, itemsize):
-        return flat.view(shape)
+        return flat if len(shape) == 1 else flat.view(shape)
     return flat.as_strided(shape, [s // itemsize for s in strides], first // itemsize)
 
 

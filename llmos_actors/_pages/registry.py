@@ -7,6 +7,7 @@ this module is light (no numpy) so that importing the client API stays fast.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,16 @@ def _close_all() -> None:
         if sock is not None:
             client.sock = None
             sock.close()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for client in _clients.values():
+        client.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def note_kernel(runtime_dir: Path | str) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
-import numpy as np
-
 HEADER = 64
 #: Ring data bytes per process (notes are ~20-40 bytes; the daemon drains every few ms).
 CAPACITY = 256 * 1024
@@ -33,8 +31,10 @@ class Ring:
     def __init__(self, mm: mmap.mmap) -> None:
         self.mm = mm
         self.cap = len(mm) - HEADER
-        self.idx: Any = np.frombuffer(mm, dtype=np.uint64, count=2)
-        self.data = memoryview(mm)[HEADER:]
+        whole = memoryview(mm)
+        self.idx: Any = whole[:16].cast("Q")  # [head, tail]: plain 8-byte loads and stores
+        self.data = whole[HEADER:]
+        whole.release()
 
     @staticmethod
     def size(capacity: int = CAPACITY) -> int:
@@ -43,7 +43,7 @@ class Ring:
     def write(self, frame: bytes) -> bool:
         """Append one frame; False if it does not fit (the caller uses the socket instead)."""
         idx = self.idx
-        head, tail = int(idx[0]), int(idx[1])
+        head, tail = idx[0], idx[1]
         n = len(frame)
         cap = self.cap
         if cap - (tail - head) < n:
@@ -59,7 +59,7 @@ class Ring:
 
     def pending(self) -> bool:
         idx = self.idx
-        return int(idx[1]) != int(idx[0])
+        return idx[1] != idx[0]
 
     def read(self) -> bytes:
         """Everything written since the last read (the daemon's side).
@@ -68,7 +68,7 @@ class Ring:
             ValueError: the indexes are impossible (the process scribbled over its ring).
         """
         idx = self.idx
-        head, tail = int(idx[0]), int(idx[1])
+        head, tail = idx[0], idx[1]
         if tail == head:
             return b""
         n = tail - head
@@ -84,7 +84,7 @@ class Ring:
         return out
 
     def close(self) -> None:
-        self.idx = None
+        self.idx.release()
         self.data.release()
         try:
             self.mm.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -397,3 +398,31 @@ def test_cuda_tensor_by_ipc_handle(kernel):
     u = kernel.spawn(PageUser, gpus=[0])
     t = torch.arange(1 << 20, dtype=torch.float32, device="cuda")
     assert u.call("total", t) == float(t.sum())
+
+
+def test_forked_child_gets_its_own_channel(kernel):
+    t = kernel.full(MIB, 1.0)  # attached in the parent
+    ours = pages(kernel)["holders"]
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's holds are not ours; it allocates through its own channel
+        code = 1
+        try:
+            # numpy here: torch's OpenMP pool is not usable in a forked child (a torch limitation)
+            x = llmos.np_full(MIB, 2.0, kernel=kernel)
+            os.write(to_parent_w, b"ok" if float(t[0]) == 1.0 and float(x[-1]) == 2.0 else b"no")
+            os.read(to_child_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(to_parent_r, 2) == b"ok"
+        assert pages(kernel)["holders"] >= ours + 1  # the child holds pages of its own
+        os.write(to_child_w, b"x")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        for fd in (to_parent_r, to_parent_w, to_child_r, to_child_w):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    wait_for(lambda: pages(kernel)["holders"] <= ours, 10, what="the child's pages reclaimed")
