@@ -69,6 +69,9 @@ class PageUser(llmos.Actor):
         t.copy_(torch.arange(n, dtype=torch.float32))
         return t
 
+    def ordinary(self, n: int):
+        return torch.ones(n)
+
     def put(self, n: int, detached: bool = False):
         return self.actor_kernel.put(np.arange(n, dtype=np.float64), detached=detached)
 

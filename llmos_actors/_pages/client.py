@@ -243,6 +243,24 @@ class PageClient:
         self.pid = 0
         self._failed_at = -RETRY_ATTACH - 1.0
 
+    def _lost_daemon(self) -> None:
+        """The daemon is gone (or restarted): forget its pool; the next use attaches afresh.
+
+        Arrays still viewing the old pool keep their memory (their mappings stay until they
+        die); their releases have nobody to go to, and any of them sent later is copied in.
+        """
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.ring = None
+        self.pool = None
+        self.blocks.clear()
+        self.starts.clear()
+        self.chunk = None
+        self.dead.clear()
+        self._refs.clear()
+        self.available = False
+
     def _close_locked(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -291,6 +309,7 @@ class PageClient:
                     raise ConnectionError("the daemon closed the pages channel")
                 frames = reader.feed(data)
         except OSError as exc:
+            self._lost_daemon()
             raise ProtocolError(f"pages channel to the daemon failed: {exc}") from exc
         reply = frames[0]
         if type(reply) is not dict:
@@ -322,7 +341,16 @@ class PageClient:
         Raises:
             PoolExhausted: no room after spilling and waiting ``alloc_timeout`` (or ``timeout``).
         """
-        self.require()
+        for attempt in (1, 2):
+            self.require()
+            try:
+                return self._alloc(nbytes, timeout)
+            except ProtocolError:
+                if attempt == 2 or self.available:
+                    raise  # a daemon that restarted gets one more try, with its new pool
+        raise AssertionError("unreachable")
+
+    def _alloc(self, nbytes: int, timeout: float | None) -> np.ndarray:
         chunk_size = int(self.info.get("chunk_size", 4 << 20))
         if nbytes <= chunk_size // 4:
             return self._arena_alloc(max(nbytes, 1), chunk_size, timeout)[:nbytes]

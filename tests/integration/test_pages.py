@@ -381,6 +381,10 @@ def test_pool_exhausted_after_a_bounded_wait(small_pool):
     del held
     gc.collect()
     assert k.empty(8 * MIB // 4).numel() == 2 * MIB  # room again once released
+    u = k.spawn(PageUser)
+    with pytest.raises(llmos.PoolExhausted, match="larger than the whole pool"):
+        u.call("ordinary", 32 * MIB // 4)  # a reply that cannot be copied in is an error reply, not a hang
+    assert u.call("total", np.ones(3)) == 3.0
 
 
 def test_pages_disabled_falls_back_to_inline():
@@ -426,3 +430,25 @@ def test_forked_child_gets_its_own_channel(kernel):
             os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     wait_for(lambda: pages(kernel)["holders"] <= ours, 10, what="the child's pages reclaimed")
+
+
+def test_client_attaches_to_a_restarted_daemon():
+    import shutil
+
+    from llmos_actors.testing import short_tmpdir
+
+    base = short_tmpdir()
+    try:
+        rdir = base / "rt"
+        with start_daemon(rdir) as first:
+            k = first.connect()
+            old = k.full(MIB, 1.0)
+        with start_daemon(rdir) as second:  # same runtime dir, a new pool
+            k2 = second.connect()
+            t = k2.full(MIB, 2.0)  # the process's client notices and attaches to the new pool
+            assert in_our_pool(t) and pages(k2)["used_bytes"] >= 4 * MIB
+            u = k2.spawn(PageUser)
+            assert u.call("total", old) == float(old.sum())  # the old pool's tensor: copied in
+            del t, old
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
