@@ -95,9 +95,13 @@ def copy_in(client: PageClient, obj: Any, view: View) -> tuple[np.ndarray, View]
     for n in view.shape:
         nbytes *= n
     base = client.alloc(nbytes)
-    if view.kind == KIND_NUMPY:
-        dst = np.ndarray(view.shape, dtype=obj.dtype, buffer=base)
-        np.copyto(dst, obj, casting="no")
+    src = obj
+    if view.kind == KIND_TORCH and obj.dtype in _FLAT_OR_INIT():
+        src = obj.detach().numpy()  # numpy copies on this thread: torch's copy_ fans out to its
+        # thread pool, which on a busy machine waits for a descheduled worker (ms for 1 MiB)
+    if isinstance(src, np.ndarray):
+        dst = np.ndarray(view.shape, dtype=src.dtype, buffer=base)
+        np.copyto(dst, src, casting="no")
     else:
         import torch
 
@@ -167,6 +171,12 @@ _DTYPES: dict[tuple[str, str], tuple[Any, int]] = {}
 _U8 = np.dtype(np.uint8)
 #: The numpy dtype a received buffer is viewed as (so torch needs no dtype reinterpretation).
 _FLAT: dict[Any, Any] = {}
+
+
+def _FLAT_OR_INIT() -> dict:
+    if not _FLAT:
+        _flat_dtypes()
+    return _FLAT
 
 
 def _flat_dtypes() -> None:

@@ -71,6 +71,8 @@ class PagesSettings:
         transfer_ttl: how long a handle in flight keeps its pages if no receiver takes it.
         quarantine: after a transfer expires, its pages stay unused this long (late receivers revive them).
         spill_dir: where least recently used objects go when the pool is full (default: state_dir/spill).
+        trim_above: free pool memory kept resident (fast to reuse); beyond it the daemon gives
+            free pages back to the system (highest addresses first, once a second).
     """
 
     enabled: bool = True
@@ -82,6 +84,7 @@ class PagesSettings:
     transfer_ttl: float = 300.0
     quarantine: float = 10.0
     spill_dir: Path | None = None
+    trim_above: int = 1 * GIB
 
     def check(self) -> PagesSettings:
         ps = self.page_size
@@ -93,8 +96,8 @@ class PagesSettings:
             raise ConfigError(
                 f"[pages] size {human(self.size)} is too small: at least 4 x chunk_size ({human(4 * self.chunk_size)})"
             )
-        if self.inline_threshold < 0:
-            raise ConfigError("[pages] inline_threshold must be >= 0")
+        if self.inline_threshold < 0 or self.trim_above < 0:
+            raise ConfigError("[pages] inline_threshold and trim_above must be >= 0")
         for key in ("alloc_timeout", "transfer_ttl", "quarantine"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"[pages] {key} must be > 0 seconds")
@@ -102,7 +105,7 @@ class PagesSettings:
 
 
 _FIELDS = {f.name for f in fields(PagesSettings)}
-_SIZE_KEYS = ("size", "page_size", "chunk_size", "inline_threshold")
+_SIZE_KEYS = ("size", "page_size", "chunk_size", "inline_threshold", "trim_above")
 
 
 def settings_from(extra: Mapping[str, Any], state_dir: Path) -> PagesSettings:

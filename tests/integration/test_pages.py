@@ -387,6 +387,17 @@ def test_pool_exhausted_after_a_bounded_wait(small_pool):
     assert u.call("total", np.ones(3)) == 3.0
 
 
+def test_free_memory_is_given_back_beyond_trim_above():
+    with start_daemon(pages={"size": "256MiB", "trim_above": 0}) as d:
+        k = d.connect()
+        t = k.full(64 * MIB // 4, 1.0)  # touched: 64 MiB resident
+        assert pages(k)["resident_bytes"] >= 64 * MIB
+        del t
+        gc.collect()
+        wait_for(lambda: pages(k)["resident_bytes"] < 16 * MIB, 10, what="free pages given back")
+        assert pages(k)["trimmed_bytes"] >= 60 * MIB
+
+
 def test_pages_disabled_falls_back_to_inline():
     with start_daemon(pages={"enabled": False}) as d:
         k = d.connect()
