@@ -465,6 +465,8 @@ class PageClient:
         """Map a received handle (already validated) as a lease; tells the daemon we took it."""
         self.lock.acquire()
         try:
+            if self.pool is None:  # detached meanwhile (every kernel closed, or the daemon went away)
+                raise ProtocolError(f"no shared-memory pool attached for {self.runtime_dir}")
             block = self.blocks.get(start)
             if block is None:
                 block = LocalBlock(start, pages, gen, holds=1)
