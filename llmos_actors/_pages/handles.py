@@ -36,6 +36,8 @@ KIND_TORCH = "t"
 READ, WRITE, MOVE = "r", "w", "m"
 MODES = (READ, WRITE, MOVE)
 MAX_DIMS = 64
+#: Tensors at least this large are copied into the pool by torch's (multi-threaded) copy_.
+PARALLEL_COPY = 8 << 20
 
 
 class View(NamedTuple):
@@ -96,9 +98,10 @@ def copy_in(client: PageClient, obj: Any, view: View) -> tuple[np.ndarray, View]
         nbytes *= n
     base = client.alloc(nbytes)
     src = obj
-    if view.kind == KIND_TORCH and obj.dtype in _FLAT_OR_INIT():
-        src = obj.detach().numpy()  # numpy copies on this thread: torch's copy_ fans out to its
-        # thread pool, which on a busy machine waits for a descheduled worker (ms for 1 MiB)
+    if view.kind == KIND_TORCH and nbytes < PARALLEL_COPY and obj.dtype in _FLAT_OR_INIT():
+        # Small: numpy copies on this thread. torch's copy_ fans out to its thread pool, which pays
+        # for large copies but costs ms for 1 MiB on a busy machine (waiting for a descheduled worker).
+        src = obj.detach().numpy()
     if isinstance(src, np.ndarray):
         dst = np.ndarray(view.shape, dtype=src.dtype, buffer=base)
         np.copyto(dst, src, casting="no")
