@@ -12,12 +12,15 @@ outlives its writer, so nothing a dead process said is lost.
 
 ``tail`` is the producer's (bytes written), ``head`` the daemon's (bytes read); both only
 grow. The producer copies a whole frame in, then publishes it by storing ``tail`` (an
-aligned 8-byte store, after the copy: x86 keeps stores in order).
+aligned 8-byte store). Between the two, and between the consumer's load of ``tail`` and its
+reads of the data, a release/acquire pair on a private lock acts as a memory barrier (x86
+keeps these orders anyway; weaker CPUs such as arm64 need it).
 """
 
 from __future__ import annotations
 
 import mmap
+import threading
 from typing import Any
 
 HEADER = 64
@@ -35,6 +38,13 @@ class Ring:
         self.idx: Any = whole[:16].cast("Q")  # [head, tail]: plain 8-byte loads and stores
         self.data = whole[HEADER:]
         whole.release()
+        self._fence = threading.Lock()
+        self._fence.acquire()
+
+    def _barrier(self) -> None:
+        fence = self._fence
+        fence.release()
+        fence.acquire()
 
     @staticmethod
     def size(capacity: int = CAPACITY) -> int:
@@ -54,6 +64,7 @@ class Ring:
         data[pos : pos + first] = frame[:first]
         if first < n:
             data[: n - first] = frame[first:]
+        self._barrier()  # the frame is in memory before its tail says so
         idx[1] = tail + n  # publish
         return True
 
@@ -75,6 +86,7 @@ class Ring:
         cap = self.cap
         if n < 0 or n > cap:
             raise ValueError(f"corrupt note ring (head {head}, tail {tail})")
+        self._barrier()  # read the data only after the tail that published it
         pos = head % cap
         first = min(n, cap - pos)
         out = bytes(self.data[pos : pos + first])
