@@ -16,6 +16,10 @@ over the pool's file descriptor (``SCM_RIGHTS``) in its answer to ``hello``.
     put     start gen meta detached                 -> {oid}
     get     oid                                     -> {start, pages, gen, meta}  (held for the caller)
     free    oid                                     -> {}
+    drain                                           -> {}  (its ring is read: room for more notes)
+
+Notes go into the process's note ring (``ring.py``); only a full ring makes the process ask
+the daemon to ``drain`` it, so that every note still travels the same FIFO.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ RELEASE = "release"
 PUT = "put"
 GET = "get"
 FREE = "free"
+DRAIN = "drain"
 
-REQUESTS = frozenset({HELLO, ALLOC, PUT, GET, FREE})
+REQUESTS = frozenset({HELLO, ALLOC, PUT, GET, FREE, DRAIN})
 NOTES = frozenset({SEND, TAKE, RELEASE})
 
 

@@ -282,18 +282,18 @@ class PageClient:
 
     # ------------------------------------------------------------------ channel
     def _note(self, *parts: Any) -> None:
-        """Tell the page table something (no answer): through the ring, no system call."""
+        """Tell the page table something (no answer): through the ring, no system call (lock held)."""
         frame = C.frame(*parts)
         ring = self.ring
-        if ring is not None and ring.write(frame):
+        if ring is None or ring.write(frame):
             return
-        sock = self.sock  # ring full: the daemon reads the ring before the socket, order is kept
-        if sock is None:
-            return
+        # Full: have the daemon read it, then write. Never around the ring: notes keep their order.
         try:
-            sock.sendall(frame)
-        except OSError:
-            pass  # the daemon is gone: it took the page table with it
+            self._request(C.DRAIN)
+        except ProtocolError:
+            return  # the daemon is gone: it took the page table with it
+        if self.ring is not None and not self.ring.write(frame):
+            raise ProtocolError(f"a note of {len(frame)} bytes does not fit the note ring")
 
     def _request(self, *parts: Any) -> dict:
         sock = self.sock

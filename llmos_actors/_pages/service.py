@@ -371,6 +371,9 @@ class PagesService(Service):
             if op in C.NOTES:
                 self._apply_note(conn.pid, op, args)
             elif op in C.REQUESTS:
+                # Its notes written before this request come first (even when several requests
+                # arrived in one read: the ring may have been refilled between them).
+                self._drain(conn.pid)
                 reply, fds = getattr(self, f"_op_{op}")(conn, *args)
                 self._send(conn, C.reply(reply), fds)
             else:
@@ -477,6 +480,9 @@ class PagesService(Service):
         self.table.hold(block, conn.pid)
         obj.last_used = block.last_used
         return {"start": block.start, "pages": block.pages, "gen": block.gen, "meta": obj.meta}, None
+
+    def _op_drain(self, conn: _Conn) -> tuple[dict, None]:
+        return {}, None  # _handle drained its ring before this request
 
     def _op_free(self, conn: _Conn, oid: Any) -> tuple[dict, None]:
         try:

@@ -463,3 +463,19 @@ def test_client_attaches_to_a_restarted_daemon():
             del t, old
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_full_note_ring_is_drained_not_bypassed(kernel):
+    client = kernel._core.codec.arrays.client
+    t = kernel.full(MIB, 1.0)
+    before = pages(kernel)
+    client.lock.acquire()
+    try:
+        for _ in range(1000):  # ~2 MB of notes through a 256 KiB ring: it fills many times
+            client._note("release", -1, 0, 1, "x" * 2000)  # a release of no block: ignored
+    finally:
+        client._unlock()
+    u = kernel.spawn(PageUser)
+    assert u.call("total", t) == float(t.sum())  # notes after the flood still arrive in order
+    after = pages(kernel)
+    assert after["bad_frames"] == before["bad_frames"]

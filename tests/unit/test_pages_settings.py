@@ -48,7 +48,7 @@ def test_automatic_size_and_small_dev_shm_note():
     assert size == 32 * MIB and "/dev/shm is 64.0 MiB" in note and "PoolExhausted" in note
 
 
-def test_ring_wraps_and_refuses_when_full():
+def test_ring_wraps_and_refuses_when_full():  # the client then asks the daemon to drain it
     mm = mmap.mmap(-1, Ring.size(256))
     producer, consumer = Ring(mm), Ring(mm)
     reader = FrameReader()
