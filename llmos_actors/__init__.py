@@ -11,6 +11,8 @@ import logging
 
 __version__ = "0.1.0"
 
+from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
+from ._pages.objref import ObjectRef
 from .actor import Actor
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
@@ -27,6 +29,8 @@ from .errors import (
     MailboxFull,
     MethodNotFound,
     NameTaken,
+    ObjectLost,
+    PoolExhausted,
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
@@ -59,8 +63,11 @@ __all__ = [
     "MailboxFull",
     "MethodNotFound",
     "NameTaken",
+    "ObjectLost",
+    "ObjectRef",
     "Pool",
     "PoolDispatcher",
+    "PoolExhausted",
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
@@ -69,8 +76,17 @@ __all__ = [
     "__version__",
     "connect",
     "connect_async",
+    "empty",
+    "full",
+    "in_pool",
     "load_config",
+    "move",
+    "np_empty",
+    "np_full",
+    "np_zeros",
+    "share",
     "subscribe",
+    "zeros",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

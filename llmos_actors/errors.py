@@ -122,6 +122,18 @@ class MailboxFull(LlmosError):
     code = "mailbox_full"
 
 
+class PoolExhausted(LlmosError, MemoryError):
+    """The shared-memory pool had no room for an allocation, even after spilling and waiting."""
+
+    code = "pool_exhausted"
+
+
+class ObjectLost(LlmosError, LookupError):
+    """No such object in the store: it was freed, its owner exited, or it is another daemon's."""
+
+    code = "object_lost"
+
+
 class RemoteError(LlmosError):
     """The actor's method raised; carries the remote type, message and traceback.
 
@@ -167,6 +179,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         ResourceUnavailable,
         CallTimeout,
         MailboxFull,
+        PoolExhausted,
+        ObjectLost,
         RemoteError,
     )
 }

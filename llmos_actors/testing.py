@@ -154,7 +154,8 @@ def start_daemon(
         timeout: seconds to wait for it to answer.
         env: extra environment for the daemon.
         check_leaks: after it stops, fail if any of its processes or /dev/shm files remain.
-        **settings: config keys written to a config file for it (e.g. ``grace=1.0``).
+        **settings: config keys written to a config file for it (e.g. ``grace=1.0``); a dict
+            value is a TOML table (``pages={"size": "64MiB"}``).
     """
     own_dir = runtime_dir is None
     base = short_tmpdir() if own_dir else Path(runtime_dir).parent  # type: ignore[arg-type]

@@ -165,16 +165,19 @@ class Daemon:
 
     def _build_services(self) -> list[Service]:
         """The daemon's subsystems, started in this order and stopped in reverse."""
+        from .._pages.service import PagesService
+
+        self.pages = PagesService(self)
         self.events = EventBus(self.ctx, self.config, self.loop)
         self.lifecycle.publish = self.events.publish
         self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
         self.scheduler = Scheduler(self)
-        return [self.events, self.scheduler]
+        return [self.pages, self.events, self.scheduler]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
         rd = self.config.runtime_dir
-        for name in (CONTROL_SOCKET, "events", "publish"):
+        for name in (CONTROL_SOCKET, "events", "publish", "pages"):
             (rd / name).unlink(missing_ok=True)
         for path in (rd / ACTORS_DIR).glob("*"):
             path.unlink(missing_ok=True)

@@ -14,9 +14,12 @@ from typing import Any
 
 import zmq
 
+from .._pages.codec import PageArrayCodec
+from .._pages.objref import ObjectRef
+from .._pages.registry import note_kernel
 from .._wire import protocol as P
 from .._wire.address import ActorAddress
-from .._wire.codec import EXT_REF, Codec
+from .._wire.codec import EXT_OBJREF, EXT_REF, Codec
 from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
@@ -53,7 +56,12 @@ class ClientCore:
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
-        self.codec = Codec({EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload))})
+        # Arrays and tensors: page handles through this process's pool when the daemon has one.
+        self.codec = Codec(
+            {EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload)), EXT_OBJREF: ObjectRef.from_wire},
+            arrays=PageArrayCodec(config.runtime_dir),
+        )
+        note_kernel(config.runtime_dir)
         self.bind_ref = bind_ref
         self.next_id = itertools.count(1).__next__
         self.actors: dict[str, Connection] = {}
@@ -202,5 +210,6 @@ class ClientCore:
         for conn in conns:
             conn.close()
         self.control.close(linger=0)
+        self.codec.close()
         if self._own_ctx:
             self.ctx.term()

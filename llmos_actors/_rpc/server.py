@@ -275,7 +275,7 @@ class RpcServer:
         """Queue a reply; small ones are batched per caller and flushed this loop turn."""
         try:
             body, bufs = self.codec.pack(value)
-        except TypeError as exc:
+        except Exception as exc:  # cannot travel, or no room in the page pool: the caller still gets a reply
             kind, value = P.ERR, error_payload(exc, with_traceback=False)
             body, bufs = self.codec.pack(value)
         head = P.reply_header(kind, msg_id)

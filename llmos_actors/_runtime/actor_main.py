@@ -20,11 +20,14 @@ from typing import Any
 
 import zmq
 
+from .._pages.codec import PageArrayCodec
+from .._pages.objref import ObjectRef
+from .._pages.registry import set_default as set_default_pool
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._wire.address import ActorAddress
-from .._wire.codec import EXT_REF, Codec, error_payload
+from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
@@ -93,7 +96,12 @@ class ActorRuntime:
         self.ctx = zmq.Context()
         self._stopping = asyncio.Event()
         self.core = ClientCore(self.config, self.driver, lambda a: self.kernel_async().ref(a), ctx=self.ctx)
-        codec = Codec({EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p))})
+        codec = Codec(
+            {EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p)), EXT_OBJREF: ObjectRef.from_wire},
+            arrays=PageArrayCodec(self.config.runtime_dir),
+        )
+        self.server_codec = codec
+        set_default_pool(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pool
         sock_path = self.config.runtime_dir / "a" / self.actor_id
         try:
             sock_path.unlink()  # a previous incarnation's socket file
@@ -235,6 +243,7 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
+        self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
         self.core.close()
