@@ -34,7 +34,7 @@ from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
-from .scheduler import Scheduler
+from .scheduler import Scheduler, scheduler_settings
 from .service import Service
 from .zygote_link import ZygoteLink
 
@@ -93,6 +93,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self._stop = asyncio.Event()
+        # Subsystems' config sections are theirs to check: before anything starts, not halfway.
+        from .._pages.settings import settings_from
+
+        scheduler_settings(dict(config.extra))
+        settings_from(config.extra, config.state_dir)
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:

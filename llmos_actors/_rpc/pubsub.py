@@ -83,7 +83,11 @@ class Publisher:
             ProtocolError: the payload exceeds ``max_message_bytes``.
         """
         raw_topic = check_topic(topic)
-        body, _ = self.codec.pack(msg, inline=True)
+        # Large arrays and tensors travel as page handles valid for every subscriber (fanout);
+        # without a pool they are copied inline (a batch has no room for extra frames).
+        body, bufs = self.codec.pack(msg, fanout=True)
+        if bufs:
+            body, _ = self.codec.pack(msg, inline=True)
         if len(body) > self.max_bytes:
             raise ProtocolError(f"payload of {len(body)} bytes exceeds max_message_bytes={self.max_bytes}")
         with self.lock:
