@@ -192,7 +192,7 @@ class ActorRef(_BaseRef):
             except (TypeError, ValueError, OverflowError):
                 body = b""
             if body and len(body) <= conn.max_bytes:
-                return conn.enqueue(P.request_header(P.TELL, 0, method), body, _NO_BUFS)
+                return conn.enqueue(P.tell_header(method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 

@@ -36,6 +36,7 @@ from .driver import LoopDriver
 READ_SLICE = 0.002
 
 _DEFAULT_PRIO = 4
+_ARRAY2 = b"\x92"
 
 
 def _prio_of(item: tuple) -> int:
@@ -269,22 +270,28 @@ class Connection:
                     return False
                 outbox.popleft()
                 continue
-            items = []
-            size = 0
+            # A batch body is a msgpack array of [header, body] pairs: the fixarray(2) marker,
+            # then both packed parts, joined once (nothing is packed again).
+            parts = []
+            count = size = 0
+            max_items, max_bytes, max_item = P.BATCH_MAX_ITEMS, P.BATCH_MAX_BYTES, P.BATCH_ITEM_MAX_BYTES
             for head, body, bufs, _ in outbox:
-                if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES:
+                if bufs or len(body) > max_item:
                     break
-                items.append(P.batch_item(head, body))
+                parts.append(_ARRAY2)
+                parts.append(head)
+                parts.append(body)
+                count += 1
                 size += len(head) + len(body)
-                if len(items) >= P.BATCH_MAX_ITEMS or size >= P.BATCH_MAX_BYTES:
+                if count >= max_items or size >= max_bytes:
                     break
-            if len(items) == 1:
+            if count == 1:
                 frames = [outbox[0][0], outbox[0][1]]
             else:
-                frames = [P.batch_header(len(items)), P.batch_body(items)]
+                frames = [P.batch_header(count), P.array_header(count) + b"".join(parts)]
             if not self._send_locked(frames, block=block, deadline=deadline):
                 return False
-            for _ in range(len(items)):
+            for _ in range(count):
                 outbox.popleft()
         return True
 

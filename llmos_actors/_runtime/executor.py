@@ -49,6 +49,8 @@ PUMP_SLICE = 0.0005
 PARKED_CHECK = 0.5
 
 
+_PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
+
 #: Result types that are certainly not awaitable (skips inspect.isawaitable on the hot path).
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple})
 
@@ -208,27 +210,34 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ intake
     def __call__(self, req: Request) -> None:
         kind = req.kind
-        if kind == P.CANCEL:
-            self.cancel(req.ident, req.id)
-            return
-        if kind == P.CREDIT:
-            self.add_credit(req.ident, req.id, req.args[0] if req.args else 0)
-            return
+        if kind not in _PLAIN_KINDS:
+            if kind == P.CANCEL:
+                self.cancel(req.ident, req.id)
+                return
+            if kind == P.CREDIT:
+                self.add_credit(req.ident, req.id, req.args[0] if req.args else 0)
+                return
         if self.stopping:
             if kind != P.TELL:
                 self.fail(req, ActorDiedError(f"{self.label} is stopping"), traceback=False)
             return
         mailbox = self.mailbox
-        if mailbox.full and self.overflow == "drop":
+        full = len(mailbox) >= mailbox.size
+        if full and self.overflow == "drop":
             self.stats["dropped"] = self.stats.get("dropped", 0) + 1
             if kind != P.TELL:
                 self.fail(req, MailboxFull(f"{self.label}'s mailbox is full (overflow policy 'drop')"), traceback=False)
             return
         self.calls += 1
-        mailbox.put(req, self.level_of(req), req.ident)
-        if mailbox.full and self.overflow != "drop":
+        if req.deadline is None and "objective" not in req.head:
+            mailbox.put(req, req.prio, req.ident)
+        else:
+            mailbox.put(req, self.level_of(req), req.ident)
+        if len(mailbox) >= mailbox.size and self.overflow != "drop":
             self.server.pause_reading()
-        self.schedule_pump()
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self.pump)
 
     def deliver_topic(self, fn: Callable[..., Any], kind: str, topic: str, items: list) -> None:
         """Messages from a subscription: queued unless the backlog is full (then dropped, counted)."""

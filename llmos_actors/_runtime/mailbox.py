@@ -7,7 +7,8 @@ head of the level whose head has the highest *effective* priority:
     effective = level + (seconds the head has waited) / aging
 
 so a waiting message climbs one level per ``aging`` seconds and nothing starves.
-A sender with more than ``flood_share`` of the mailbox queued is demoted: its new
+A sender with more than ``flood_share`` of the mailbox queued (counted once the
+mailbox holds half that many: a quiet mailbox skips the bookkeeping) is demoted: its new
 messages go one level down until its demoted backlog has drained (which keeps its
 equal-priority messages in order). Long streams are demoted by the executor after
 each full quantum they use (the feedback in MLFQ), and climb back by aging.
@@ -56,6 +57,8 @@ class Mailbox:
         self.default_priority = default_priority
         self.aging = aging
         self.flood_limit = max(1, int(size * flood_share)) if flood_share > 0 else 0
+        # Below this many queued entries, senders are not counted (half the flood limit).
+        self._track_from = self.flood_limit // 2
         self.clock = clock
         self._levels: list[deque] = [deque() for _ in range(LEVELS)]
         self._len = 0
@@ -83,6 +86,8 @@ class Mailbox:
         """Queue ``entry`` at its priority (demoted if its sender floods); returns the level used."""
         level = self.default_priority if prio is None else (0 if prio < 0 else LEVELS - 1 if prio >= LEVELS else prio)
         demoted = False
+        if sender is not None and self._len < self._track_from and not self._senders:
+            sender = None  # a quiet mailbox: no one can be flooding it, skip the bookkeeping
         if sender is not None and self.flood_limit:
             queued = self._senders.get(sender, 0)
             if level > 0 and (queued >= self.flood_limit or self._demoted.get(sender)):

@@ -92,16 +92,31 @@ def batch_item(header: bytes, body: bytes) -> bytes:
     return _ARRAY2 + header + body
 
 
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` elements."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 def batch_body(items: list[bytes]) -> bytes:
     """Concatenate packed batch items under one msgpack array header."""
-    n = len(items)
-    if n < 16:
-        prefix = bytes((0x90 | n,))
-    elif n < 65536:
-        prefix = b"\xdc" + n.to_bytes(2, "big")
-    else:
-        prefix = b"\xdd" + n.to_bytes(4, "big")
-    return prefix + b"".join(items)
+    return array_header(len(items)) + b"".join(items)
+
+
+_TELL_HEADERS: dict[str, bytes] = {}
+
+
+def tell_header(method: str) -> bytes:
+    """The whole header of a plain tell (id 0: nobody replies to a tell), cached per method."""
+    head = _TELL_HEADERS.get(method)
+    if head is None:
+        head = request_header(TELL, 0, method)
+        if len(_TELL_HEADERS) < _PREFIX_CACHE_MAX:
+            _TELL_HEADERS[method] = head
+    return head
 
 
 def parse_header(raw: bytes) -> dict:
