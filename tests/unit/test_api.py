@@ -12,7 +12,7 @@ from llmos_actors.errors import ActorImportError
 
 def test_all_matches_exports():
     public = {n for n in dir(llmos) if n[0].isalpha() and n not in {"annotations", "logging"}}
-    submodules = {"actor", "client", "config", "errors", "refs", "testing", "cli"}
+    submodules = {"actor", "client", "config", "errors", "refs", "testing", "cli", "bench"}
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
         assert hasattr(llmos, name)
