@@ -86,8 +86,13 @@ def build_doc(
     peers: bool,
     daemon: str,
     ray_version: str = "",
+    load: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of one run."""
+    """The JSON document of one run.
+
+    ``load``: the 1-minute load average before and after the run; on a shared
+    machine it says how much else was running.
+    """
     return {
         "schema": SCHEMA,
         "tool": "llmos bench",
@@ -103,6 +108,7 @@ def build_doc(
             "ray": ray_version or None,
         },
         "elapsed_s": round(elapsed_s, 1),
+        "load_average": None if load is None else {"start": round(load[0], 2), "end": round(load[1], 2)},
         "cases": [
             {
                 "name": cr.case.name,
@@ -188,7 +194,19 @@ def format_table(doc: dict[str, Any]) -> str:
         f"{m['nproc']} cores ({m['cpu_model']}), {m['mem_gib']} GiB, Python {m['python']}"
         + (f", Ray {s['ray']}" if s.get("ray") else "")
     )
-    out = [head, "", line(HEADERS), *(line(r) for r in rows)]
+    out = [head]
+    load = doc.get("load_average")
+    if load:
+        out.append(
+            f"1-min load average {load['start']:.1f} before the run, {load['end']:.1f} after (this run included), "
+            f"on {m['nproc']} cores"
+        )
+        if load["start"] > 0.5 * (m["nproc"] or 1):
+            out.append(
+                "warning: other processes were busy on this machine: absolute numbers are low and noisy; "
+                "ratios (contestants take turns) hold better"
+            )
+    out += ["", line(HEADERS), *(line(r) for r in rows)]
     out += [
         "",
         "VALUE: the case's statistic (median of the samples, or the named percentile); MIN-MAX over N samples.",

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     timing = QUICK if args.quick else FULL
     progress = Progress(enabled=not args.no_progress)
     workdir = Path(tempfile.mkdtemp(prefix="llmos-bench-", dir="/tmp"))  # short: ipc paths are limited
+    load_start = os.getloadavg()[0]
     ray = RaySession(args.ray_python, workdir / "ray-driver.log") if args.peers else None
     try:
         with _daemon(args) as (kernel, daemon_label):
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         peers=args.peers,
         daemon=daemon_label,
         ray_version=ray.version if ray is not None else "",
+        load=(load_start, os.getloadavg()[0]),
     )
     _output(doc, args)
     failed = [c["name"] for c in doc["cases"] if c["llmos"]["status"] == "error"]
