@@ -19,7 +19,7 @@ import pytest
 from llmos_actors.bench.context import BenchContext
 from llmos_actors.bench.ray_session import RaySession
 from llmos_actors.bench.workload import FULL
-from llmos_actors.cli.bench_cmd import MAX_MESSAGE_BYTES
+from llmos_actors.cli.bench_cmd import MAX_MESSAGE_BYTES, PRELOAD
 from llmos_actors.testing import start_daemon
 
 
@@ -28,7 +28,7 @@ def bench_ctx() -> Iterator[BenchContext]:
     workdir = Path(tempfile.mkdtemp(prefix="llmos-bench-", dir="/tmp"))
     ray = RaySession(os.environ.get("LLMOS_BENCH_RAY_PYTHON"), workdir / "ray-driver.log")
     try:
-        with start_daemon(max_message_bytes=MAX_MESSAGE_BYTES) as daemon:
+        with start_daemon(max_message_bytes=MAX_MESSAGE_BYTES, preload=PRELOAD) as daemon:
             kernel = daemon.connect()
             yield BenchContext(kernel, kernel.config, FULL, workdir, status=kernel.status(), ray=ray)
     finally:

@@ -198,9 +198,9 @@ class Tells(Workload):
 class Spawns(Workload):
     """``kernel.spawn`` until the actor's first reply; every actor stays up until ``close``."""
 
-    note = "spawn(Echo) -> first call returns; torch preloaded in the fork server"
-
     def __init__(self, ctx: BenchContext) -> None:
+        preloaded = (ctx.status.get("fork_server") or {}).get("preloaded") or []
+        self.note = f"spawn(Echo) -> first call returns; fork server preloaded: {', '.join(preloaded) or 'nothing'}"
         self.actors = Actors(ctx.kernel)
 
     def round(self) -> None:

@@ -42,6 +42,8 @@ EPILOG = """examples:
 
 #: The benchmark's own daemon takes messages up to this size (the 256 MiB tensor cases).
 MAX_MESSAGE_BYTES = 1 << 30
+#: ... and its fork server preloads what the actors use, as a deployment would (config ``preload``).
+PRELOAD = ["numpy", "torch", "llmos_actors.bench.actors"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +80,7 @@ def _daemon(args: argparse.Namespace) -> Iterator[tuple[Kernel, str]]:
         return
     from ..testing import start_daemon
 
-    with start_daemon(max_message_bytes=MAX_MESSAGE_BYTES) as handle:
+    with start_daemon(max_message_bytes=MAX_MESSAGE_BYTES, preload=PRELOAD) as handle:
         yield handle.connect(), "own (temporary runtime dir)"
 
 
