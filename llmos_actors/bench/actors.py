@@ -55,14 +55,14 @@ class Caller(Actor):
     """
 
     async def drive(self, targets: list[Any], calls: int, window: int, d: dict) -> int:
-        """Make ``calls`` calls to ``targets`` round-robin, ``window`` in flight at a time."""
+        """Make ``calls`` calls to ``targets`` round-robin, ``window`` in flight at a time (futures, no tasks)."""
         kernel = self.actor_kernel_async
         refs = [kernel.ref(t.address) for t in targets]
         n = len(refs)
         done = 0
         while done < calls:
             batch = min(window, calls - done)
-            await asyncio.gather(*(refs[i % n].call("echo", d) for i in range(batch)))
+            await asyncio.gather(*[refs[i % n].ask("echo", d) for i in range(batch)])
             done += batch
         return done
 

@@ -103,6 +103,10 @@ class SyncCalls(Workload):
 class AsyncCalls(Workload):
     """Rounds of ``ASYNC_WINDOW`` calls submitted at once from the asyncio client, then awaited.
 
+    ``ref.ask`` starts a call and returns its future, as Ray's ``actor.f.remote()``
+    returns an object ref; gathering plain futures also spares a Task per call,
+    which ``await ref.call(...)`` coroutines would each need under ``gather``.
+
     Args:
         n_actors: the calls go round-robin to this many actors (1:1 or 1:n).
         cls: ``Echo`` (plain method, one call at a time) or ``AsyncEcho`` (concurrent).
@@ -111,7 +115,7 @@ class AsyncCalls(Workload):
     ops = ASYNC_WINDOW
 
     def __init__(self, ctx: BenchContext, n_actors: int = 1, cls: type = actors.Echo) -> None:
-        self.note = f"asyncio client, {ASYNC_WINDOW} calls in flight, {n_actors} {cls.__name__} actor(s)"
+        self.note = f"asyncio client, {ASYNC_WINDOW} x ref.ask then gather, {n_actors} {cls.__name__} actor(s)"
         self.actors = Actors(ctx.kernel)
         self.client: _AsyncClient | None = None
         try:
@@ -127,7 +131,7 @@ class AsyncCalls(Workload):
     async def _round(self) -> None:
         refs, d = self.refs, self.d
         n = len(refs)
-        await asyncio.gather(*(refs[i % n].call("echo", d) for i in range(ASYNC_WINDOW)))
+        await asyncio.gather(*[refs[i % n].ask("echo", d) for i in range(ASYNC_WINDOW)])
 
     def round(self) -> None:
         assert self.client is not None
