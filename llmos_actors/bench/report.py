@@ -214,3 +214,60 @@ def format_table(doc: dict[str, Any]) -> str:
         "(rates: llmos/peer, times: peer/llmos; > 1: llmos ahead).",
     ]
     return "\n".join(out)
+
+
+def format_markdown(doc: dict[str, Any]) -> str:
+    """The results as a Markdown table (the README's), one row per case.
+
+    ``python -m llmos_actors.bench.report docs/bench.json`` prints it for a stored run;
+    the header line carries that run's date, machine and load, so a stored result
+    never reads as a live one.
+    """
+    m, s = doc["machine"], doc["settings"]
+    load = doc.get("load_average") or {}
+    lines = [
+        f"Measured {doc['date']} ({'quick' if s['quick'] else 'full'} run, {doc['elapsed_s']} s) on "
+        f"{m['nproc']} cores ({m['cpu_model']}), {m['mem_gib']} GiB, Python {m['python']}, "
+        f"pyzmq {m.get('pyzmq')} (libzmq {m.get('libzmq')}), torch {m.get('torch')}"
+        + (f", Ray {s['ray']}" if s.get("ray") else "")
+        + (f"; 1-min load average {load['start']:.1f} when it started" if load else "")
+        + ".",
+        "",
+        "| case | unit | llmos: median (min-max) | peers in the same run: median (llmos advantage) |",
+        "|---|---|---:|---|",
+    ]
+    for case in doc["cases"]:
+        ours = case["llmos"]
+        stat = "" if case["stat"] == "median" else f" {case['stat']}"
+        if ours["status"] != "ok":
+            lines.append(f"| `{case['name']}` | {case['unit']} | {ours['status']}: {ours.get('reason', '')} | |")
+            continue
+        value = f"**{fmt(ours['value'])}**{stat} ({fmt(ours['min'])}-{fmt(ours['max'])})"
+        peers = []
+        for p in case["peers"]:
+            if p["status"] == "ok":
+                adv = p.get("llmos_advantage")
+                peers.append(f"{p['who']} {fmt(p['value'])}" + (f" ({adv:.2f}x)" if adv is not None else ""))
+            else:
+                peers.append(f"{p['who']}: {p['status']}")
+        lines.append(f"| `{case['name']}` | {case['unit']} | {value} | {' · '.join(peers) or '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a stored run (``--json`` output) as the table, or as Markdown with ``--markdown``."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m llmos_actors.bench.report", description=main.__doc__)
+    ap.add_argument("file", help="a JSON file written by llmos bench --json")
+    ap.add_argument("--markdown", action="store_true", help="a Markdown table (as in the README)")
+    args = ap.parse_args(argv)
+    with open(args.file) as fh:
+        doc = json.load(fh)
+    print(format_markdown(doc) if args.markdown else format_table(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -220,6 +220,16 @@ def test_table_shows_values_ratios_and_reasons(tmp_path: Path):
     assert any(line.startswith("later") and "skipped: needs issue 99" in line for line in lines)
 
 
+def test_markdown_has_one_row_per_case_with_the_run_it_comes_from(tmp_path: Path):
+    from llmos_actors.bench.report import format_markdown
+
+    text = format_markdown(_doc(tmp_path))
+    assert text.startswith("Measured ") and "cores" in text.splitlines()[0]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `rate_case` | calls/s | **100**") and "a peer 50.0 (2.00x)" in rows[0]
+    assert "skipped: needs issue 99" in rows[1]
+
+
 def test_plot_writes_a_png(tmp_path: Path):
     pytest.importorskip("matplotlib")
     from llmos_actors.bench.plot import write_plot
