@@ -76,10 +76,12 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
         ax.tick_params(axis="y", labelsize=8)
         ax.margins(y=0.15)
     m = doc["machine"]
+    load = doc.get("load_average") or {}
+    busy = f"; 1-min load average {load['start']:.1f} at start" if load else ""
     fig.suptitle(
         f"llmos bench, {doc['date']}: {m['nproc']} cores ({m['cpu_model']}), {m['mem_gib']} GiB, "
         f"Python {m['python']}{', Ray ' + doc['settings']['ray'] if doc['settings'].get('ray') else ''}"
-        f"{' (quick run)' if doc['settings']['quick'] else ''}",
+        f"{' (quick run)' if doc['settings']['quick'] else ''}{busy}",
         fontsize=10,
     )
     if missing:
