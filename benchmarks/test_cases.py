@@ -19,7 +19,8 @@ from llmos_actors.bench.peers import PEERS
 ROUNDS = {"rate": 20, "latency": 10}
 
 _MEASURES = {c.measure_key: c for c in CASES.values()}  # spawn p50/p99 share one series
-_PAIRS = [(c, p) for c in _MEASURES.values() for p in c.peers]
+# Ray's peers last: its cluster's background processes would run beside every test after it.
+_PAIRS = sorted(((c, p) for c in _MEASURES.values() for p in c.peers), key=lambda pair: PEERS[pair[1]].group == "ray")
 
 
 def _run(benchmark, ctx: BenchContext, case: Case, opener, group: str) -> None:

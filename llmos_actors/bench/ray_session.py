@@ -67,7 +67,9 @@ class RaySession:
         return self.failure
 
     def _start(self) -> None:
-        env = {**os.environ, **RAY_ENV, "PYTHONUNBUFFERED": "1"}
+        # Ray's session files (logs, sockets) go under the run's own directory, which the
+        # run removes; by default they would pile up in /tmp/ray.
+        env = {**os.environ, **RAY_ENV, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(self.log_path.parent / "ray")}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.python, str(DRIVER), "--payload-hex", _payload_hex()],
