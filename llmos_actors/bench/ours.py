@@ -342,7 +342,7 @@ class PriorityUnderLoad(Workload):
         self.d = payload()
 
     def setup(self) -> None:
-        self.high.call("ping")  # the previous backlog is done
+        self.low.call("ping")  # a call at the backlog's priority runs after it: the actor is idle again
         for _ in range(self.BACKLOG):
             self.low.tell("hit", self.d)
 
