@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+PEERS  := $(VENV)/.peers-installed
 
 .PHONY: demo test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
 
@@ -41,15 +42,23 @@ chaos: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m pytest -m soak
 
-## bench: `llmos bench` (own daemon in a temp dir); bench-quick finishes in about a minute
-bench: $(STAMP)
-	$(VENV)/bin/llmos bench --peers --json bench-results.json --plot docs/bench.png
+# The peers extra (Ray) for the benchmarks; the test suite does not need it.
+$(PEERS): $(STAMP)
+	$(PIP) install -q -e ".[test,plot,peers]"
+	touch $(PEERS)
 
-bench-quick: $(STAMP)
+## bench: `llmos bench` with every peer (own daemon in a temp dir), under 10 minutes; writes the
+## run's JSON and chart where the README points (README table: python -m llmos_actors.bench.report
+## docs/bench.json --markdown)
+bench: $(PEERS)
+	$(VENV)/bin/llmos bench --peers --json docs/bench.json --plot docs/bench.png
+
+## bench-quick: the same, short windows, about a minute
+bench-quick: $(PEERS)
 	$(VENV)/bin/llmos bench --quick --peers
 
-## bench-pytest: the same cases through pytest-benchmark
-bench-pytest: $(STAMP)
+## bench-pytest: the same workloads through pytest-benchmark
+bench-pytest: $(PEERS)
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-enable -p no:randomly
 
 ## install-service: install the systemd unit (root), pointing at this virtualenv's llmos

@@ -31,6 +31,7 @@ from .._wire import protocol as P
 from .._wire.codec import Codec, error_from_payload
 from ..errors import CallTimeout, ClosedError, MailboxFull, ProtocolError
 from .driver import LoopDriver
+from .frames import recv_message
 
 #: How long a synchronous caller reads its own reply before handing reading to the loop.
 READ_SLICE = 0.002
@@ -178,10 +179,9 @@ class Connection:
     # ------------------------------------------------------------------ reading
     def _drain_locked(self) -> None:
         sock = self.sock
-        recv = sock.recv_multipart
         while True:
             try:
-                frames = recv(_NOBLOCK)
+                frames = recv_message(sock, _NOBLOCK, 2)  # [head, body] as bytes, buffers as frames
             except _Again:
                 return
             except zmq.ZMQError as exc:  # socket closed under us
@@ -349,10 +349,9 @@ class Connection:
             # Blocking receive with the socket's RCVTIMEO (= READ_SLICE): cheaper than poll + recv.
             end = time.monotonic() + READ_SLICE
             sock = self.sock
-            recv = sock.recv_multipart
             while not waiter.done:
                 try:
-                    frames = recv()
+                    frames = recv_message(sock, 0, 2)
                 except _Again:
                     break
                 self._dispatch_frames(frames)

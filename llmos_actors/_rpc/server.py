@@ -18,6 +18,7 @@ from .._wire import protocol as P
 from .._wire.codec import Codec, error_payload
 from ..errors import ProtocolError
 from .driver import LoopDriver
+from .frames import recv_message
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +155,11 @@ class RpcServer:
         """
         if self.paused or self._closed:
             return False
-        recv = self.sock.recv_multipart
+        sock = self.sock
         handle = self._handle
         for _ in range(DRAIN_LIMIT):
             try:
-                frames = recv(_NOBLOCK)
+                frames = recv_message(sock, _NOBLOCK, 3)  # [ident, head, body] as bytes, buffers as frames
             except _Again:
                 return False
             handle(frames)

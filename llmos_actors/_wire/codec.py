@@ -202,19 +202,7 @@ class Codec:
 
     # -- decoding -------------------------------------------------------------------
     def _make_ext_hook(self, bufs: Any) -> Callable[[int, bytes], Any]:
-        decoders = self.decoders
-        arrays = self.arrays
-        array_codes = arrays.codes
-
-        def ext_hook(code: int, data: bytes) -> Any:
-            if code in array_codes:
-                return arrays.decode(code, _unpackb(data, ext_hook=ext_hook, strict_map_key=False), bufs)
-            dec = decoders.get(code)
-            if dec is None:
-                raise ProtocolError(f"unknown extension type {code} in message body")
-            return dec(_unpackb(data, ext_hook=ext_hook, strict_map_key=False))
-
-        return ext_hook
+        return _ExtHook(self.decoders, self.arrays, bufs)
 
     def unpack(self, raw: Any, bufs: Any = ()) -> Any:
         """Unpack a body; ``bufs`` are the message's extra frames.
@@ -229,6 +217,30 @@ class Codec:
             raise
         except Exception as exc:
             raise ProtocolError(f"malformed message body: {exc}") from exc
+
+
+class _ExtHook:
+    """msgpack's ``ext_hook`` for a message with buffers; nested payloads reuse it.
+
+    An object, not a closure: a closure that names itself (for the nested unpacks)
+    is a reference cycle, and the cycle kept the message's buffers (a whole
+    tensor's frame) alive until the cyclic garbage collector ran.
+    """
+
+    __slots__ = ("arrays", "bufs", "decoders")
+
+    def __init__(self, decoders: dict[int, Decoder], arrays: ArrayCodec, bufs: Any) -> None:
+        self.decoders = decoders
+        self.arrays = arrays
+        self.bufs = bufs
+
+    def __call__(self, code: int, data: bytes) -> Any:
+        if code in self.arrays.codes:
+            return self.arrays.decode(code, _unpackb(data, ext_hook=self, strict_map_key=False), self.bufs)
+        dec = self.decoders.get(code)
+        if dec is None:
+            raise ProtocolError(f"unknown extension type {code} in message body")
+        return dec(_unpackb(data, ext_hook=self, strict_map_key=False))
 
 
 # -- errors on the wire -------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import msgpack
 import numpy as np
 import pytest
@@ -68,6 +71,23 @@ def test_numpy_inline_and_out_of_band():
     assert (out == big).all()
     body, bufs = codec.pack({"x": big}, inline=True)
     assert bufs == [] and (codec.unpack(body)["x"] == big).all()
+
+
+def test_received_buffers_are_freed_with_their_values_not_by_the_garbage_collector():
+    """A tensor's frame must go as soon as the tensor does: a reference cycle in the decoder
+    once kept every received buffer alive until the cyclic collector ran."""
+    codec = Codec()
+    body, bufs = codec.pack({"t": torch.ones(1 << 16), "a": np.ones(1 << 16)})
+    frames = [np.frombuffer(bytes(b), dtype=np.uint8).copy() for b in bufs]  # writable, weakref-able
+    alive = [weakref.ref(f) for f in frames]
+    gc.disable()
+    try:
+        out = codec.unpack(body, frames)
+        assert float(out["t"][-1]) == 1.0 and float(out["a"][-1]) == 1.0
+        del out, frames
+        assert [r() for r in alive] == [None, None]
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.float16])
