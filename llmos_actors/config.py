@@ -81,6 +81,8 @@ class Config:
     connect_timeout: float = 5.0
     #: Modules the fork server imports before forking (missing ones are skipped).
     preload: tuple[str, ...] = ("numpy", "torch")
+    #: Warm actor processes the fork server keeps ready (forked, connected, waiting for an actor).
+    prefork: int = 2
     #: Per-actor log file cap and rotated backups.
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
@@ -134,6 +136,8 @@ class Config:
                 raise ConfigError(f"{name} must be > 0 seconds")
         if self.mailbox_size < 1:
             raise ConfigError("mailbox_size must be >= 1")
+        if self.prefork < 0:
+            raise ConfigError("prefork must be >= 0")
         if self.topic_queue < 1:
             raise ConfigError("topic_queue must be >= 1")
         if self.tcp:

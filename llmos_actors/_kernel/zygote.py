@@ -25,6 +25,7 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -81,6 +82,9 @@ class Zygote:
         self.lifeline = lifeline
         self.config: dict = {}
         self.children: set[int] = set()
+        #: Warm (pre-forked) actor processes waiting for an assignment: (pid, socket to them).
+        self.warm: list[tuple[int, socket.socket]] = []
+        self.prefork = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -107,20 +111,56 @@ class Zygote:
         return loaded
 
     def run(self) -> int:
+        try:
+            return self._serve()
+        finally:
+            self.retire_warm()
+
+    def retire_warm(self, timeout: float = 5.0) -> None:
+        """Let the warm processes go (they see EOF and exit) and wait for them, so none outlives us."""
+        pids = [pid for pid, _ in self.warm]
+        for _, sock in self.warm:
+            sock.close()
+        self.warm.clear()
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                select.select([], [], [], 0.005)  # a few ms for it to notice the EOF
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _serve(self) -> int:
         first = recv_frame(self.sock)
         if first is None or first[0].get("op") != "init":
             return 2
         self.config = first[0]["config"]
+        self.prefork = max(0, int(self.config.get("prefork") or 0))
         loaded = self.preload(list(self.config.get("preload") or ()))
         signal.set_wakeup_fd(self._wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
         send_frame(self.sock, {"op": "ready", "pid": os.getpid(), "preloaded": loaded})
+        watched = [self.sock.fileno(), self._wake_r, self.lifeline]
         while True:
+            # Refill the warm pool only while no request waits: a burst of spawns is served
+            # first (warm, then cold forks), the pool catches up afterwards.
+            idle_wait = 0.0 if len(self.warm) < self.prefork else None
             try:
-                readable, _, _ = select.select([self.sock.fileno(), self._wake_r, self.lifeline], [], [])
+                readable, _, _ = select.select(watched, [], [], idle_wait)
             except InterruptedError:
+                continue
+            if not readable:
+                self.fork_warm()
                 continue
             if self._wake_r in readable:
                 os.read(self._wake_r, 4096)
@@ -150,34 +190,34 @@ class Zygote:
             if pid == 0:
                 return
             self.children.discard(pid)
+            for entry in [w for w in self.warm if w[0] == pid]:  # a warm process died unused
+                self.warm.remove(entry)
+                entry[1].close()
             send_frame(self.sock, {"op": "reaped", "pid": pid, "status": status})
 
-    def spawn(self, msg: dict, fds: list[int]) -> None:
-        actor_id = msg.get("id", "")
-        spec = msg.get("spec") or {}
-        # Signals blocked across fork: the child resets handlers before it unblocks.
+    # ------------------------------------------------------------------ forking
+    def _fork(self, child: Callable[[], int]) -> int:
+        """Fork with signals blocked; the child resets them, runs ``child()`` and never returns."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT})
         try:
             pid = os.fork()
-        except OSError as exc:
+        except OSError:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-            for fd in fds:
-                os.close(fd)
-            send_frame(self.sock, {"op": "fork_failed", "id": actor_id, "error": f"fork failed: {exc}"})
-            return
-        if pid == 0:  # the actor
+            raise
+        if pid == 0:
             code = 1
             try:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
+                # Only the fork server talks to the daemon and to the warm processes.
                 self.sock.close()
                 os.close(self._wake_r)
                 os.close(self._wake_w)
+                for _, sock in self.warm:
+                    sock.close()
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
-                from .._runtime.actor_main import run_actor
-
-                code = run_actor(actor_id, spec, self.config, self.lifeline, fds)
+                code = child()
             except BaseException:
                 try:
                     traceback.print_exc()
@@ -190,14 +230,70 @@ class Zygote:
                 finally:
                     os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        for fd in fds:
-            os.close(fd)
         self.children.add(pid)
         try:
             os.setpgid(pid, pid)  # also done by the child: no race on who goes first
         except OSError:
             pass
+        return pid
+
+    def fork_warm(self) -> None:
+        """Start a process that gets everything ready but the actor itself, then waits."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+        def warm() -> int:
+            ours.close()
+            from .._runtime.actor_main import run_warm
+
+            def assignment() -> tuple[str, dict, list[int]] | None:
+                frame = recv_frame(theirs)
+                theirs.close()
+                if frame is None:
+                    return None
+                msg, fds = frame
+                return msg.get("id", ""), msg.get("spec") or {}, fds
+
+            return run_warm(assignment, self.config, self.lifeline)
+
+        try:
+            pid = self._fork(warm)
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        theirs.close()
+        self.warm.append((pid, ours))
+
+    def spawn(self, msg: dict, fds: list[int]) -> None:
+        actor_id = msg.get("id", "")
+        spec = msg.get("spec") or {}
+        pid = self._hand_to_warm(msg, fds)
+        if pid is None:
+            try:
+                from .._runtime.actor_main import run_actor
+
+                pid = self._fork(lambda: run_actor(actor_id, spec, self.config, self.lifeline, fds))
+            except OSError as exc:
+                for fd in fds:
+                    os.close(fd)
+                send_frame(self.sock, {"op": "fork_failed", "id": actor_id, "error": f"fork failed: {exc}"})
+                return
+        for fd in fds:
+            os.close(fd)
         send_frame(self.sock, {"op": "forked", "id": actor_id, "pid": pid, "t": time.monotonic()})
+
+    def _hand_to_warm(self, msg: dict, fds: list[int]) -> int | None:
+        """Give the actor to a warm process; its pid, or None if none could take it."""
+        while self.warm:
+            pid, sock = self.warm.pop(0)
+            try:
+                send_frame(sock, {"id": msg.get("id", ""), "spec": msg.get("spec") or {}}, fds)
+                return pid
+            except OSError:
+                continue  # it died waiting; try the next one
+            finally:
+                sock.close()
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,17 +57,22 @@ class ActorRuntime:
     """One actor's process-wide state; ``Actor`` instances reach it as ``_llmos_runtime``."""
 
     def __init__(self, actor_id: str, spec: dict, config: Config) -> None:
-        self.actor_id = actor_id
-        self.spec = spec
         self.config = config
-        self.name = spec.get("name") or actor_id
-        self.endpoint = config.actor_endpoint(actor_id)
-        self.address = ActorAddress(actor_id, spec.get("name") or "", self.endpoint, spec.get("overflow") or "block")
         self.placement: dict = {}
         self._kernel: Any = None
         self._kernel_async: Any = None
         self._stopping: asyncio.Event | None = None
         self.instance: Any = None
+        self.core: ClientCore | None = None
+        self.assign(actor_id, spec)
+
+    def assign(self, actor_id: str, spec: dict) -> None:
+        """Which actor this process is (a warm process learns it late)."""
+        self.actor_id = actor_id
+        self.spec = spec
+        self.name = spec.get("name") or actor_id
+        self.endpoint = self.config.actor_endpoint(actor_id)
+        self.address = ActorAddress(actor_id, spec.get("name") or "", self.endpoint, spec.get("overflow") or "block")
 
     # ------------------------------------------------------------------ kernel handles
     def kernel(self) -> Any:
@@ -89,13 +94,18 @@ class ActorRuntime:
         return self.kernel().ref(self.address)
 
     # ------------------------------------------------------------------ main
-    async def main(self) -> int:
-        loop = asyncio.get_running_loop()
+    def connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        """ZeroMQ context and the daemon connection: done ahead of time by a warm process."""
         self.loop = loop
         self.driver = LoopDriver(loop)
         self.ctx = zmq.Context()
-        self._stopping = asyncio.Event()
         self.core = ClientCore(self.config, self.driver, lambda a: self.kernel_async().ref(a), ctx=self.ctx)
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self.core is None:
+            self.connect(loop)
+        self._stopping = asyncio.Event()
         codec = Codec(
             {EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p)), EXT_OBJREF: ObjectRef.from_wire},
             arrays=PageArrayCodec(self.config.runtime_dir),
@@ -221,7 +231,7 @@ class ActorRuntime:
             await asyncio.sleep(interval)
             stats = self.executor.snapshot()
             stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+            self.core.tell_daemon("heartbeat", self.actor_id, stats)  # type: ignore[union-attr]
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -246,7 +256,8 @@ class ActorRuntime:
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
-        self.core.close()
+        if self.core is not None:
+            self.core.close()
         self.ctx.term()
 
 
@@ -256,8 +267,39 @@ def run_actor(actor_id: str, spec: dict, config: dict, lifeline: int, fds: list[
     runtime.placement = process.prepare({**spec, "id": actor_id}, lifeline, fds)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    return _run(runtime, loop)
+
+
+def _run(runtime: ActorRuntime, loop: asyncio.AbstractEventLoop) -> int:
     try:
         return loop.run_until_complete(runtime.main())
     except BaseException:
         traceback.print_exc()
         return EXIT_FAILED
+
+
+def run_warm(assignment: Any, config: dict, lifeline: int) -> int:
+    """A pre-forked ("warm") actor process: get ready, then wait for an actor to become.
+
+    Everything that does not depend on which actor it will be happens before the
+    assignment arrives: the event loop, the ZeroMQ context and the connection to the
+    daemon. ``assignment()`` blocks until the fork server hands over ``(id, spec,
+    fds)``, or returns None when there is nothing to become (then exit quietly).
+    Placement (affinity, nice, ``CUDA_VISIBLE_DEVICES``) is applied after the
+    assignment, before any user code runs.
+    """
+    cfg = config_from_dict(config)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    runtime = ActorRuntime("", {}, cfg)
+    runtime.connect(loop)
+    job = assignment()
+    if job is None:
+        assert runtime.core is not None
+        runtime.core.close()
+        runtime.ctx.term()
+        return EXIT_OK
+    actor_id, spec, fds = job
+    runtime.assign(actor_id, spec)
+    runtime.placement = process.prepare({**spec, "id": actor_id}, lifeline, fds)
+    return _run(runtime, loop)
