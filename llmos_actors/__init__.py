@@ -11,6 +11,7 @@ import logging
 
 __version__ = "0.1.0"
 
+from ._spawnspec import RestartPolicy
 from .actor import Actor
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
@@ -23,16 +24,32 @@ from .errors import (
     ClosedError,
     ConfigError,
     DaemonUnavailable,
+    DeadlockError,
     LlmosError,
+    LockError,
     MailboxFull,
     MethodNotFound,
     NameTaken,
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
+    SupervisorError,
 )
 from .refs import ActorRef, AsyncActorRef, CallOptions
 from .streams import AsyncStreamCall, StreamCall
+from .supervision import AsyncMonitor, AsyncSupervisor, DownNotice, Monitor, Supervisor
+from .sync import (
+    AsyncBarrier,
+    AsyncCondition,
+    AsyncEvent,
+    AsyncMutex,
+    AsyncSemaphore,
+    Barrier,
+    Condition,
+    Event,
+    Mutex,
+    Semaphore,
+)
 from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
@@ -43,25 +60,44 @@ __all__ = [
     "ActorNotFound",
     "ActorRef",
     "AsyncActorRef",
+    "AsyncBarrier",
+    "AsyncCondition",
+    "AsyncEvent",
     "AsyncKernel",
+    "AsyncMonitor",
+    "AsyncMutex",
+    "AsyncSemaphore",
     "AsyncStreamCall",
     "AsyncSubscription",
+    "AsyncSupervisor",
+    "Barrier",
     "CallOptions",
     "CallTimeout",
     "ClosedError",
+    "Condition",
     "Config",
     "ConfigError",
     "DaemonUnavailable",
+    "DeadlockError",
+    "DownNotice",
+    "Event",
     "Kernel",
     "LlmosError",
+    "LockError",
     "MailboxFull",
     "MethodNotFound",
+    "Monitor",
+    "Mutex",
     "NameTaken",
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
+    "RestartPolicy",
+    "Semaphore",
     "StreamCall",
     "Subscription",
+    "Supervisor",
+    "SupervisorError",
     "__version__",
     "connect",
     "connect_async",

@@ -134,23 +134,19 @@ def start_daemon(
         timeout: seconds to wait for it to answer.
         env: extra environment for the daemon.
         check_leaks: after it stops, fail if any of its processes or /dev/shm files remain.
-        **settings: config keys written to a config file for it (e.g. ``grace=1.0``).
+        **settings: config keys written to a config file for it (e.g. ``grace=1.0``); a dict
+            value is a section (``supervisor={"intensity": 50}``).
     """
     own_dir = runtime_dir is None
     base = short_tmpdir() if own_dir else Path(runtime_dir).parent  # type: ignore[arg-type]
     rdir = base / "rt" if own_dir else Path(runtime_dir)  # type: ignore[arg-type]
     state = base / "state" if own_dir else rdir.parent / (rdir.name + "-state")
     config_file = base / "llmosd.toml"
-    lines = []
-    for key, value in settings.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, (int, float)):
-            lines.append(f"{key} = {value}")
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"{key} = [{', '.join(repr(str(v)) for v in value)}]")
-        else:
-            lines.append(f"{key} = {str(value)!r}")
+    lines = [_toml_line(key, value) for key, value in settings.items() if not isinstance(value, dict)]
+    for section, values in settings.items():  # dicts are sections: supervisor={"intensity": 50}
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            lines.extend(_toml_line(key, v) for key, v in values.items())
     config_file.write_text("\n".join(lines) + "\n")
     config = load_config(
         {"runtime_dir": rdir, "state_dir": state},
@@ -192,6 +188,16 @@ def start_daemon(
                 raise AssertionError(
                     f"daemon left processes {[p.pid for p in leftovers]} and /dev/shm files {sorted(shm)}"
                 )
+
+
+def _toml_line(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{key} = {'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"{key} = {value}"
+    if isinstance(value, (list, tuple)):
+        return f"{key} = [{', '.join(repr(str(v)) for v in value)}]"
+    return f"{key} = {str(value)!r}"
 
 
 def daemon_processes(runtime_dir: Path) -> list[psutil.Process]:

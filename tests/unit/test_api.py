@@ -12,7 +12,19 @@ from llmos_actors.errors import ActorImportError
 
 def test_all_matches_exports():
     public = {n for n in dir(llmos) if n[0].isalpha() and n not in {"annotations", "logging"}}
-    submodules = {"actor", "client", "config", "errors", "refs", "testing", "cli", "streams", "topics"}
+    submodules = {
+        "actor",
+        "client",
+        "config",
+        "errors",
+        "refs",
+        "testing",
+        "cli",
+        "streams",
+        "topics",
+        "supervision",
+        "sync",
+    }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
         assert hasattr(llmos, name)
