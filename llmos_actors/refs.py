@@ -218,6 +218,10 @@ class AsyncActorRef(_BaseRef):
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> asyncio.Future:
         """Start the call now and return an asyncio future of its result."""
+        if self._opts.wait_restart:
+            conn = self._kernel._core.actor_connection(self._addr)
+            if conn.dead is not None and conn.restarting:  # sent once the actor is back
+                return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
         conn.submit(msg_id, head, body, bufs, waiter)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._rpc.server import Request
-from ..errors import ProtocolError, SupervisorError
+from ..errors import ConfigError, ProtocolError, SupervisorError
 from .lifecycle import Lifecycle
 from .proctable import EXITED, RESTARTING, ActorRecord, ProcessTable
 from .service import Service
@@ -190,7 +190,10 @@ class Supervision(Service):
     ) -> None:
         self.lifecycle = lifecycle
         self.table = table
-        self.defaults = {**DEFAULT_LIMITS, **check_limits(dict(settings or {}), "[supervisor] config")}
+        try:
+            self.defaults = {**DEFAULT_LIMITS, **check_limits(dict(settings or {}), "config section [supervisor]")}
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
         self.loop = loop
         self.clock = clock
         self.sleep = sleep
@@ -279,6 +282,8 @@ class Supervision(Service):
     def check_spawn(self, request: dict) -> None:
         """Validate a spawn's supervision settings before anything forks (and fill in defaults)."""
         request["restart_limits"] = check_limits(request.get("restart_limits"), "restart limits")
+        if request.get("restart") is not None and request["restart"] not in POLICIES:
+            raise ProtocolError(f"restart must be one of {POLICIES}, not {request['restart']!r}")
         target = request.get("supervisor")
         if target:
             node = self.node(target)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._rpc.server import Request
-from ..errors import CallTimeout, DeadlockError, LockError, ProtocolError
+from ..errors import CallTimeout, ConfigError, DeadlockError, LockError, ProtocolError
 from .proctable import ActorRecord
 from .service import Service
 
@@ -231,7 +231,9 @@ class SyncObjects(Service):
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: Any = None) -> None:
         self.loop = loop
         settings = dict(settings or {})
-        self.max_objects = int(settings.get("max_objects", MAX_OBJECTS))
+        self.max_objects = settings.get("max_objects", MAX_OBJECTS)
+        if type(self.max_objects) is not int or self.max_objects < 1:
+            raise ConfigError(f"config section [sync]: max_objects must be an int >= 1, not {self.max_objects!r}")
         self.objects: dict[str, SyncObject] = {}
         self.waiting_on: dict[Holder, Mutex] = {}  # the wait-for graph (mutexes and conditions)
         self.tickets: dict[tuple[bytes, int], Waiter] = {}
