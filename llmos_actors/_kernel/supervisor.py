@@ -472,7 +472,9 @@ class Supervision(Service):
             await self.sleep(delay)
         async with self._lock(node, key):
             for record in stop:
-                if record.state not in (EXITED, RESTARTING):
+                if record.state == RESTARTING and record.doomed:  # down already: it stays down
+                    self.lifecycle.abandon(record, f"not restarted: {record.doomed}")
+                elif record.state not in (EXITED, RESTARTING):
                     try:
                         why = f"because {record.doomed}" if record.doomed else "by its supervisor for a restart"
                         await self.lifecycle.terminate(record, reason=why)

@@ -37,8 +37,12 @@ class FakeLifecycle:
         record.wanted_down = True
         return await self.terminate(record)
 
+    def abandon(self, record: ActorRecord, reason: str) -> None:
+        self.log.append(f"abandon {record.name}")
+        record.state = EXITED
+
     async def restart(self, record: ActorRecord) -> bool:
-        if record.state != RESTARTING:
+        if record.state != RESTARTING or record.doomed or record.wanted_down:
             return False
         self.log.append(f"start {record.name}")
         record.state = RUNNING
@@ -186,6 +190,21 @@ def test_escalation_and_temporary_children():
         assert life.log == ["stop a"]
         assert a.state == EXITED and "gave up" in a.exit["reason"]
         assert sup.nodes[top["id"]].state == "failed"
+
+    asyncio.run(main())
+
+
+def test_giving_up_abandons_children_waiting_for_their_restart():
+    async def main():
+        sup, life, table, _, _ = _setup(backoff=0.0)
+        node = sup.h_new(None, {"intensity": 1})  # type: ignore[arg-type]
+        a = _actor(table, sup, "a", supervisor=node["id"])
+        b = _actor(table, sup, "b", supervisor=node["id"])
+        assert life.die(a, 1)  # restart scheduled, not run yet
+        assert not life.die(b, 1)  # the second restart is one too many: give up
+        await _settle(sup)
+        assert a.state == EXITED and b.state == EXITED
+        assert "abandon a" in life.log and "start a" not in life.log
 
     asyncio.run(main())
 
