@@ -24,6 +24,7 @@ def test_all_matches_exports():
         "topics",
         "supervision",
         "sync",
+        "bench_support",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
