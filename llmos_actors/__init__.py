@@ -11,6 +11,8 @@ import logging
 
 __version__ = "0.1.0"
 
+from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
+from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from .actor import Actor
 from .client import AsyncKernel, Kernel, connect, connect_async
@@ -30,11 +32,14 @@ from .errors import (
     MailboxFull,
     MethodNotFound,
     NameTaken,
+    ObjectLost,
+    PoolExhausted,
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
     SupervisorError,
 )
+from .pools import AsyncPool, Pool, PoolDispatcher
 from .refs import ActorRef, AsyncActorRef, CallOptions
 from .streams import AsyncStreamCall, StreamCall
 from .supervision import AsyncMonitor, AsyncSupervisor, DownNotice, Monitor, Supervisor
@@ -66,6 +71,7 @@ __all__ = [
     "AsyncKernel",
     "AsyncMonitor",
     "AsyncMutex",
+    "AsyncPool",
     "AsyncSemaphore",
     "AsyncStreamCall",
     "AsyncSubscription",
@@ -89,6 +95,11 @@ __all__ = [
     "Monitor",
     "Mutex",
     "NameTaken",
+    "ObjectLost",
+    "ObjectRef",
+    "Pool",
+    "PoolDispatcher",
+    "PoolExhausted",
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
@@ -101,8 +112,17 @@ __all__ = [
     "__version__",
     "connect",
     "connect_async",
+    "empty",
+    "full",
+    "in_pool",
     "load_config",
+    "move",
+    "np_empty",
+    "np_full",
+    "np_zeros",
+    "share",
     "subscribe",
+    "zeros",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -31,6 +31,10 @@ class Actor:
         overflow: "block", "raise" or "drop" for senders when the mailbox is full.
         trap_exits: a linked actor's abnormal death arrives as a call to ``on_exit(notice)``
             instead of killing this one (default False).
+        mailbox_policy: "priority" (default: multi-level feedback queue) or "fifo".
+        mailbox_aging: seconds a waiting message needs to climb one priority level (default 1.0).
+        flood_share: share of the mailbox one sender may fill before its messages are demoted (0.25).
+        goal: ``staticmethod(fn(objective, time_left, priority) -> level)``, see ``llmos_actors.scheduling``.
     """
 
     max_concurrency: int | None = None
@@ -38,6 +42,10 @@ class Actor:
     mailbox_size: int | None = None
     overflow: str | None = None
     trap_exits: bool = False
+    mailbox_policy: str | None = None
+    mailbox_aging: float | None = None
+    flood_share: float | None = None
+    goal: Any = None
 
     # Set by the runtime before __init__ runs.
     _llmos_runtime: Any = None

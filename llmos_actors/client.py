@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _spawnspec
+from ._pages.api import AsyncPagesKernel, PagesKernel
 from ._rpc.connection import Connection
 from ._rpc.core import ClientCore
 from ._rpc.driver import IOThread, LoopDriver
@@ -23,6 +24,7 @@ from ._wire import protocol as P
 from ._wire.address import ActorAddress
 from .config import CONTROL_SOCKET, Config, load_config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
+from .pools import AsyncPoolsMixin, PoolsMixin
 from .refs import ActorRef, AsyncActorRef, wait_sync
 from .supervision import AsyncSupervisionMixin, SupervisionMixin
 from .sync import AsyncSyncMixin, SyncMixin
@@ -65,7 +67,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin, SupervisionMixin, SyncMixin):
+class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -130,7 +132,15 @@ class Kernel(TopicsMixin, SupervisionMixin, SyncMixin):
         self._io.driver.call_soon(lambda: loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what))
 
     def _send_when_alive(
-        self, conn: Connection, msg_id: int, head: bytes, body: bytes, bufs: list, fut: Any, deadline: float | None
+        self,
+        conn: Connection,
+        msg_id: int,
+        head: bytes,
+        body: bytes,
+        bufs: list,
+        fut: Any,
+        deadline: float | None,
+        prio: int | None = None,
     ) -> None:
         """``ask`` with ``wait_restart`` on a restarting actor: send from the IO loop once it is back."""
         assert self._io is not None
@@ -138,7 +148,7 @@ class Kernel(TopicsMixin, SupervisionMixin, SyncMixin):
         async def later() -> None:
             try:
                 await conn.wait_alive_async(deadline)
-                conn.send_now(msg_id, head, body, bufs, fut)
+                conn.send_now(msg_id, head, body, bufs, fut, prio)
             except BaseException as exc:
                 fut.resolve(False, exc)
 
@@ -254,7 +264,7 @@ class Kernel(TopicsMixin, SupervisionMixin, SyncMixin):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin, AsyncSupervisionMixin, AsyncSyncMixin):
+class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncPagesKernel):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and

@@ -95,8 +95,8 @@ class Config:
     #: Default mailbox bound (messages) and what a full mailbox does to ``tell``.
     mailbox_size: int = 10_000
     overflow: str = "block"
-    #: Topic messages (each a batch of up to 512) queued per subscriber before it misses some.
-    topic_queue: int = 1000
+    #: Topic messages (each a batch of up to 128) queued per subscriber before it misses some.
+    topic_queue: int = 100
     #: Exited actors kept in the process table for ``ps`` (oldest dropped first).
     keep_exited: int = 200
     #: TCP endpoint; off by default. Requires CurveZMQ keys when set.

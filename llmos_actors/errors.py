@@ -148,6 +148,18 @@ class DeadlockError(LockError):
     code = "deadlock"
 
 
+class PoolExhausted(LlmosError, MemoryError):
+    """The shared-memory pool had no room for an allocation, even after spilling and waiting."""
+
+    code = "pool_exhausted"
+
+
+class ObjectLost(LlmosError, LookupError):
+    """No such object in the store: it was freed, its owner exited, or it is another daemon's."""
+
+    code = "object_lost"
+
+
 class RemoteError(LlmosError):
     """The actor's method raised; carries the remote type, message and traceback.
 
@@ -196,6 +208,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         SupervisorError,
         LockError,
         DeadlockError,
+        PoolExhausted,
+        ObjectLost,
         RemoteError,
     )
 }

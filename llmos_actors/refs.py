@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from ._rpc.waiters import AsyncWaiter, LlmosFuture, StreamWaiter, SyncWaiter
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
@@ -65,15 +67,18 @@ class CallOptions:
 
 
 DEFAULT_OPTIONS = CallOptions()
+_NO_BUFS: list = []
+_packb = msgpack.packb
 
 
 class _BaseRef:
-    __slots__ = ("_addr", "_kernel", "_opts")
+    __slots__ = ("_addr", "_conn", "_kernel", "_opts")
 
     def __init__(self, address: ActorAddress, kernel: Any, options: CallOptions = DEFAULT_OPTIONS) -> None:
         self._addr = address
         self._kernel = kernel
         self._opts = options
+        self._conn: Connection | None = None  # the kernel's connection to the actor, once used
 
     @property
     def address(self) -> ActorAddress:
@@ -114,7 +119,9 @@ class _BaseRef:
             raise TypeError(f"method name must be a str, not {type(method).__name__}")
         core: ClientCore = self._kernel._core
         opts = self._opts
-        conn = core.actor_connection(self._addr)
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = core.actor_connection(self._addr)
         more = opts.header_extra()
         if extra:
             more = {**more, **extra} if more else extra
@@ -157,7 +164,7 @@ class ActorRef(_BaseRef):
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
         waiter = SyncWaiter()
-        conn.call_sync(msg_id, head, body, bufs, waiter, deadline)
+        conn.call_sync(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
         return wait_sync(conn, msg_id, waiter, deadline, f"call {method!r}")
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
@@ -166,9 +173,9 @@ class ActorRef(_BaseRef):
         fut = LlmosFuture()
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.
-            self._kernel._send_when_alive(conn, msg_id, head, body, bufs, fut, deadline)
+            self._kernel._send_when_alive(conn, msg_id, head, body, bufs, fut, deadline, self._opts.priority)
         else:
-            conn.send_now(msg_id, head, body, bufs, fut)
+            conn.send_now(msg_id, head, body, bufs, fut, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
         return fut
@@ -189,10 +196,19 @@ class ActorRef(_BaseRef):
         Raises:
             MailboxFull: the actor's mailbox is full and its policy is ``raise``.
         """
+        conn = self._conn
+        if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str:
+            # The hot path: plain data, no options. Anything unusual takes the general road.
+            try:
+                body = _packb([args, kwargs])
+            except (TypeError, ValueError, OverflowError):
+                body = b""
+            if body and len(body) <= conn.max_bytes:
+                return conn.enqueue(P.request_header(P.TELL, 0, method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
-        return conn.enqueue(head, body, bufs, deadline=deadline)
+        return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 
 
 class AsyncActorRef(_BaseRef):
@@ -224,7 +240,7 @@ class AsyncActorRef(_BaseRef):
                 return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
-        conn.submit(msg_id, head, body, bufs, waiter)
+        conn.submit(msg_id, head, body, bufs, waiter, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
         return waiter.future
@@ -241,4 +257,4 @@ class AsyncActorRef(_BaseRef):
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             await conn.wait_alive_async(deadline)
-        return await conn.enqueue_async(head, body, bufs, deadline=deadline)
+        return await conn.enqueue_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)

@@ -113,6 +113,26 @@ class DaemonHandle:
         return self.process.returncode
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def toml_text(settings: dict[str, Any]) -> str:
+    """Config settings as TOML: plain keys, then one ``[section]`` per dict (``scheduler={...}``)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    for section, values in settings.items():
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    return "\n".join(lines) + "\n"
+
+
 def short_tmpdir(prefix: str = "llmos-t-") -> Path:
     """A private temp dir with a short path (unix socket paths are limited to 107 bytes)."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
@@ -135,19 +155,14 @@ def start_daemon(
         env: extra environment for the daemon.
         check_leaks: after it stops, fail if any of its processes or /dev/shm files remain.
         **settings: config keys written to a config file for it (e.g. ``grace=1.0``); a dict
-            value is a section (``supervisor={"intensity": 50}``).
+            value is a TOML table (``pages={"size": "64MiB"}``).
     """
     own_dir = runtime_dir is None
     base = short_tmpdir() if own_dir else Path(runtime_dir).parent  # type: ignore[arg-type]
     rdir = base / "rt" if own_dir else Path(runtime_dir)  # type: ignore[arg-type]
     state = base / "state" if own_dir else rdir.parent / (rdir.name + "-state")
     config_file = base / "llmosd.toml"
-    lines = [_toml_line(key, value) for key, value in settings.items() if not isinstance(value, dict)]
-    for section, values in settings.items():  # dicts are sections: supervisor={"intensity": 50}
-        if isinstance(values, dict):
-            lines.append(f"[{section}]")
-            lines.extend(_toml_line(key, v) for key, v in values.items())
-    config_file.write_text("\n".join(lines) + "\n")
+    config_file.write_text(toml_text(settings))
     config = load_config(
         {"runtime_dir": rdir, "state_dir": state},
         config_file=config_file,
@@ -188,16 +203,6 @@ def start_daemon(
                 raise AssertionError(
                     f"daemon left processes {[p.pid for p in leftovers]} and /dev/shm files {sorted(shm)}"
                 )
-
-
-def _toml_line(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return f"{key} = {'true' if value else 'false'}"
-    if isinstance(value, (int, float)):
-        return f"{key} = {value}"
-    if isinstance(value, (list, tuple)):
-        return f"{key} = [{', '.join(repr(str(v)) for v in value)}]"
-    return f"{key} = {str(value)!r}"
 
 
 def daemon_processes(runtime_dir: Path) -> list[psutil.Process]:

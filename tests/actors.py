@@ -262,3 +262,71 @@ class Listener(llmos.Actor):
 
     def slow(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+class Burner(llmos.Actor):
+    """Keeps a core busy (for the scheduler's tests)."""
+
+    def __init__(self) -> None:
+        self.running = False
+
+    async def burn(self, seconds: float) -> float:
+        """Spin in short slices so the actor stays responsive to calls."""
+        end = time.monotonic() + seconds
+        spins = 0
+        while time.monotonic() < end:
+            stop = time.monotonic() + 0.02
+            while time.monotonic() < stop:
+                spins += 1
+            await asyncio.sleep(0)
+        return spins
+
+    def where(self) -> dict:
+        return {"pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)), "nice": os.getpriority(os.PRIO_PROCESS, 0)}
+
+
+class Worker(llmos.Actor):
+    """A pool member."""
+
+    def __init__(self, label: str = "") -> None:
+        self.label = label
+
+    def work(self, seconds: float = 0.0) -> dict:
+        if seconds:
+            time.sleep(seconds)
+        return {"pid": os.getpid(), "name": self.actor_name, "label": self.label}
+
+    def fail(self) -> None:
+        raise RuntimeError("member failed")
+
+
+class Recorder(llmos.Actor):
+    """Records the order in which its methods run (for scheduling tests)."""
+
+    def __init__(self) -> None:
+        self.log = []
+
+    def record(self, tag) -> int:
+        self.log.append(tag)
+        return len(self.log)
+
+    def block(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def order(self) -> list:
+        return self.log
+
+    def clear(self) -> None:
+        self.log = []
+
+    def generate(self, tag: str, n: int, item_seconds: float = 0.002):
+        for i in range(n):
+            end = time.monotonic() + item_seconds
+            while time.monotonic() < end:
+                pass
+            self.log.append(f"{tag}{i}")
+            yield i
+
+
+class FifoRecorder(Recorder):
+    mailbox_policy = "fifo"

@@ -35,6 +35,7 @@ from .logs import LogCollector
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
+from .scheduler import Scheduler, scheduler_settings
 from .service import Service
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
@@ -95,6 +96,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self._stop = asyncio.Event()
+        # Subsystems' config sections are theirs to check: before anything starts, not halfway.
+        from .._pages.settings import settings_from
+
+        scheduler_settings(dict(config.extra))
+        settings_from(config.extra, config.state_dir)
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -167,6 +173,9 @@ class Daemon:
 
     def _build_services(self) -> list[Service]:
         """The daemon's subsystems, started in this order and stopped in reverse."""
+        from .._pages.service import PagesService
+
+        self.pages = PagesService(self)
         self.events = EventBus(self.ctx, self.config, self.loop)
         self.lifecycle.publish = self.events.publish
         self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
@@ -180,12 +189,13 @@ class Daemon:
         self.lifecycle.exit_hooks.append(self.monitors.on_exit)
         self.sync = SyncObjects(self.loop, extra.get("sync"))
         self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
-        return [self.events, self.supervision, self.monitors, self.sync]
+        self.scheduler = Scheduler(self)
+        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
         rd = self.config.runtime_dir
-        for name in (CONTROL_SOCKET, "events", "publish"):
+        for name in (CONTROL_SOCKET, "events", "publish", "pages"):
             (rd / name).unlink(missing_ok=True)
         for path in (rd / ACTORS_DIR).glob("*"):
             path.unlink(missing_ok=True)
@@ -281,7 +291,8 @@ class Daemon:
                 gone(ident)
 
     def add_usage(self, rows: list[dict]) -> None:
-        """Add live CPU% and RSS (psutil) to ``ps`` rows."""
+        """Add live CPU% and RSS (psutil) and the scheduler's notes to ``ps`` rows."""
+        self.scheduler.annotate(rows)
         seen = set()
         for row in rows:
             pid = row.get("pid")

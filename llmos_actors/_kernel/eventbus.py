@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Batches read from publishers per wake-up before other callbacks get a turn.
 READ_LIMIT = 256
+#: Kernel socket buffer (bytes) per subscriber connection.
+TOPIC_SOCKET_BUFFER = 256 * 1024
 #: Topics whose subscriber list is remembered between subscription changes.
 MATCH_CACHE = 4096
 
@@ -96,6 +98,8 @@ class EventBus(Service):
         outbox = self.ctx.socket(zmq.ROUTER)
         outbox.setsockopt(zmq.ROUTER_MANDATORY, 1)
         outbox.setsockopt(zmq.SNDHWM, config.topic_queue)
+        # Small kernel buffers too: a stalled subscriber costs topic_queue batches, not megabytes.
+        outbox.setsockopt(zmq.SNDBUF, TOPIC_SOCKET_BUFFER)
         outbox.setsockopt(zmq.RCVHWM, 1000)
         outbox.setsockopt(zmq.LINGER, 0)
         outbox.bind(config.endpoint(EVENTS_SOCKET))

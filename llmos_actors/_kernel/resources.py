@@ -96,6 +96,10 @@ class Inventory:
                 load[c] += percent[c] / 1000.0  # tie-breaker only
         return load
 
+    def reserved_cores(self) -> dict[int, str]:
+        """Cores reserved exclusively: core -> actor id."""
+        return self._reserved("cpus")
+
     def _reserved(self, kind: str, owner: str | None = None) -> dict[int, str]:
         taken: dict[int, str] = {}
         for actor_id, place in self.placements.items():

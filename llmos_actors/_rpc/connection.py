@@ -35,6 +35,13 @@ from .driver import LoopDriver
 #: How long a synchronous caller reads its own reply before handing reading to the loop.
 READ_SLICE = 0.002
 
+_DEFAULT_PRIO = 4
+
+
+def _prio_of(item: tuple) -> int:
+    return _DEFAULT_PRIO if item[3] is None else item[3]
+
+
 #: Seconds before the loop looks again at an outbox the peer had no room for.
 RETRY_DELAY = 0.005
 
@@ -87,6 +94,7 @@ class Connection:
         self.on_notice = on_notice
         self.overflow = overflow
         self.lock = threading.Lock()
+        self.max_bytes = 1 << 62  # the owner sets the message size limit
         self.pending: dict[int, Any] = {}
         self.outbox: deque = deque()  # (head, body, bufs) not yet handed to zmq
         self.dropped = 0  # tells dropped by the "drop" overflow policy
@@ -164,6 +172,9 @@ class Connection:
         self._io()
 
     def _schedule_io(self) -> None:
+        if self._io_wanted:
+            self._io_wanted = False
+            self._io_scheduled = False
         if not self._io_scheduled and not self._closed:
             self._io_scheduled = True
             self.driver.call_soon(self._io)
@@ -263,7 +274,7 @@ class Connection:
         """Send the outbox, coalescing small messages into batches. False if left unsent."""
         outbox = self.outbox
         while outbox:
-            head, body, bufs = outbox[0]
+            head, body, bufs, _ = outbox[0]
             if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES or len(outbox) == 1:
                 if not self._send_locked([head, body, *bufs], block=block, deadline=deadline):
                     return False
@@ -271,7 +282,7 @@ class Connection:
                 continue
             items = []
             size = 0
-            for head, body, bufs in outbox:
+            for head, body, bufs, _ in outbox:
                 if bufs or len(body) > P.BATCH_ITEM_MAX_BYTES:
                     break
                 items.append(P.batch_item(head, body))
@@ -294,7 +305,31 @@ class Connection:
         if self.dead is not None:
             raise self.dead
 
-    def call_sync(self, msg_id: int, head: bytes, body: bytes, bufs: list, waiter: Any, deadline: float | None) -> None:
+    def _queue(self, item: tuple) -> None:
+        """Add to the outbox; a message of higher priority goes ahead of lower ones not yet sent.
+
+        Messages of equal priority keep their order (per-sender FIFO).
+        """
+        outbox = self.outbox
+        prio = item[3]
+        if prio is None or not outbox or prio <= _DEFAULT_PRIO:
+            outbox.append(item)
+            return
+        index = len(outbox)
+        while index and _prio_of(outbox[index - 1]) < prio:
+            index -= 1
+        outbox.insert(index, item)
+
+    def call_sync(
+        self,
+        msg_id: int,
+        head: bytes,
+        body: bytes,
+        bufs: list,
+        waiter: Any,
+        deadline: float | None,
+        prio: int | None = None,
+    ) -> None:
         """Send a request and read its reply on this thread for up to ``READ_SLICE`` seconds.
 
         The caller then waits on ``waiter`` (resolved here, or later by the loop).
@@ -307,8 +342,10 @@ class Connection:
             self._direct += 1
             try:
                 if self.outbox:
+                    self._queue((head, body, bufs, prio))
                     self._flush_locked(block=True, deadline=deadline)
-                self._send_locked([head, body, *bufs], block=True, deadline=deadline)
+                else:
+                    self._send_locked([head, body, *bufs], block=True, deadline=deadline)
             except BaseException:
                 self._direct -= 1
                 self.pending.pop(msg_id, None)
@@ -332,7 +369,9 @@ class Connection:
         finally:
             self._release()
 
-    def send_now(self, msg_id: int | None, head: bytes, body: bytes, bufs: list, waiter: Any = None) -> None:
+    def send_now(
+        self, msg_id: int | None, head: bytes, body: bytes, bufs: list, waiter: Any = None, prio: int | None = None
+    ) -> None:
         """Send one request at once from any thread (``ask``, stream starts, control)."""
         lock = self.lock
         lock.acquire()
@@ -343,10 +382,10 @@ class Connection:
             # Requests that expect a reply are never dropped: if the peer is not reading, they
             # wait in the outbox (the caller holds a future for each, so it bounds them itself).
             if self.outbox:
-                self.outbox.append((head, body, bufs))
+                self._queue((head, body, bufs, prio))
                 self._flush_locked(block=False)
             elif not self._send_locked([head, body, *bufs], block=False):
-                self.outbox.append((head, body, bufs))
+                self.outbox.append((head, body, bufs, prio))
         except BaseException:
             if waiter is not None:
                 self.pending.pop(msg_id, None)  # type: ignore[arg-type]
@@ -354,7 +393,9 @@ class Connection:
         finally:
             self._release()
 
-    def enqueue(self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None) -> bool:
+    def enqueue(
+        self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None, prio: int | None = None
+    ) -> bool:
         """Queue a one-way message; the loop sends it (batched) shortly.
 
         Returns False if the message was dropped by the ``drop`` overflow policy.
@@ -363,38 +404,47 @@ class Connection:
             MailboxFull: the peer is not keeping up and the policy is ``raise``
                 (or ``block`` and ``deadline`` passed).
         """
-        lock = self.lock
-        lock.acquire()
-        try:
-            self._check_open()
+        with self.lock:
+            if self._closed or self.dead is not None:
+                self._check_open()
             outbox = self.outbox
-            outbox.append((head, body, bufs))
-            full = len(outbox) >= P.BATCH_MAX_ITEMS and not self._flush_locked(block=False)
-            if full and len(outbox) > OUTBOX_LIMIT:
-                return self._apply_overflow_locked(head, deadline=deadline)
-            return True
-        finally:
-            self._release()
+            item = (head, body, bufs, prio)
+            if prio is None:
+                outbox.append(item)
+            else:
+                self._queue(item)
+            n = len(outbox)
+            if n >= P.BATCH_MAX_ITEMS:
+                full = not self._flush_locked(block=False)
+                if full and len(outbox) > OUTBOX_LIMIT:
+                    return self._apply_overflow_locked(item, deadline=deadline)
+        # One loop wake-up per batch: the first message of a batch schedules the flush; the
+        # rest ride along (or the caller sends them itself when the batch is full).
+        if (n == 1 and not self._io_scheduled) or self._io_wanted:
+            self._schedule_io()
+        return True
 
-    def submit(self, msg_id: int, head: bytes, body: bytes, bufs: list, waiter: Any) -> None:
+    def submit(self, msg_id: int, head: bytes, body: bytes, bufs: list, waiter: Any, prio: int | None = None) -> None:
         """Queue a request on the loop thread; it leaves (batched) at the end of this loop turn."""
         with self.lock:
             self._check_open()
             self.pending[msg_id] = waiter
-            self.outbox.append((head, body, bufs))
+            self._queue((head, body, bufs, prio))
             full = len(self.outbox) >= P.BATCH_MAX_ITEMS
         if full:
             self._io()
         else:
             self._schedule_io()
 
-    async def enqueue_async(self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None) -> bool:
+    async def enqueue_async(
+        self, head: bytes, body: bytes, bufs: list, *, deadline: float | None = None, prio: int | None = None
+    ) -> bool:
         """``enqueue`` for asyncio callers: waits (policy ``block``) without blocking the loop."""
         while True:
             with self.lock:
                 self._check_open()
                 if len(self.outbox) < OUTBOX_LIMIT:
-                    self.outbox.append((head, body, bufs))
+                    self._queue((head, body, bufs, prio))
                     break
                 if self.overflow == "drop":
                     self.dropped += 1
@@ -418,16 +468,22 @@ class Connection:
             self._schedule_io()
         return True
 
-    def _apply_overflow_locked(self, head: bytes, *, deadline: float | None = None) -> bool:
-        """The outbox is over its bound because the peer stopped reading."""
+    def _refuse(self, item: tuple) -> None:
+        try:
+            self.outbox.remove(item)
+        except ValueError:
+            pass  # already sent after all
+
+    def _apply_overflow_locked(self, item: tuple, *, deadline: float | None = None) -> bool:
+        """The outbox is over its bound because the peer stopped reading; ``item`` is the newest."""
         if self.overflow == "block":
             try:
                 self._flush_locked(block=True, deadline=deadline)
             except CallTimeout as exc:
-                self.outbox.pop()
+                self._refuse(item)
                 raise MailboxFull(f"{self.peer}'s mailbox stayed full until the deadline") from exc
             return True
-        self.outbox.pop()  # the newest message is the one refused
+        self._refuse(item)
         if self.overflow == "drop":
             self.dropped += 1
             return False

@@ -14,9 +14,12 @@ from typing import Any
 
 import zmq
 
+from .._pages.codec import PageArrayCodec
+from .._pages.objref import ObjectRef
+from .._pages.registry import note_kernel
 from .._wire import protocol as P
 from .._wire.address import ActorAddress
-from .._wire.codec import EXT_REF, Codec
+from .._wire.codec import EXT_OBJREF, EXT_REF, Codec
 from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
@@ -24,7 +27,7 @@ from .driver import LoopDriver
 from .pubsub import Publisher
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
-SEND_HWM = 16
+SEND_HWM = 128
 RECONNECT_IVL_MS = 10
 RECONNECT_IVL_MAX_MS = 200
 #: Seconds a closing handle lets its goodbye reach the daemon (only if the daemon stopped reading).
@@ -55,7 +58,12 @@ class ClientCore:
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
-        self.codec = Codec({EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload))})
+        # Arrays and tensors: page handles through this process's pool when the daemon has one.
+        self.codec = Codec(
+            {EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload)), EXT_OBJREF: ObjectRef.from_wire},
+            arrays=PageArrayCodec(config.runtime_dir),
+        )
+        note_kernel(config.runtime_dir)
         self.bind_ref = bind_ref
         self.next_id = itertools.count(1).__next__
         self.actors: dict[str, Connection] = {}
@@ -81,7 +89,7 @@ class ClientCore:
         # Blocking receives (a sync caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
-        return Connection(
+        conn = Connection(
             self.driver,
             sock,
             self.codec,
@@ -91,6 +99,8 @@ class ClientCore:
             always_armed=always_armed,
             endpoint=endpoint,
         )
+        conn.max_bytes = self.config.max_message_bytes
+        return conn
 
     def actor_connection(self, addr: ActorAddress) -> Connection:
         """The connection to ``addr``'s actor, opened (and watched for death) on first use."""
@@ -223,5 +233,6 @@ class ClientCore:
             except Exception:
                 pass
         self.control.close(linger=linger)
+        self.codec.close()
         if self._own_ctx:
             self.ctx.term()

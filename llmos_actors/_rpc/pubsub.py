@@ -83,7 +83,11 @@ class Publisher:
             ProtocolError: the payload exceeds ``max_message_bytes``.
         """
         raw_topic = check_topic(topic)
-        body, _ = self.codec.pack(msg, inline=True)
+        # Large arrays and tensors travel as page handles valid for every subscriber (fanout);
+        # without a pool they are copied inline (a batch has no room for extra frames).
+        body, bufs = self.codec.pack(msg, fanout=True)
+        if bufs:
+            body, _ = self.codec.pack(msg, inline=True)
         if len(body) > self.max_bytes:
             raise ProtocolError(f"payload of {len(body)} bytes exceeds max_message_bytes={self.max_bytes}")
         with self.lock:
@@ -155,6 +159,7 @@ class SubscriberSocket:
         self.who = who
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.RCVHWM, config.topic_queue)
+        self.sock.setsockopt(zmq.RCVBUF, 256 * 1024)
         self.sock.setsockopt(zmq.LINGER, 200)
         self.sock.connect(config.endpoint(EVENTS_SOCKET))
         self.prefixes: list[str] = []

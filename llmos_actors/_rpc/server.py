@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 #: Messages read per wake-up before other callbacks get a turn.
 DRAIN_LIMIT = 256
 #: Zmq messages the ROUTER queues inbound before senders block (each may be a batch).
-RECV_HWM = 16
+RECV_HWM = 128
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _Again = zmq.Again
+_SIMPLE = frozenset({P.CALL, P.TELL})
 _PING = msgpack.packb({"event": "ping"})
 
 
@@ -136,21 +137,34 @@ class RpcServer:
     def _on_readable(self) -> None:
         if self.paused or self._closed:
             return
+        if self.intake():
+            self.loop.call_soon(self._on_readable)
+        if self.after_read is not None:
+            self.after_read()
+        self.flush()
+
+    def has_input(self) -> bool:
+        return not self.paused and bool(int(self.sock.getsockopt(_EVENTS)) & _POLLIN)
+
+    def intake(self) -> bool:
+        """Read what waits on the socket (up to ``DRAIN_LIMIT`` messages); True if more remains.
+
+        The executor calls this before each slice of work, so a high-priority request that
+        arrived meanwhile is in the mailbox before the next one is chosen.
+        """
+        if self.paused or self._closed:
+            return False
         recv = self.sock.recv_multipart
         handle = self._handle
         for _ in range(DRAIN_LIMIT):
             try:
                 frames = recv(_NOBLOCK)
             except _Again:
-                break
+                return False
             handle(frames)
             if self.paused or self._closed:
-                break
-        else:
-            self.loop.call_soon(self._on_readable)
-        if self.after_read is not None:
-            self.after_read()
-        self.flush()
+                return False
+        return True
 
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
@@ -190,7 +204,24 @@ class RpcServer:
             except ProtocolError:
                 self._count("malformed")
                 return
+            on_request = self.on_request
             for item in items:
+                # Fast path for a well-formed call or tell; anything else takes the checked road.
+                try:
+                    head, body = item
+                    if head["v"] == 1 and head["kind"] in _SIMPLE:
+                        method = head["method"]
+                        args, kwargs = body
+                        if type(method) is str and type(args) is list and type(kwargs) is dict and not kwargs:
+                            prio = head.get("prio")
+                            deadline = head.get("deadline")
+                            if (prio is None or type(prio) is int) and (deadline is None or type(deadline) is float):
+                                on_request(
+                                    Request(ident, head["id"], head["kind"], method, args, kwargs, prio, deadline, head)
+                                )
+                                continue
+                except (TypeError, ValueError, KeyError):
+                    pass
                 if type(item) is not list or len(item) != 2:
                     self._count("malformed")
                     continue
@@ -244,7 +275,7 @@ class RpcServer:
         """Queue a reply; small ones are batched per caller and flushed this loop turn."""
         try:
             body, bufs = self.codec.pack(value)
-        except TypeError as exc:
+        except Exception as exc:  # cannot travel, or no room in the page pool: the caller still gets a reply
             kind, value = P.ERR, error_payload(exc, with_traceback=False)
             body, bufs = self.codec.pack(value)
         head = P.reply_header(kind, msg_id)

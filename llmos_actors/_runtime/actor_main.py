@@ -20,17 +20,22 @@ from typing import Any
 
 import zmq
 
+from .._pages.codec import PageArrayCodec
+from .._pages.objref import ObjectRef
+from .._pages.registry import set_default as set_default_pool
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._wire.address import ActorAddress
-from .._wire.codec import EXT_REF, Codec, error_payload
+from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
+from ..scheduling import load_goal
 from . import process
 from .executor import ASYNC, SYNC, ActorExecutor, classify
 from .loader import load_class
+from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
 from .subscriptions import ActorSubscriptions, declared_subscriptions
 
 log = logging.getLogger("llmos_actors.actor")
@@ -93,7 +98,12 @@ class ActorRuntime:
         self.ctx = zmq.Context()
         self._stopping = asyncio.Event()
         self.core = ClientCore(self.config, self.driver, lambda a: self.kernel_async().ref(a), ctx=self.ctx)
-        codec = Codec({EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p))})
+        codec = Codec(
+            {EXT_REF: lambda p: self.kernel().ref(ActorAddress.from_wire(p)), EXT_OBJREF: ObjectRef.from_wire},
+            arrays=PageArrayCodec(self.config.runtime_dir),
+        )
+        self.server_codec = codec
+        set_default_pool(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pool
         sock_path = self.config.runtime_dir / "a" / self.actor_id
         try:
             sock_path.unlink()  # a previous incarnation's socket file
@@ -131,6 +141,7 @@ class ActorRuntime:
                 "pid": os.getpid(),
                 "overflow": settings["overflow"],
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
+                "mailbox": settings["mailbox_policy"],
                 **self.placement,
             },
             timeout=self.config.spawn_timeout,
@@ -152,11 +163,20 @@ class ActorRuntime:
                 value = getattr(cls, key, None)
             return default if value is None else value
 
+        sched = dict(self.config.extra.get("scheduler", {}))
+        goal = getattr(cls, "goal", None)
+        if goal is None and sched.get("goal"):
+            goal = load_goal(str(sched["goal"]))
         return {
             "mailbox_size": int(pick("mailbox_size", self.config.mailbox_size)),
             "overflow": str(pick("overflow", self.config.overflow)),
             "max_concurrency": int(pick("max_concurrency", 1)),
             "max_async": int(pick("max_async", 1000)),
+            "priority": int(spec.get("priority", DEFAULT_PRIORITY)),
+            "mailbox_policy": str(pick("mailbox_policy", sched.get("mailbox_policy", "priority"))),
+            "aging": float(pick("mailbox_aging", sched.get("aging", DEFAULT_AGING))),
+            "flood_share": float(pick("flood_share", sched.get("flood_share", DEFAULT_FLOOD_SHARE))),
+            "goal": goal,
         }
 
     # ------------------------------------------------------------------ monitors and links
@@ -272,6 +292,7 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
+        self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
         self.core.close()

@@ -31,7 +31,8 @@ from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
 from ..actor import RESERVED_NAMES
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
-from .mailbox import Mailbox
+from ..scheduling import default_goal
+from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY, FifoMailbox, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,15 @@ SYNC, ASYNC, GEN, AGEN = "sync", "async", "gen", "agen"
 DEFAULT_CREDIT = 64
 #: Seconds a generator runs per turn before others get theirs.
 STREAM_QUANTUM = 0.005
-#: Seconds of inline work per pump before yielding to the loop.
-PUMP_SLICE = 0.002
+#: Seconds of inline work per pump before yielding to the loop (so the socket is read and
+#: higher-priority work that arrived meanwhile goes next).
+PUMP_SLICE = 0.0005
 #: Seconds between checks that callers of parked streams are still there.
 PARKED_CHECK = 0.5
+
+
+#: Result types that are certainly not awaitable (skips inspect.isawaitable on the hot path).
+_PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple})
 
 
 def classify(fn: Callable[..., Any]) -> str:
@@ -82,10 +88,11 @@ def public_method_resolver(instance: Any) -> Callable[[str], tuple[Callable[...,
 class Stream:
     """One streaming call in progress."""
 
-    __slots__ = ("cancelled", "credit", "gen", "items", "kind", "parked", "req", "running", "task", "wakeup")
+    __slots__ = ("cancelled", "credit", "gen", "items", "kind", "level", "parked", "req", "running", "task", "wakeup")
 
-    def __init__(self, req: Request, gen: Any, kind: str, credit: int) -> None:
+    def __init__(self, req: Request, gen: Any, kind: str, credit: int, level: int | None = None) -> None:
         self.req = req
+        self.level = level
         self.gen = gen
         self.kind = kind
         self.credit = credit
@@ -111,7 +118,7 @@ class StreamTurn:
 
     @property
     def prio(self) -> int | None:
-        return self.stream.req.prio
+        return self.stream.level
 
 
 class TopicDelivery:
@@ -141,7 +148,15 @@ class ActorExecutor(Invoker):
         max_concurrency: int = 1,
         max_async: int = 1000,
         topic_backlog: int = 10_000,
+        priority: int = DEFAULT_PRIORITY,
+        mailbox_policy: str = "priority",
+        aging: float = DEFAULT_AGING,
+        flood_share: float = DEFAULT_FLOOD_SHARE,
+        goal: Callable[[Any, Any, int], int] | None = None,
     ) -> None:
+        self.priority = priority
+        self.goal = goal or default_goal
+        self._mailbox_args = (mailbox_policy, aging, flood_share)
         self.lookup = public_method_resolver(instance)
         super().__init__(server, self.lookup, label=label)  # type: ignore[arg-type]
         self.instance = instance
@@ -158,16 +173,37 @@ class ActorExecutor(Invoker):
         self.streams: dict[tuple[bytes, int], Stream] = {}
         self.topic_backlog = topic_backlog
         self.topic_queued = 0
+        #: Called once the topic backlog is half empty again (the subscription reader waits on it).
+        self.on_topic_room: Callable[[], None] | None = None
         self.calls = 0
+        self.done_tells = 0
         self.stopping = False
         self._active: dict[tuple[bytes, int], asyncio.Future] = {}
         self._changed: asyncio.Event | None = None  # set on every completion while draining
         self._pump_scheduled = False
+        self._pump_reads = True
         self._watching = False
-        server.after_read = self.pump
+        server.after_read = self._pump_after_read
 
     def make_mailbox(self, size: int) -> Mailbox:
-        return Mailbox(size)
+        policy, aging, flood_share = self._mailbox_args
+        cls = FifoMailbox if policy == "fifo" else Mailbox
+        return cls(size, default_priority=self.priority, aging=aging, flood_share=flood_share)
+
+    def level_of(self, req: Request) -> int | None:
+        """The mailbox level for a request: its priority, or its goal's (objective, deadline)."""
+        prio = req.prio
+        head = req.head
+        objective = head.get("objective")
+        if objective is None and req.deadline is None:
+            return prio
+        time_left = None if req.deadline is None else req.deadline - time.monotonic()
+        base = self.priority if prio is None else prio
+        try:
+            return int(self.goal(objective if type(objective) in (int, float) else None, time_left, base))
+        except Exception:
+            log.exception("goal function failed; using priority %s", base)
+            return base
 
     # ------------------------------------------------------------------ intake
     def __call__(self, req: Request) -> None:
@@ -189,7 +225,7 @@ class ActorExecutor(Invoker):
                 self.fail(req, MailboxFull(f"{self.label}'s mailbox is full (overflow policy 'drop')"), traceback=False)
             return
         self.calls += 1
-        mailbox.put(req, req.prio)
+        mailbox.put(req, self.level_of(req), req.ident)
         if mailbox.full and self.overflow != "drop":
             self.server.pause_reading()
         self.schedule_pump()
@@ -198,12 +234,16 @@ class ActorExecutor(Invoker):
         """Messages from a subscription: queued unless the backlog is full (then dropped, counted)."""
         if self.stopping:
             return
-        if self.topic_queued + len(items) > self.topic_backlog:
+        if self.topic_queued >= self.topic_backlog:
             self.stats["topic_drops"] = self.stats.get("topic_drops", 0) + len(items)
             return
         self.topic_queued += len(items)
-        self.mailbox.put(TopicDelivery(fn, kind, topic, items))
+        self.mailbox.put(TopicDelivery(fn, kind, topic, items), None, None)
         self.schedule_pump()
+
+    def _pump_after_read(self) -> None:
+        self._pump_reads = False  # the server has just read the socket
+        self.pump()
 
     def schedule_pump(self) -> None:
         if not self._pump_scheduled:
@@ -212,17 +252,44 @@ class ActorExecutor(Invoker):
 
     # ------------------------------------------------------------------ running
     def pump(self) -> None:
-        """Start queued work while there is capacity, for at most one slice of inline time."""
+        """Start queued work while there is capacity, for at most one slice of inline time.
+
+        The common case (a plain method on the main thread) is inlined here: this loop is
+        the actor's per-message cost.
+        """
         self._pump_scheduled = False
+        if self._pump_reads:
+            self.server.intake()  # see what arrived while we worked: it may outrank the queue
+        self._pump_reads = True
         mailbox = self.mailbox
-        end = time.monotonic() + PUMP_SLICE
+        lookup = self.lookup
+        monotonic = time.monotonic
+        end = monotonic() + PUMP_SLICE
+        inline = self.pool is None
+        server = self.server
+        seen = 0
         while len(mailbox):
+            seen += 1
+            if not seen & 15 and server.has_input():
+                server.intake()  # every 16 entries: let newly arrived (maybe urgent) work compete
             entry = mailbox.peek()
+            if type(entry) is Request and inline and entry.kind != P.STREAM:
+                found = lookup(entry.method)
+                if found is not None and found[1] == SYNC:
+                    if self.busy_sync:
+                        break  # a plain method is running (reply-later awaits do not count)
+                    mailbox.pop()
+                    if entry.deadline is None or not self.expired(entry):
+                        self._run_inline(entry, found[0])
+                    if monotonic() > end:
+                        self.schedule_pump()
+                        break
+                    continue
             if not self._has_capacity(entry):
                 break
             mailbox.pop()
             self._start(entry)
-            if time.monotonic() > end:
+            if monotonic() > end:
                 self.schedule_pump()
                 break
         if self.server.paused and mailbox.low and not self.stopping:
@@ -269,16 +336,18 @@ class ActorExecutor(Invoker):
             self._run_inline(req, fn)
 
     def _run_inline(self, req: Request, fn: Callable[..., Any]) -> None:
-        self.busy_sync += 1
+        self.busy_sync = 1
         try:
-            result = fn(*req.args, **req.kwargs)
+            result = fn(*req.args, **req.kwargs) if req.kwargs else fn(*req.args)
         except Exception as exc:
+            self.busy_sync = 0
             self.fail(req, exc)
             return
-        finally:
-            self.busy_sync -= 1
-        if inspect.isawaitable(result):
+        self.busy_sync = 0
+        if result is not None and type(result) not in _PLAIN and inspect.isawaitable(result):
             self._track_async(req, result)
+        elif req.kind == P.TELL:
+            self.done_tells += 1
         else:
             self.succeed(req, result)
 
@@ -325,6 +394,9 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ topics
     def _deliver(self, entry: TopicDelivery) -> None:
         self.topic_queued -= len(entry.items)
+        if self.on_topic_room is not None and self.topic_queued <= self.topic_backlog // 2:
+            resume, self.on_topic_room = self.on_topic_room, None
+            self.loop.call_soon(resume)
         fn, topic = entry.fn, entry.topic
         if entry.kind == ASYNC:
 
@@ -363,7 +435,9 @@ class ActorExecutor(Invoker):
             self.fail(req, exc)
             return
         credit = req.head.get("credit", DEFAULT_CREDIT)
-        stream = Stream(req, gen, kind, credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT)
+        credit = credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT
+        level = self.level_of(req)
+        stream = Stream(req, gen, kind, credit, self.priority if level is None else level)
         self.streams[(req.ident, req.id)] = stream
         if kind == AGEN:
             stream.wakeup = asyncio.Event()
@@ -379,6 +453,7 @@ class ActorExecutor(Invoker):
         req = stream.req
         server = self.server
         end = time.monotonic() + STREAM_QUANTUM
+        used_quantum = False
         self.busy_sync += 1
         stream.running = True
         try:
@@ -399,6 +474,7 @@ class ActorExecutor(Invoker):
                 stream.items += 1
                 server.reply(req.ident, req.id, P.ITEM, item)
                 if time.monotonic() > end:
+                    used_quantum = True
                     break
         finally:
             stream.running = False
@@ -406,7 +482,9 @@ class ActorExecutor(Invoker):
         if stream.cancelled:
             stream.gen.close()
         elif stream.credit > 0:
-            self.mailbox.put(StreamTurn(stream), req.prio)  # back of the line: others get a turn
+            if used_quantum and stream.level:
+                stream.level -= 1  # MLFQ feedback: a long generation sinks; aging lifts it back
+            self.mailbox.put(StreamTurn(stream), stream.level, None)  # back of the line: others get a turn
             self.schedule_pump()
         else:
             stream.parked = True
@@ -482,7 +560,7 @@ class ActorExecutor(Invoker):
             stream.wakeup.set()  # type: ignore[union-attr]
         elif stream.parked:
             stream.parked = False
-            self.mailbox.put(StreamTurn(stream), stream.req.prio)
+            self.mailbox.put(StreamTurn(stream), stream.level, None)
             self.schedule_pump()
 
     def cancel(self, ident: bytes, msg_id: int) -> None:
@@ -557,7 +635,7 @@ class ActorExecutor(Invoker):
         stats = self.stats
         return {
             "calls": self.calls,
-            "done": stats.get("done", 0),
+            "done": stats.get("done", 0) + self.done_tells,
             "failed": stats.get("failed", 0),
             "expired": stats.get("expired", 0),
             "malformed": stats.get("malformed", 0),

@@ -8,6 +8,7 @@ end of the lifeline pipe closes, however the daemon died.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import logging
 import os
@@ -75,6 +76,8 @@ def prepare(spec: dict, lifeline: int, fds: list[int]) -> dict:
         pass
     if len(fds) >= 2:
         redirect_output(fds[0], fds[1])
+    # A crash (e.g. a write to a read-only shared tensor: SIGSEGV) leaves its Python traceback in the log.
+    faulthandler.enable(file=sys.stderr)
     for key, value in (spec.get("env") or {}).items():
         os.environ[key] = value
     watch_lifeline(lifeline)

@@ -109,8 +109,18 @@ class ActorSubscriptions:
         sub = self.sub
         if sub is None:
             return
+        executor = self.executor
+        if executor.topic_queued >= executor.topic_backlog:
+            # Full: leave the rest in the socket (the daemon drops, and counts, what does not fit)
+            # rather than decode messages only to drop them here. The executor calls back when
+            # it has worked the backlog down.
+            executor.on_topic_room = self._on_readable
+            return
         recv = sub.sock.recv_multipart
         for _ in range(READ_LIMIT):
+            if executor.topic_queued >= executor.topic_backlog:
+                executor.on_topic_room = self._on_readable
+                break
             try:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:

@@ -45,8 +45,11 @@ class ArrayCodec:
     """
 
     oob_threshold = OOB_THRESHOLD
+    #: Extension codes this codec decodes (the page layer adds page and CUDA handles).
+    codes: tuple[int, ...] = (EXT_NDARRAY, EXT_TENSOR, EXT_PAGES, EXT_CUDA)
 
-    def encode(self, obj: Any, bufs: list | None) -> tuple[int, Any] | None:
+    def encode(self, obj: Any, bufs: list | None, fanout: bool = False) -> tuple[int, Any] | None:
+        """``fanout``: the message goes to many receivers (publish); only the page layer cares."""
         np = sys.modules.get("numpy")
         if np is not None and isinstance(obj, np.ndarray):
             return EXT_NDARRAY, self._encode_ndarray(np, obj, bufs)
@@ -58,7 +61,12 @@ class ArrayCodec:
     def decode(self, code: int, payload: Any, bufs: list) -> Any:
         if code == EXT_NDARRAY:
             return self._decode_ndarray(payload, bufs)
-        return self._decode_tensor(payload, bufs)
+        if code == EXT_TENSOR:
+            return self._decode_tensor(payload, bufs)
+        raise ProtocolError("received a shared-memory page or CUDA handle, but this side has no page pool attached")
+
+    def close(self) -> None:
+        """Let go of what the codec holds (the page layer's pool attachment)."""
 
     # -- numpy ----------------------------------------------------------------------
     def _data(self, view: memoryview, bufs: list | None) -> Any:
@@ -144,11 +152,13 @@ class Codec:
         self._plain_hook = self._make_ext_hook(())
 
     # -- encoding -------------------------------------------------------------------
-    def pack(self, obj: Any, *, inline: bool = False) -> tuple[bytes, list]:
+    def pack(self, obj: Any, *, inline: bool = False, fanout: bool = False) -> tuple[bytes, list]:
         """Pack ``obj``; returns the body and the out-of-band buffers it needs.
 
-        With ``inline`` every byte goes into the body (no extra frames), for
-        bodies that are nested inside other messages.
+        With ``inline`` every byte goes into the body (no extra frames, no page
+        handles), for bodies that are nested inside other messages or kept to be
+        decoded again (spawn arguments). ``fanout``: the body goes to several
+        receivers (publish), so page handles stay valid for all of them.
 
         Raises:
             TypeError: an object msgpack cannot carry (and we will not pickle).
@@ -167,7 +177,7 @@ class Codec:
             if wire is not None:
                 code, payload = wire()
                 return _ExtType(code, _packb(payload, default=default))
-            enc = self.arrays.encode(o, bufs)
+            enc = self.arrays.encode(o, bufs, fanout) if fanout else self.arrays.encode(o, bufs)
             if enc is not None:
                 return _ExtType(enc[0], _packb(enc[1], default=default))
             item = getattr(o, "item", None)  # numpy / torch scalars
@@ -187,13 +197,17 @@ class Codec:
             raise TypeError(f"cannot pack message body: {exc}") from exc
         return body, bufs if bufs is not None else []
 
+    def close(self) -> None:
+        self.arrays.close()
+
     # -- decoding -------------------------------------------------------------------
     def _make_ext_hook(self, bufs: Any) -> Callable[[int, bytes], Any]:
         decoders = self.decoders
         arrays = self.arrays
+        array_codes = arrays.codes
 
         def ext_hook(code: int, data: bytes) -> Any:
-            if code in (EXT_NDARRAY, EXT_TENSOR):
+            if code in array_codes:
                 return arrays.decode(code, _unpackb(data, ext_hook=ext_hook, strict_map_key=False), bufs)
             dec = decoders.get(code)
             if dec is None:

@@ -35,7 +35,7 @@ REQUEST_KINDS = frozenset({CALL, TELL, STREAM, CANCEL, CREDIT, BATCH})
 REPLY_KINDS = frozenset({OK, ERR, ITEM, END, NOTICE, BATCH})
 
 #: Largest batch we build, in items and in bytes; keeps one frame bounded.
-BATCH_MAX_ITEMS = 512
+BATCH_MAX_ITEMS = 128
 BATCH_MAX_BYTES = 256 * 1024
 
 #: Bodies above this many bytes are never batched (sent as their own message).
@@ -46,6 +46,10 @@ _unpackb = msgpack.unpackb
 _ARRAY2 = b"\x92"  # msgpack fixarray of 2: prefix of one [header, body] batch item
 
 
+_PREFIXES: dict[tuple[str, str], bytes] = {}
+_PREFIX_CACHE_MAX = 4096
+
+
 def request_header(
     kind: str,
     msg_id: int,
@@ -54,7 +58,20 @@ def request_header(
     deadline: float | None = None,
     extra: dict | None = None,
 ) -> bytes:
-    """Pack a request header. ``deadline`` is absolute ``time.monotonic()`` seconds."""
+    """Pack a request header. ``deadline`` is absolute ``time.monotonic()`` seconds.
+
+    The common header (no priority, deadline or extras) is the packed map of every field
+    but the id, cached per (kind, method), followed by the id: one small pack per call.
+    """
+    if prio is None and deadline is None and not extra:
+        prefix = _PREFIXES.get((kind, method))
+        if prefix is None:
+            # A 6-entry map whose last key is "id": prefix + packed id is the whole map.
+            fields = {"v": VERSION, "kind": kind, "method": method, "prio": None, "deadline": None}
+            prefix = b"\x86" + _packb(fields)[1:] + _packb("id")
+            if len(_PREFIXES) < _PREFIX_CACHE_MAX:
+                _PREFIXES[(kind, method)] = prefix
+        return prefix + _packb(msg_id)
     head = {"v": VERSION, "kind": kind, "id": msg_id, "method": method, "prio": prio, "deadline": deadline}
     if extra:
         head.update(extra)

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from ..config import load_config
+from ..errors import ConfigError
 from .common import Exit, err
 
 HELP = "run the kernel daemon in the foreground"
@@ -44,3 +45,6 @@ def run(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         err(str(exc))
         return Exit.UNAVAILABLE
+    except ConfigError as exc:
+        err(f"configuration: {exc}")
+        return Exit.USAGE

@@ -26,11 +26,14 @@ def _cpus(row: dict) -> str:
     return ",".join(map(str, cpus)) if cpus else "any"
 
 
-def _exit(row: dict) -> str:
+def _note(row: dict) -> str:
     ex = row.get("exit") or {}
-    if row["state"] != "exited" or not ex:
-        return ""
-    return ex.get("reason", "")
+    if row["state"] == "exited" and ex:
+        return ex.get("reason", "")
+    notes = [f"pool {row['pool']}"] if row.get("pool") else []
+    if row.get("sched"):
+        notes.append(row["sched"])
+    return "; ".join(notes)
 
 
 def _stat(row: dict, key: str) -> int | None:
@@ -73,7 +76,7 @@ def _walk(item: dict, head: str, tail: str, out: list[tuple]) -> None:
         label = f"[{item['name'] or item['id']}]"
         out.append((head + label, item["id"], "-", item["state"], item["restarts"], "-", "-", policy))
     else:
-        policy = item.get("restart", "") + (f"; {_exit(item)}" if _exit(item) else "")
+        policy = "; ".join(x for x in (item.get("restart", ""), _note(item)) if x)
         active, queued = _stat(item, "active"), _stat(item, "queued")
         out.append(
             (
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 _stat(r, "active"),
                 _stat(r, "queued"),
                 r.get("restarts") or 0,
-                _exit(r),
+                _note(r),
             )
             for r in rows
         ),
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             "ACT",
             "QUE",
             "RST",
-            "EXIT",
+            "NOTE",
         ),
     )
     return 0

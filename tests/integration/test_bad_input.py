@@ -129,7 +129,8 @@ def test_daemon_rejects_bad_control_requests(kernel, raw, daemon):
 
 
 def test_oversized_messages():
-    with start_daemon(max_message_bytes=1024 * 1024) as d:
+    # Without the page pool (with it, large arrays travel as page handles and never hit the limit).
+    with start_daemon(max_message_bytes=1024 * 1024, pages={"enabled": False}) as d:
         kernel = d.connect()
         c = kernel.spawn(Counter)
         big = np.zeros(2 * 1024 * 1024, dtype=np.uint8)

@@ -155,9 +155,10 @@ def test_slow_client_subscriber_loses_messages_and_counts_them():
         lazy = kernel.subscribe("flood.")  # never reads during the flood
         with kernel.subscribe("flood.") as fast:
             fast_received = 0
+            blob = "x" * 1000  # big enough that the transport's buffers cannot hide the backlog
             for _ in range(10):
                 for i in range(3000):
-                    kernel.publish("flood.x", i)
+                    kernel.publish("flood.x", [i, blob])
                 kernel._core.publisher().flush()
                 fast_received += _drain_then_mark(kernel, fast, "flood.mark", 0.2) + 1  # the fast one keeps up
             published = 30_000 + 10  # payloads and markers
@@ -327,7 +328,7 @@ class _Flood:
         while time.monotonic() < end:
             for _ in range(100):
                 try:
-                    if self.ref.tell("echo", "x" * 100):
+                    if self.ref.tell("sleep", 0.0005):  # a slow consumer: ~2,000 messages/s
                         self.sent += 1
                     else:
                         self.refused += 1
@@ -402,3 +403,28 @@ def test_actor_calls_actor_and_replies_later(kernel):
     assert sorted(f.result(timeout=10) for f in futures) == list(range(2, 22))
     p = kernel.spawn(Probe)
     assert p.call("later", "done") == "done"
+
+
+def test_published_tensors_reach_every_subscriber(kernel):
+    import torch
+
+    with kernel.subscribe("tensors.") as a, kernel.subscribe("tensors.") as b:
+        big = torch.arange(1 << 20, dtype=torch.float32)  # 4 MiB: a page handle, not inline
+        kernel.publish("tensors.x", {"t": big, "n": 1})
+        for sub in (a, b):
+            _, msg = sub.get(timeout=10)
+            assert msg["n"] == 1 and torch.equal(msg["t"], big)
+
+
+def test_bad_scheduler_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[scheduler]\ninterval = -1\n")
+    env = dict(os.environ, LLMOS_RUNTIME_DIR=str(tmp_path / "rt"), LLMOS_STATE_DIR=str(tmp_path / "st"))
+    out = subprocess.run(
+        [sys.executable, "-m", "llmos_actors.cli", "daemon", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "[scheduler] interval" in out.stderr

@@ -25,6 +25,8 @@ def test_all_matches_exports():
         "supervision",
         "sync",
         "bench_support",
+        "pools",
+        "scheduling",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:

