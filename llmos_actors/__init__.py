@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
+from ._spawnspec import RestartPolicy
 from .actor import Actor
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
@@ -25,7 +26,9 @@ from .errors import (
     ClosedError,
     ConfigError,
     DaemonUnavailable,
+    DeadlockError,
     LlmosError,
+    LockError,
     MailboxFull,
     MethodNotFound,
     NameTaken,
@@ -34,10 +37,24 @@ from .errors import (
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
+    SupervisorError,
 )
 from .pools import AsyncPool, Pool, PoolDispatcher
 from .refs import ActorRef, AsyncActorRef, CallOptions
 from .streams import AsyncStreamCall, StreamCall
+from .supervision import AsyncMonitor, AsyncSupervisor, DownNotice, Monitor, Supervisor
+from .sync import (
+    AsyncBarrier,
+    AsyncCondition,
+    AsyncEvent,
+    AsyncMutex,
+    AsyncSemaphore,
+    Barrier,
+    Condition,
+    Event,
+    Mutex,
+    Semaphore,
+)
 from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
@@ -48,20 +65,35 @@ __all__ = [
     "ActorNotFound",
     "ActorRef",
     "AsyncActorRef",
+    "AsyncBarrier",
+    "AsyncCondition",
+    "AsyncEvent",
     "AsyncKernel",
+    "AsyncMonitor",
+    "AsyncMutex",
     "AsyncPool",
+    "AsyncSemaphore",
     "AsyncStreamCall",
     "AsyncSubscription",
+    "AsyncSupervisor",
+    "Barrier",
     "CallOptions",
     "CallTimeout",
     "ClosedError",
+    "Condition",
     "Config",
     "ConfigError",
     "DaemonUnavailable",
+    "DeadlockError",
+    "DownNotice",
+    "Event",
     "Kernel",
     "LlmosError",
+    "LockError",
     "MailboxFull",
     "MethodNotFound",
+    "Monitor",
+    "Mutex",
     "NameTaken",
     "ObjectLost",
     "ObjectRef",
@@ -71,8 +103,12 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
+    "RestartPolicy",
+    "Semaphore",
     "StreamCall",
     "Subscription",
+    "Supervisor",
+    "SupervisorError",
     "__version__",
     "connect",
     "connect_async",

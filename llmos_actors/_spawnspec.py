@@ -7,9 +7,11 @@ re-bind inside the actor.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,61 @@ SPAWN_OPTIONS = (
     "env",
     "supervisor",
 )
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """A restart policy with its own limits, for ``spawn(..., restart=RestartPolicy(...))``.
+
+    Standalone actors only: a supervised actor's limits are its supervisor's.
+    None means the daemon's default (config section ``[supervisor]``).
+
+    Attributes:
+        policy: "permanent" (restart after any exit), "transient" (after an abnormal
+            exit: non-zero code or a signal) or "temporary" (never).
+        intensity: restarts allowed within ``period`` seconds; one more and it stays down.
+        period: the window of ``intensity``, in seconds.
+        backoff: delay before the 2nd restart within the window; doubles for each next one.
+        backoff_max: cap of that delay, in seconds.
+    """
+
+    policy: str = "permanent"
+    intensity: int | None = None
+    period: float | None = None
+    backoff: float | None = None
+    backoff_max: float | None = None
+
+    def limits(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "policy" and v is not None}
+
+
+def _check_restart(value: Any) -> tuple[str | None, dict]:
+    """``restart=`` as a policy name, a ``RestartPolicy``, or a dict of its fields."""
+    if value is None:
+        return None, {}
+    if isinstance(value, dict):
+        try:
+            value = RestartPolicy(**value)
+        except TypeError as exc:
+            raise TypeError(f"restart: {exc}") from None
+    if isinstance(value, RestartPolicy):
+        policy, limits = value.policy, value.limits()
+    elif isinstance(value, str):
+        policy, limits = value, {}
+    else:
+        raise TypeError(f"restart must be a policy name or a RestartPolicy, not {value!r}")
+    if policy not in RESTART_POLICIES:
+        raise ValueError(f"restart must be one of {RESTART_POLICIES}, not {policy!r}")
+    intensity = limits.get("intensity")
+    if intensity is not None and (type(intensity) is not int or intensity < 0):
+        raise ValueError(f"restart intensity must be an int >= 0, not {intensity!r}")
+    for key in ("period", "backoff", "backoff_max"):
+        v = limits.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+            raise ValueError(f"restart {key} must be a number of seconds >= 0, not {v!r}")
+    if limits.get("period") == 0:
+        raise ValueError("restart period must be > 0 seconds")
+    return policy, limits
 
 
 def describe_class(cls: Any) -> tuple[str, list[str], str | None]:
@@ -120,9 +177,7 @@ def build_spawn_request(codec: Codec, cls: Any, args: tuple, kwargs: dict, optio
     priority = options.get("priority")
     if priority is not None and (type(priority) is not int or not 0 <= priority <= 7):
         raise ValueError(f"priority must be an int from 0 (lowest) to 7 (highest), not {priority!r}")
-    restart = options.get("restart")
-    if restart is not None and restart not in RESTART_POLICIES:
-        raise ValueError(f"restart must be one of {RESTART_POLICIES}, not {restart!r}")
+    restart, restart_limits = _check_restart(options.get("restart"))
     overflow = options.get("overflow")
     if overflow is not None and overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
@@ -145,10 +200,17 @@ def build_spawn_request(codec: Codec, cls: Any, args: tuple, kwargs: dict, optio
         "gpus": _check_devices(options.get("gpus"), "gpus"),
     }
     for key in SPAWN_OPTIONS:
-        if key not in ("cpus", "gpus") and options.get(key) is not None:
+        if key not in ("cpus", "gpus", "restart") and options.get(key) is not None:
             request[key] = options[key]
+    if restart is not None:
+        request["restart"] = restart
+    if restart_limits:
+        request["restart_limits"] = restart_limits
     if "supervisor" in request:
-        request["supervisor"] = getattr(request["supervisor"], "id", request["supervisor"])
+        sup = request["supervisor"]
+        request["supervisor"] = sup if isinstance(sup, str) else getattr(sup, "id", None)
+        if not isinstance(request["supervisor"], str) or not request["supervisor"]:
+            raise TypeError(f"supervisor must be a supervisor handle or its id/name, not {sup!r}")
     if "exclusive" in request:
         request["exclusive"] = bool(request["exclusive"])
     return request

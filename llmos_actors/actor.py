@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .refs import ActorRef
 
 #: Names of the framework's own hooks and attributes; never callable remotely.
-RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure"})
+RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down"})
 
 
 class Actor:
@@ -29,6 +29,8 @@ class Actor:
         max_async: ``async def`` calls running at once (default 1000); more wait in the mailbox.
         mailbox_size: bound of the mailbox (default from the daemon config).
         overflow: "block", "raise" or "drop" for senders when the mailbox is full.
+        trap_exits: a linked actor's abnormal death arrives as a call to ``on_exit(notice)``
+            instead of killing this one (default False).
         mailbox_policy: "priority" (default: multi-level feedback queue) or "fifo".
         mailbox_aging: seconds a waiting message needs to climb one priority level (default 1.0).
         flood_share: share of the mailbox one sender may fill before its messages are demoted (0.25).
@@ -39,6 +41,7 @@ class Actor:
     max_async: int | None = None
     mailbox_size: int | None = None
     overflow: str | None = None
+    trap_exits: bool = False
     mailbox_policy: str | None = None
     mailbox_aging: float | None = None
     flood_share: float | None = None
@@ -52,6 +55,33 @@ class Actor:
 
     def on_stop(self) -> Any:
         """Called once when the actor is asked to stop (may be ``async def``)."""
+
+    def on_exit(self, notice: Any) -> Any:
+        """A linked actor died (only with ``trap_exits = True``): a ``DownNotice``, through the mailbox."""
+
+    def on_monitor_down(self, notice: Any) -> Any:
+        """An actor this one monitors (``actor_monitor``) died: a ``DownNotice``, through the mailbox."""
+
+    def actor_monitor(self, target: Any) -> int:
+        """Have each death of ``target`` (ref or name) delivered as a call to ``on_monitor_down(notice)``.
+
+        Never blocks (one message to the daemon). Returns a monitor reference for ``actor_demonitor``.
+        """
+        return self._llmos_runtime.monitor(target)
+
+    def actor_demonitor(self, monitor_ref: int) -> None:
+        self._llmos_runtime.demonitor(monitor_ref)
+
+    def actor_link(self, other: Any) -> None:
+        """Link this actor with ``other``: if either dies abnormally, the other is killed (unless it traps exits).
+
+        Blocks for one round trip to the daemon; from ``async def`` methods use
+        ``await self.actor_kernel_async.link(self.actor_ref, other)``.
+        """
+        self.actor_kernel.link(self.actor_id, other)
+
+    def actor_unlink(self, other: Any) -> None:
+        self.actor_kernel.unlink(self.actor_id, other)
 
     @property
     def actor_name(self) -> str:

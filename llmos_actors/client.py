@@ -26,6 +26,8 @@ from .config import CONTROL_SOCKET, Config, load_config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .pools import AsyncPoolsMixin, PoolsMixin
 from .refs import ActorRef, AsyncActorRef, wait_sync
+from .supervision import AsyncSupervisionMixin, SupervisionMixin
+from .sync import AsyncSyncMixin, SyncMixin
 from .topics import AsyncTopicsMixin, TopicsMixin
 
 #: Seconds a control request may take by default (spawn has its own, longer, bound).
@@ -65,7 +67,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
+class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -79,6 +81,7 @@ class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
         self._core_obj: ClientCore | None = None
         self._init_lock = threading.Lock()
         self._closed = False
+        self._pending_tasks: set[asyncio.Task] = set()
         self.daemon_info: dict = {}
         if not lazy:
             self._start()
@@ -128,6 +131,34 @@ class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
         loop = self._io.loop
         self._io.driver.call_soon(lambda: loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what))
 
+    def _send_when_alive(
+        self,
+        conn: Connection,
+        msg_id: int,
+        head: bytes,
+        body: bytes,
+        bufs: list,
+        fut: Any,
+        deadline: float | None,
+        prio: int | None = None,
+    ) -> None:
+        """``ask`` with ``wait_restart`` on a restarting actor: send from the IO loop once it is back."""
+        assert self._io is not None
+
+        async def later() -> None:
+            try:
+                await conn.wait_alive_async(deadline)
+                conn.send_now(msg_id, head, body, bufs, fut, prio)
+            except BaseException as exc:
+                fut.resolve(False, exc)
+
+        def start() -> None:
+            task = self._io.loop.create_task(later())  # type: ignore[union-attr]
+            self._pending_tasks.add(task)
+            task.add_done_callback(self._pending_tasks.discard)
+
+        self._io.driver.call_soon(start)
+
     def ref(self, address: ActorAddress) -> ActorRef:
         """A ref bound to this handle for a known address."""
         return ActorRef(address, self)
@@ -141,9 +172,9 @@ class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
             *args: constructor arguments.
             **kwargs: constructor keyword arguments, except the spawn options
                 ``name``, ``cpus`` (list of cores, a count, or ``"auto"``), ``gpus``,
-                ``priority`` (0..7), ``restart``, ``exclusive``, ``max_concurrency``,
-                ``mailbox_size``, ``overflow``, ``env`` and ``supervisor``. Use
-                ``spawn_with`` to pass constructor keywords of those names.
+                ``priority`` (0..7), ``restart`` (a policy name or a ``RestartPolicy``),
+                ``exclusive``, ``max_concurrency``, ``mailbox_size``, ``overflow``, ``env``
+                and ``supervisor``. Use ``spawn_with`` to pass constructor keywords of those names.
 
         Raises:
             ActorImportError: the daemon cannot import the class.
@@ -168,13 +199,19 @@ class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
         """
         return ActorRef(_addr(self._control("lookup", name)), self)
 
-    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None) -> dict:
-        """Stop an actor (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
+    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True) -> dict:
+        """Stop an actor for good (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
+
+        Its supervisor does not restart it. With ``drain=True`` the actor stops taking
+        calls and lets running and queued ones finish within the grace period; with
+        ``drain=False`` queued calls fail at once and running ``async`` ones are
+        cancelled. Either way, what is left fails with ``ActorDiedError`` (threads
+        cannot be interrupted: they are cut off when the process exits).
 
         Returns its exit record once it has exited.
         """
         grace = self.config.grace if grace is None else grace
-        return self._control("kill", _target(ref_or_name), force=force, grace=grace, timeout=grace + 10)
+        return self._control("kill", _target(ref_or_name), force=force, grace=grace, drain=drain, timeout=grace + 10)
 
     def ps(self, *, exited: bool = True) -> list[dict]:
         """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
@@ -227,7 +264,7 @@ class Kernel(TopicsMixin, PoolsMixin, PagesKernel):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncPagesKernel):
+class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncPagesKernel):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and
@@ -306,9 +343,14 @@ class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncPagesKernel):
     async def lookup(self, name: str) -> AsyncActorRef:
         return AsyncActorRef(_addr(await self._control("lookup", name)), self)
 
-    async def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None) -> dict:
+    async def kill(
+        self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True
+    ) -> dict:
+        """As ``Kernel.kill``, awaited."""
         grace = self.config.grace if grace is None else grace
-        return await self._control("kill", _target(ref_or_name), force=force, grace=grace, timeout=grace + 10)
+        return await self._control(
+            "kill", _target(ref_or_name), force=force, grace=grace, drain=drain, timeout=grace + 10
+        )
 
     async def ps(self, *, exited: bool = True) -> list[dict]:
         return await self._control("ps", exited=exited)

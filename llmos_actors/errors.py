@@ -77,6 +77,8 @@ class ActorDiedError(ActorError):
         exitcode: the process exit status, or None if it was killed by a signal.
         signal: the number of the signal that killed it, or None.
         reason: a one-line human explanation (e.g. ``__init__`` raised ...).
+        restarting: its supervisor is starting a new incarnation (calls with the
+            ``wait_restart`` option wait for it; this call did not run to the end).
     """
 
     code = "died"
@@ -89,19 +91,21 @@ class ActorDiedError(ActorError):
         signal: int | None = None,
         reason: str = "",
         actor: str = "",
+        restarting: bool = False,
     ) -> None:
         super().__init__(message)
         self.exitcode = exitcode
         self.signal = signal
         self.reason = reason
         self.actor = actor
+        self.restarting = restarting
 
     def __reduce__(self):  # keep copy/deepcopy working with keyword-only fields
-        return (_rebuild_died, (str(self), self.exitcode, self.signal, self.reason, self.actor))
+        return (_rebuild_died, (str(self), self.exitcode, self.signal, self.reason, self.actor, self.restarting))
 
 
-def _rebuild_died(message, exitcode, signal, reason, actor):
-    return ActorDiedError(message, exitcode=exitcode, signal=signal, reason=reason, actor=actor)
+def _rebuild_died(message, exitcode, signal, reason, actor, restarting=False):
+    return ActorDiedError(message, exitcode=exitcode, signal=signal, reason=reason, actor=actor, restarting=restarting)
 
 
 class ResourceUnavailable(LlmosError):
@@ -120,6 +124,28 @@ class MailboxFull(LlmosError):
     """The actor's mailbox is full and its overflow policy is ``raise``."""
 
     code = "mailbox_full"
+
+
+class SupervisorError(LlmosError):
+    """A supervisor request was refused (unknown supervisor, bad strategy, it has failed)."""
+
+    code = "supervisor"
+
+
+class LockError(LlmosError):
+    """A kernel sync object was misused: released by a non-holder, wrong kind or size, unknown name."""
+
+    code = "lock"
+
+
+class DeadlockError(LockError):
+    """Granting this request would close a cycle of processes waiting on each other's mutexes.
+
+    The request is refused (the requester does not wait), which breaks the cycle;
+    ``llmos status`` lists the cycle.
+    """
+
+    code = "deadlock"
 
 
 class PoolExhausted(LlmosError, MemoryError):
@@ -179,6 +205,9 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         ResourceUnavailable,
         CallTimeout,
         MailboxFull,
+        SupervisorError,
+        LockError,
+        DeadlockError,
         PoolExhausted,
         ObjectLost,
         RemoteError,

@@ -129,11 +129,10 @@ class PoolDispatcher(Actor):
 
     def _pick(self, tags: frozenset[str]) -> _Member | None:
         best = None
-        for actor_id, member in list(self.members.items()):
+        for member in self.members.values():
             conn = member.ref._conn
             if conn is not None and conn.dead is not None:
-                del self.members[actor_id]  # the daemon's death notice beat its remove_member
-                continue
+                continue  # down (dead, or restarting): the daemon removes or revives it
             fits = member.in_flight < self.window and tags <= member.tags
             if fits and (best is None or member.in_flight < best.in_flight):
                 best = member

@@ -38,11 +38,15 @@ class CallOptions:
             deadline travels with the message and the actor drops it unrun once passed.
         priority: mailbox priority 0 (lowest) .. 7 (highest); default: the actor's.
         objective: a goal value (larger is more urgent) the scheduler maps to a priority.
+        wait_restart: if the actor is down and its supervisor is restarting it, wait
+            (up to ``timeout``) for the new incarnation instead of failing fast with
+            ``ActorDiedError``. Calls already in flight when it died fail either way.
     """
 
     timeout: float | None = None
     priority: int | None = None
     objective: float | None = None
+    wait_restart: bool = False
 
     def merge(self, **changes: Any) -> CallOptions:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -54,6 +58,8 @@ class CallOptions:
         prio = changes.get("priority")
         if prio is not None and (type(prio) is not int or not 0 <= prio <= 7):
             raise ValueError(f"priority must be an int from 0 (lowest) to 7 (highest), not {prio!r}")
+        if "wait_restart" in changes and type(changes["wait_restart"]) is not bool:
+            raise TypeError("wait_restart must be True or False")
         return dataclasses.replace(self, **changes)
 
     def header_extra(self) -> dict | None:
@@ -87,7 +93,7 @@ class _BaseRef:
         return self._addr.name
 
     def options(self, **options: Any) -> Any:
-        """A ref to the same actor whose calls carry these options (timeout, priority, objective)."""
+        """A ref to the same actor whose calls carry these options (timeout, priority, objective, wait_restart)."""
         return type(self)(self._addr, self._kernel, self._opts.merge(**options))
 
     def __llmos_wire__(self) -> tuple[int, list]:
@@ -155,6 +161,8 @@ class ActorRef(_BaseRef):
             MethodNotFound: the actor has no such public method.
         """
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
+        if conn.dead is not None and self._opts.wait_restart:
+            conn.wait_alive(deadline)
         waiter = SyncWaiter()
         conn.call_sync(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
         return wait_sync(conn, msg_id, waiter, deadline, f"call {method!r}")
@@ -163,7 +171,11 @@ class ActorRef(_BaseRef):
         """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         fut = LlmosFuture()
-        conn.send_now(msg_id, head, body, bufs, fut, self._opts.priority)
+        if conn.dead is not None and conn.restarting and self._opts.wait_restart:
+            # Never block in ask: the kernel's IO loop sends it once the actor is back.
+            self._kernel._send_when_alive(conn, msg_id, head, body, bufs, fut, deadline, self._opts.priority)
+        else:
+            conn.send_now(msg_id, head, body, bufs, fut, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
         return fut
@@ -194,6 +206,8 @@ class ActorRef(_BaseRef):
             if body and len(body) <= conn.max_bytes:
                 return conn.enqueue(P.tell_header(method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
+        if conn.dead is not None and self._opts.wait_restart:
+            conn.wait_alive(deadline)
         return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 
 
@@ -204,10 +218,26 @@ class AsyncActorRef(_BaseRef):
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on the actor and await its result (errors as in ``ActorRef.call``)."""
+        if self._opts.wait_restart:
+            conn = self._kernel._core.actor_connection(self._addr)
+            if conn.dead is not None:
+                timeout = self._opts.timeout
+                start = time.monotonic()
+                await conn.wait_alive_async(None if timeout is None else start + timeout)
+                if timeout is not None:  # what is left of the timeout bounds the call itself
+                    left = timeout - (time.monotonic() - start)
+                    if left <= 0:
+                        raise CallTimeout(f"call {method!r}: {conn.peer} came back too late")
+                    opts = dataclasses.replace(self._opts, timeout=left)
+                    return await AsyncActorRef(self._addr, self._kernel, opts).ask(method, *args, **kwargs)
         return await self.ask(method, *args, **kwargs)
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> asyncio.Future:
         """Start the call now and return an asyncio future of its result."""
+        if self._opts.wait_restart:
+            conn = self._kernel._core.actor_connection(self._addr)
+            if conn.dead is not None and conn.restarting:  # sent once the actor is back
+                return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
         conn.submit(msg_id, head, body, bufs, waiter, self._opts.priority)
@@ -225,4 +255,6 @@ class AsyncActorRef(_BaseRef):
     async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
         """Send one way; waits for room while the actor's mailbox is full (policy ``block``)."""
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
+        if conn.dead is not None and self._opts.wait_restart:
+            await conn.wait_alive_async(deadline)
         return await conn.enqueue_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)

@@ -189,7 +189,13 @@ def start_daemon(
         try:
             handle.stop()
         finally:
+            # Its processes die with it, but not in the same instant (death signals and
+            # lifelines take a few ms to land): a leak is one still there after 5 s.
+            deadline = time.monotonic() + 5.0
             leftovers = daemon_processes(handle.runtime_dir)
+            while leftovers and time.monotonic() < deadline:
+                time.sleep(0.02)
+                leftovers = daemon_processes(handle.runtime_dir)
             for p in leftovers:
                 with contextlib.suppress(psutil.Error):
                     p.kill()

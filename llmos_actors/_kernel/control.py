@@ -16,11 +16,25 @@ from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
 from ..errors import ActorNotFound, ProtocolError
-from .proctable import EXITED, ActorRecord
+from .proctable import EXITED, RESTARTING, ActorRecord
 
 #: Methods clients may call on the daemon. Anything else is MethodNotFound.
 PUBLIC_METHODS = frozenset(
-    {"hello", "spawn", "lookup", "kill", "ps", "status", "watch", "logs", "actor_ready", "actor_failed", "heartbeat"}
+    {
+        "hello",
+        "goodbye",
+        "spawn",
+        "lookup",
+        "kill",
+        "ps",
+        "status",
+        "watch",
+        "logs",
+        "actor_ready",
+        "actor_failed",
+        "actor_stopping",
+        "heartbeat",
+    }
 )
 
 
@@ -63,6 +77,10 @@ class ControlService:
             "runtime_dir": str(d.config.runtime_dir),
         }
 
+    def goodbye(self, req: Request) -> None:
+        """A client handle is closing: release what it holds (sync objects), drop its monitors."""
+        self.daemon.client_gone(req.ident)
+
     async def spawn(self, req: Request, request: Any) -> dict:
         if not isinstance(request, dict):
             raise ProtocolError("spawn takes one map describing the actor")
@@ -77,11 +95,11 @@ class ControlService:
         record = self.daemon.table.find(_str_arg(name, "name"))
         return self._address_reply(record)
 
-    async def kill(self, req: Request, target: Any, force: bool = False, grace: Any = None) -> dict:
+    async def kill(self, req: Request, target: Any, force: bool = False, grace: Any = None, drain: bool = True) -> dict:
         record = self.daemon.table.find(_str_arg(target, "actor name"))
         if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
             raise ProtocolError("grace must be a number of seconds >= 0")
-        return await self.daemon.kill(record, force=bool(force), grace=grace)
+        return await self.daemon.kill(record, force=bool(force), grace=grace, drain=bool(drain))
 
     def ps(self, req: Request, exited: bool = True) -> list[dict]:
         rows = [r.to_dict() for r in self.daemon.table.all() if exited or r.state != EXITED]
@@ -99,6 +117,8 @@ class ControlService:
         elif record.state == EXITED:
             self.server.notify(req.ident, record.exit_notice())
         else:
+            if record.state == RESTARTING:  # down now; the watcher hears "restarted" later
+                self.server.notify(req.ident, record.exit_notice())
             record.watchers.add(req.ident)
 
     def logs(self, req: Request, target: Any, lines: int = 100, offset: Any = None) -> dict:
@@ -115,7 +135,19 @@ class ControlService:
 
     # -- from actors -------------------------------------------------------------------
     def actor_ready(self, req: Request, actor_id: Any, info: Any = None) -> None:
-        self.daemon.lifecycle.ready(_str_arg(actor_id, "actor id"), info or {})
+        actor_id = _str_arg(actor_id, "actor id")
+        record = self.daemon.table.by_id.get(actor_id)
+        if record is not None:
+            record.control_ident = req.ident  # where notices for the actor itself go (linked exits)
+        self.daemon.lifecycle.ready(actor_id, info or {})
+
+    def actor_stopping(self, req: Request, actor_id: Any) -> dict:
+        """An actor got SIGTERM: how to treat its calls in flight (drain or cancel) and for how long."""
+        record = self.daemon.table.by_id.get(_str_arg(actor_id, "actor id"))
+        mode = dict(record.stop_mode) if record is not None else {}
+        mode.setdefault("drain", True)
+        mode.setdefault("grace", self.daemon.config.grace)
+        return mode
 
     def actor_failed(self, req: Request, actor_id: Any, payload: Any = None) -> None:
         self.daemon.lifecycle.failed(_str_arg(actor_id, "actor id"), payload or {})

@@ -32,10 +32,13 @@ from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
+from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Service
+from .supervisor import Supervision
+from .syncobjects import SyncObjects
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -176,8 +179,18 @@ class Daemon:
         self.events = EventBus(self.ctx, self.config, self.loop)
         self.lifecycle.publish = self.events.publish
         self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
+        extra = self.config.extra
+        self.supervision = Supervision(self.lifecycle, self.table, extra.get("supervisor"), loop=self.loop)
+        self.supervision.publish = self.events.publish
+        self.lifecycle.decide_restart = self.supervision.decide
+        self.lifecycle.record_hooks.append(self.supervision.on_new_record)
+        self.lifecycle.exit_hooks.append(self.supervision.forget)
+        self.monitors = Monitors(self.table, self.lifecycle, self.server)
+        self.lifecycle.exit_hooks.append(self.monitors.on_exit)
+        self.sync = SyncObjects(self.loop, extra.get("sync"))
+        self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
         self.scheduler = Scheduler(self)
-        return [self.pages, self.events, self.scheduler]
+        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -200,6 +213,9 @@ class Daemon:
             self._stop.set()
 
     async def _shutdown(self) -> None:
+        for record in self.table.live():
+            record.wanted_down = True  # nothing restarts from here on
+        await self.supervision.shutdown(self.config.grace)  # trees: reverse start order
         await self.lifecycle.stop_all(self.config.grace)
         for service in reversed(self.services):
             try:
@@ -251,15 +267,28 @@ class Daemon:
         self.lifecycle.reaped(pid, status)
 
     def _announce_exit(self, record: ActorRecord, notice: dict) -> None:
+        """Death (and restart) notices: to watchers (their connections) and monitors."""
         self.control.notify_watchers(record, notice)
-        record.watchers.clear()
+        if notice.get("event") == "exited" and not notice.get("restarting"):
+            record.watchers.clear()
+        monitors = getattr(self, "monitors", None)
+        if monitors is not None:
+            monitors.announce(record, notice)
 
     # ------------------------------------------------------------------ operations
     async def spawn(self, request: dict) -> ActorRecord:
+        self.supervision.check_spawn(request)
         return await self.lifecycle.spawn(request)
 
-    async def kill(self, record: ActorRecord, *, force: bool, grace: float | None) -> dict:
-        return await self.lifecycle.kill(record, force=force, grace=grace)
+    async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:
+        return await self.lifecycle.kill(record, force=force, grace=grace, drain=drain)
+
+    def client_gone(self, ident: bytes) -> None:
+        """A client handle closed (it said goodbye): services drop what it left behind."""
+        for service in self.services:
+            gone = getattr(service, "client_gone", None)
+            if gone is not None:
+                gone(ident)
 
     def add_usage(self, rows: list[dict]) -> None:
         """Add live CPU% and RSS (psutil) and the scheduler's notes to ``ps`` rows."""

@@ -4,6 +4,13 @@ Every actor the daemon starts goes through here; every exit (reported by the
 fork server, or reaped by the daemon after adopting an orphan) ends here, is
 recorded with its exit code or signal, its last lines of output and a
 one-line reason, and is announced to everyone watching that actor.
+
+Restarts (issue 5): before an exit is announced, ``decide_restart`` (the
+supervisor) says whether another incarnation will follow. If so the record
+stays live in state ``restarting`` (same id, name, endpoint, placement and
+constructor arguments), the death notice says ``"restarting": true``, and
+``restart`` later starts the new incarnation, whose READY sends watchers a
+``restarted`` notice.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from ..config import Config
 from ..errors import ActorDiedError, ActorImportError, LlmosError, ProtocolError
 from .linux import describe_status, signal_name
 from .logs import LogCollector
-from .proctable import EXITED, RUNNING, STARTING, STOPPING, ActorRecord, ProcessTable, exit_reason
+from .proctable import EXITED, RESTARTING, RUNNING, STARTING, STOPPING, ActorRecord, ProcessTable, exit_reason
 from .resources import Inventory, nice_for
 from .zygote_link import ZygoteLink
 
@@ -57,8 +64,13 @@ class Lifecycle:
         self.logs = logs
         self.notify = notify
         self.outputs: dict[str, Any] = {}
-        #: Called after an exit is recorded (the supervisor decides about restarts there).
+        #: Called after an exit is recorded and announced (links, event bus, sync objects).
         self.exit_hooks: list[Callable[[ActorRecord], None]] = []
+        #: Decides, before an exit is announced, whether another incarnation follows (the supervisor).
+        self.decide_restart: Callable[[ActorRecord], bool] = lambda record: False
+        #: Called with each new record before its first incarnation forks (supervisors adopt it).
+        self.record_hooks: list[Callable[[ActorRecord], None]] = []
+        self.restart_times: list[float] = []
         #: Publishes a system event (the event bus sets it; until then events go nowhere).
         self.publish: Callable[[str, dict], None] = lambda topic, body: None
         self.spawn_times: list[float] = []
@@ -82,6 +94,8 @@ class Lifecycle:
             priority=request.get("priority", 4) if request.get("priority") is not None else 4,
             restart=request.get("restart") or "temporary",
             exclusive=bool(request.get("exclusive")),
+            supervisor=request.get("supervisor") or "",
+            limits=dict(request.get("restart_limits") or {}),
         )
         record.tail = type(record.tail)(maxlen=self.config.log_tail_lines)
         self.table.add(record)
@@ -103,8 +117,32 @@ class Lifecycle:
                 del self.table.by_name[record.name]
             raise
         record.cpus, record.gpus = placement.cpus, placement.gpus
+        for hook in self.record_hooks:
+            hook(record)
         await self.start(record)
         return record
+
+    async def restart(self, record: ActorRecord) -> bool:
+        """Start the next incarnation of a ``restarting`` record; False if it is no longer wanted.
+
+        It keeps its id, name, endpoint, constructor arguments, priority and placement
+        (held through the restart, so exclusive cores cannot be taken meanwhile).
+
+        Raises:
+            LlmosError: the new incarnation failed to start (its exit was recorded as usual).
+        """
+        if record.state != RESTARTING or record.wanted_down or record.doomed:
+            return False
+        placement = self.inventory.placements.get(record.id)
+        if placement is None:  # defensive: re-place as first asked
+            placement = self.inventory.place(
+                record.id, record.request.get("cpus"), record.request.get("gpus"), record.exclusive
+            )
+        record.cpus, record.gpus = placement.cpus, placement.gpus
+        self.table.revive(record)
+        record.restarts += 1
+        await self.start(record)
+        return True
 
     def child_spec(self, record: ActorRecord) -> dict:
         request = record.request
@@ -142,6 +180,8 @@ class Lifecycle:
             raise
         pid_ref[0] = pid
         self.table.set_pid(record, pid)
+        if record.state == STOPPING:  # stopped while it was being forked
+            self._signal(record, signal.SIGKILL, group=True)
         try:
             await asyncio.wait_for(asyncio.shield(record.ready), self.config.spawn_timeout)
         except asyncio.TimeoutError:
@@ -165,12 +205,20 @@ class Lifecycle:
             record.nice = info.get("nice", record.nice)
             record.placement_note = info.get("nice_error", "")
             record.overflow = info.get("overflow", record.overflow)
+            record.trap_exits = bool(info.get("trap_exits"))
         if record.ready is not None and not record.ready.done():
             record.ready.set_result(record)
         self.publish(
             "sys.actor.started",
             {"actor": record.id, "name": record.name, "pid": record.pid, "cls": record.cls, "cpus": record.cpus},
         )
+        if record.incarnation > 1:
+            if record.down_mono is not None:
+                self.restart_times.append(record.ready_mono - record.down_mono)
+                del self.restart_times[:-1000]
+            notice = record.restarted_notice()
+            self.notify(record, notice)
+            self.publish("sys.actor.restarted", notice)
 
     def failed(self, actor_id: str, payload: dict) -> None:
         """The actor explains why it cannot start; its exit follows."""
@@ -209,18 +257,53 @@ class Lifecycle:
         }
         if record.failure and record.failure.get("traceback"):
             record.exit["traceback"] = record.failure["traceback"]
-        self.table.mark_exited(record)
-        self.inventory.release(record.id)
+        record.down_mono = time.monotonic()
+        record.last_exit = record.exit
+        try:
+            restarting = self.decide_restart(record)
+        except Exception:  # a bug there must not lose the exit
+            log.exception("restart decision for %s failed", record.label)
+            restarting = False
+        if restarting:
+            self.table.mark_restarting(record)
+        else:
+            self.table.mark_exited(record)
+            self.inventory.release(record.id)
         if record.ready is not None and not record.ready.done():
             record.ready.set_exception(self.start_error(record))
             record.ready.exception()  # retrieved here; spawn re-raises it
-        log.info("actor %s (pid %s) exited: %s", record.label, record.pid, reason)
+        log.info(
+            "actor %s (pid %s) exited: %s%s",
+            record.label,
+            record.pid,
+            record.exit["reason"],
+            " (restarting)" if restarting else "",
+        )
         notice = record.exit_notice()
         self.notify(record, notice)
         self.publish("sys.actor.exited", notice)
         record.exited_event.set()
         for hook in self.exit_hooks:
-            hook(record)
+            try:
+                hook(record)
+            except Exception:
+                log.exception("exit hook %r failed for %s", hook, record.label)
+
+    def abandon(self, record: ActorRecord, reason: str) -> None:
+        """A ``restarting`` record will not be restarted after all: it becomes ``exited``.
+
+        Watchers were told a restart was coming; they now get a final death notice.
+        """
+        if record.state != RESTARTING:
+            return
+        record.exit = dict(record.exit or {}, reason=reason)
+        record.last_exit = record.exit
+        self.table.mark_exited(record)
+        self.inventory.release(record.id)
+        log.info("actor %s will not be restarted: %s", record.label, reason)
+        notice = record.exit_notice()
+        self.notify(record, notice)
+        self.publish("sys.actor.exited", notice)
 
     def start_error(self, record: ActorRecord) -> LlmosError:
         """Why ``spawn`` failed, as the caller should see it."""
@@ -257,20 +340,46 @@ class Lifecycle:
         except PermissionError:
             os.kill(record.pid, sig)
 
-    async def kill(self, record: ActorRecord, *, force: bool = False, grace: float | None = None) -> dict:
-        """Stop one actor: SIGTERM, then SIGKILL to its process group after ``grace``."""
-        if record.state == EXITED:
+    async def kill(
+        self, record: ActorRecord, *, force: bool = False, grace: float | None = None, drain: bool = True
+    ) -> dict:
+        """Stop one actor for good (no restart): SIGTERM, then SIGKILL to its process group after ``grace``.
+
+        Args:
+            drain: the actor lets calls in flight finish within the grace period
+                (False: it cancels them at once); either way queued calls fail with ActorDiedError.
+        """
+        record.wanted_down = True
+        if record.state == RESTARTING:
+            self.abandon(record, "stopped by request while restarting")
+            return record.exit or {}
+        return await self.terminate(record, force=force, grace=grace, drain=drain, reason="by request")
+
+    async def terminate(
+        self,
+        record: ActorRecord,
+        *,
+        force: bool = False,
+        grace: float | None = None,
+        drain: bool = True,
+        reason: str = "by request",
+    ) -> dict:
+        """Stop the current incarnation (its supervisor may restart it: see ``kill`` for a final stop)."""
+        if record.state in (EXITED, RESTARTING):
             return record.exit or {}
         grace = self.config.grace if grace is None else grace
+        record.stop_mode = {"drain": bool(drain), "grace": grace}
         if record.state == STARTING and record.pid is None:
+            record.state = STOPPING  # being forked: start() kills it once its pid is known
+            record.stop_reason = f"stopped {reason} while starting"
             await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace + 5)
             return record.exit or {}
         record.state = STOPPING
         if force:
-            record.stop_reason = "killed by request (SIGKILL)"
+            record.stop_reason = f"killed {reason} (SIGKILL)"
             self._signal(record, signal.SIGKILL, group=True)
         else:
-            record.stop_reason = "stopped by request"
+            record.stop_reason = f"stopped {reason}"
             self._signal(record, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace)
@@ -284,6 +393,8 @@ class Lifecycle:
     async def stop_all(self, grace: float) -> None:
         """Daemon shutdown: every live actor gets SIGTERM, stragglers SIGKILL after ``grace``."""
         live = self.table.live()
+        for record in live:
+            record.wanted_down = True  # nothing restarts from here on
         if not live:
             return
         await asyncio.gather(*(self.kill(r, grace=grace) for r in live), return_exceptions=True)

@@ -52,6 +52,17 @@ class ActorRecord:
     ready: asyncio.Future | None = None
     exited_event: asyncio.Event = field(default_factory=asyncio.Event)
     placement_note: str = ""
+    # -- supervision (issue 5) -------------------------------------------------------
+    supervisor: str = ""  # id of the supervisor it belongs to ("" = standalone)
+    limits: dict = field(default_factory=dict)  # per-actor intensity/period/backoff overrides
+    wanted_down: bool = False  # stopped by request: never restarted
+    planned: bool = False  # its supervisor stops it to restart it with its group
+    doomed: str = ""  # its supervisor gave up: why (it is not restarted)
+    down_mono: float | None = None  # when the last incarnation died (restart latency)
+    last_exit: dict | None = None  # exit record of the previous incarnation
+    trap_exits: bool = False  # linked exits arrive as ``on_exit`` calls instead of killing it
+    control_ident: bytes | None = None  # the actor runtime's control connection (for notices)
+    stop_mode: dict = field(default_factory=dict)  # how a requested stop treats calls in flight
 
     @property
     def label(self) -> str:
@@ -65,6 +76,7 @@ class ActorRecord:
         return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "overflow": self.overflow}
 
     def exit_notice(self) -> dict:
+        """What watchers hear when an incarnation dies; ``restarting`` says whether another follows."""
         ex = self.exit or {}
         return {
             "event": "exited",
@@ -74,7 +86,25 @@ class ActorRecord:
             "exitcode": ex.get("exitcode"),
             "signal": ex.get("signal"),
             "reason": ex.get("reason", ""),
+            "incarnation": ex.get("incarnation", self.incarnation),
+            "restarting": self.state == RESTARTING,
         }
+
+    def restarted_notice(self) -> dict:
+        return {
+            "event": "restarted",
+            "actor": self.id,
+            "name": self.name,
+            "pid": self.pid,
+            "incarnation": self.incarnation,
+            "restarts": self.restarts,
+        }
+
+    @property
+    def abnormal_exit(self) -> bool:
+        """Whether the last incarnation died abnormally: a non-zero (or unknown) exit code, or a signal."""
+        ex = self.exit or {}
+        return bool(ex.get("signal")) or ex.get("exitcode") != 0
 
     def to_dict(self) -> dict:
         now = time.monotonic()
@@ -97,6 +127,9 @@ class ActorRecord:
             "uptime": (now - self.ready_mono) if self.ready_mono and self.live else None,
             "stats": dict(self.stats),
             "exit": self.exit,
+            "last_exit": self.last_exit,
+            "supervisor": self.supervisor,
+            "trap_exits": self.trap_exits,
             "note": self.placement_note,
         }
 
@@ -160,6 +193,12 @@ class ProcessTable:
             old = self.by_id.pop(old_id, None)
             if old is not None and self.by_name.get(old.name) is old:
                 del self.by_name[old.name]
+
+    def mark_restarting(self, record: ActorRecord) -> None:
+        """An incarnation died and its supervisor will start another: still live, no process."""
+        record.state = RESTARTING
+        if record.pid is not None:
+            self.by_pid.pop(record.pid, None)
 
     def revive(self, record: ActorRecord) -> None:
         """A restarted incarnation: no longer among the exited."""

@@ -36,7 +36,7 @@ from .._wire.address import ActorAddress
 from .._wire.codec import Codec
 from ..client import AsyncKernel
 from ..errors import ConfigError, LlmosError, ProtocolError
-from .proctable import EXITED, RUNNING, ActorRecord
+from .proctable import EXITED, RESTARTING, RUNNING, ActorRecord
 from .resources import nice_for
 from .service import Service
 
@@ -96,6 +96,7 @@ class PoolRecord:
     tags: list[str]
     members: list[str] = field(default_factory=list)
     serial: int = 0
+    ready: bool = False  # its initial members are up: the loop may size it from then on
     backlog_since: float | None = None
     last_change: float = field(default_factory=time.monotonic)
 
@@ -338,6 +339,7 @@ class Scheduler(Service):
         except BaseException:
             await self._stop_pool(pool)
             raise
+        pool.ready = True
         return {**pool.describe(d.table), "dispatcher": dispatcher.address()}
 
     async def _grow(self, pool: PoolRecord, reason: str) -> None:
@@ -371,7 +373,7 @@ class Scheduler(Service):
         now = time.monotonic()
         table = self.daemon.table
         for pool in list(self.pools.values()):
-            if pool.dispatcher.state == EXITED:
+            if pool.dispatcher.state == EXITED or not pool.ready:
                 continue
             gone = [m for m in pool.members if m not in table.by_id or not table.by_id[m].live]
             for actor_id in gone:
@@ -425,6 +427,8 @@ class Scheduler(Service):
 
     def _on_exit(self, record: ActorRecord) -> None:
         self.reniced.pop(record.id, None)
+        if record.state == RESTARTING:
+            return  # it comes back as itself (same id): the pool keeps it
         for pool in list(self.pools.values()):
             if record.id in pool.members and pool.dispatcher.live:
                 # Tell the dispatcher at once, not at the next tick: no call should go to the dead.

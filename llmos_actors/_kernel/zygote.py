@@ -243,6 +243,11 @@ class Zygote:
 
         def warm() -> int:
             ours.close()
+            # Unassigned, it dies with the fork server; once it is an actor, only the
+            # daemon's lifeline ends it (actors outlive a restart of the fork server).
+            linux.set_pdeathsig(signal.SIGKILL)
+            if os.getppid() == 1:  # the fork server is already gone
+                return 0
             from .._runtime.actor_main import run_warm
 
             def assignment() -> tuple[str, dict, list[int]] | None:
@@ -250,6 +255,7 @@ class Zygote:
                 theirs.close()
                 if frame is None:
                     return None
+                linux.set_pdeathsig(0)
                 msg, fds = frame
                 return msg.get("id", ""), msg.get("spec") or {}, fds
 

@@ -58,6 +58,11 @@ _EVENTS = int(zmq.EVENTS)
 _Again = zmq.Again
 
 
+def _set_none(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Connection:
     """A DEALER socket, its pending requests and its outbox.
 
@@ -80,8 +85,10 @@ class Connection:
         on_notice: Callable[[Connection, dict, Any], None] | None = None,
         overflow: str = "block",
         always_armed: bool = False,
+        endpoint: str = "",
     ) -> None:
         self.driver = driver
+        self.endpoint = endpoint
         self.always_armed = always_armed
         self.sock = sock
         self.codec = codec
@@ -94,6 +101,10 @@ class Connection:
         self.outbox: deque = deque()  # (head, body, bufs) not yet handed to zmq
         self.dropped = 0  # tells dropped by the "drop" overflow policy
         self.dead: BaseException | None = None
+        #: The peer died and its supervisor is starting another incarnation (see ``wait_alive``).
+        self.restarting = False
+        self._alive = threading.Condition(threading.Lock())
+        self._alive_callbacks: list[Callable[[], None]] = []
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._armed = False
         self._io_wanted = False
@@ -489,19 +500,86 @@ class Connection:
         return self.pending.pop(msg_id, None)
 
     # ------------------------------------------------------------------ ends
-    def fail_all(self, exc: BaseException, *, dead: bool = True) -> None:
-        """Fail every pending request with ``exc``; later sends fail too if ``dead``."""
+    def fail_all(self, exc: BaseException, *, dead: bool = True, restarting: bool = False) -> None:
+        """Fail every pending request with ``exc``; later sends fail too if ``dead``.
+
+        Args:
+            restarting: a new incarnation is coming; callers that opted in wait for it.
+        """
         if dead:
             self.dead = exc
+            self.restarting = restarting
         pending = self.pending
         for msg_id in list(pending):
             waiter = pending.pop(msg_id, None)
             if waiter is not None:
                 waiter.resolve(False, exc)
+        if dead:
+            self._wake()
 
     def revive(self) -> None:
-        """The peer is back (a restarted incarnation): accept sends again."""
+        """The peer is back (a restarted incarnation): accept sends again, and connect at once.
+
+        ZeroMQ would reconnect by itself, but only at its next retry (up to
+        ``RECONNECT_IVL_MAX`` later); reconnecting now takes that off the restart latency.
+        """
         self.dead = None
+        self.restarting = False
+        if self.endpoint and not self._closed and self.lock.acquire(False):
+            try:
+                try:
+                    self.sock.disconnect(self.endpoint)
+                except zmq.ZMQError:
+                    pass
+                self.sock.connect(self.endpoint)
+            finally:
+                self._release()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._alive:
+            self._alive.notify_all()
+            callbacks = list(self._alive_callbacks)
+        for callback in callbacks:
+            callback()
+
+    def wait_alive(self, deadline: float | None) -> None:
+        """Block while the peer is restarting (until revived, dead for good, or the deadline).
+
+        Raises:
+            CallTimeout: the deadline passed while it was still restarting.
+        """
+        with self._alive:
+            while self.dead is not None and self.restarting and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise CallTimeout(f"{self.peer} was still restarting at the call's deadline")
+                self._alive.wait(left)
+
+    async def wait_alive_async(self, deadline: float | None) -> None:
+        """``wait_alive`` for coroutines (on any loop: wake-ups cross threads safely)."""
+        loop = asyncio.get_running_loop()
+        while self.dead is not None and self.restarting and not self._closed:
+            fut = loop.create_future()
+
+            def wake(fut: asyncio.Future = fut) -> None:
+                loop.call_soon_threadsafe(_set_none, fut)
+
+            with self._alive:
+                self._alive_callbacks.append(wake)
+            try:
+                if not (self.dead is not None and self.restarting):
+                    return
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise CallTimeout(f"{self.peer} was still restarting at the call's deadline")
+                try:
+                    await asyncio.wait_for(fut, left)
+                except asyncio.TimeoutError:
+                    raise CallTimeout(f"{self.peer} was still restarting at the call's deadline") from None
+            finally:
+                with self._alive:
+                    self._alive_callbacks.remove(wake)
 
     def close(self, linger: float = 0.5) -> None:
         """Close the socket (on the loop thread); pending requests fail with ClosedError."""
@@ -519,3 +597,4 @@ class Connection:
                 self._armed = False
             self.sock.close(linger=int(linger * 1000))
         self.fail_all(ClosedError(f"connection to {self.peer} was closed"), dead=False)
+        self._wake()

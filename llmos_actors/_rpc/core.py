@@ -30,6 +30,8 @@ from .pubsub import Publisher
 SEND_HWM = 128
 RECONNECT_IVL_MS = 10
 RECONNECT_IVL_MAX_MS = 200
+#: Seconds a closing handle lets its goodbye reach the daemon (only if the daemon stopped reading).
+GOODBYE_LINGER = 0.2
 
 NoticeHandler = Callable[[dict], None]
 
@@ -66,6 +68,8 @@ class ClientCore:
         self.next_id = itertools.count(1).__next__
         self.actors: dict[str, Connection] = {}
         self.notice_handlers: dict[str, list[NoticeHandler]] = {}
+        #: Monitors by ref: ``down`` notices go to the one they name.
+        self.monitor_handlers: dict[int, NoticeHandler] = {}
         #: Things with sockets to close before the context (subscriptions, streams).
         self.closables: set[Any] = set()
         self._publisher: Publisher | None = None
@@ -93,6 +97,7 @@ class ClientCore:
             on_notice=self._on_notice,
             overflow=overflow,
             always_armed=always_armed,
+            endpoint=endpoint,
         )
         conn.max_bytes = self.config.max_message_bytes
         return conn
@@ -174,11 +179,17 @@ class ClientCore:
         if event in ("exited", "unknown"):
             actor = self.actors.get(body.get("actor", ""))
             if actor is not None:
-                actor.fail_all(self.death_error(body))
+                actor.fail_all(self.death_error(body), restarting=bool(body.get("restarting")))
         elif event == "restarted":
             actor = self.actors.get(body.get("actor", ""))
             if actor is not None:
                 actor.revive()
+        elif event == "down":
+            handler = self.monitor_handlers.get(body.get("ref"))  # type: ignore[arg-type]
+            if handler is not None:
+                if not body.get("restarting"):
+                    self.monitor_handlers.pop(body.get("ref"), None)  # type: ignore[arg-type]
+                handler(body)
         for handler in self.notice_handlers.get(event, ()):
             handler(body)
 
@@ -191,8 +202,13 @@ class ClientCore:
         exitcode, signum = body.get("exitcode"), body.get("signal")
         how = f"killed by signal {signum}" if signum else f"exited with code {exitcode}"
         reason = body.get("reason") or ""
+        restarting = bool(body.get("restarting"))
         message = f"actor {name!r} died ({how})" + (f": {reason}" if reason else "")
-        return ActorDiedError(message, exitcode=exitcode, signal=signum, reason=reason, actor=name)
+        if restarting:
+            message += " [restarting]"
+        return ActorDiedError(
+            message, exitcode=exitcode, signal=signum, reason=reason, actor=name, restarting=restarting
+        )
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
@@ -209,7 +225,14 @@ class ClientCore:
             self._publisher.close()
         for conn in conns:
             conn.close()
-        self.control.close(linger=0)
+        linger = 0.0
+        if self.control.dead is None:
+            try:  # the daemon releases what this handle held (sync objects) and drops its monitors
+                self.tell_daemon("goodbye")
+                linger = GOODBYE_LINGER
+            except Exception:
+                pass
+        self.control.close(linger=linger)
         self.codec.close()
         if self._own_ctx:
             self.ctx.term()

@@ -33,7 +33,7 @@ from ..config import Config
 from ..errors import ActorImportError
 from ..scheduling import load_goal
 from . import process
-from .executor import ActorExecutor
+from .executor import ASYNC, SYNC, ActorExecutor, classify
 from .loader import load_class
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
 from .subscriptions import ActorSubscriptions, declared_subscriptions
@@ -63,7 +63,9 @@ class ActorRuntime:
         self._kernel_async: Any = None
         self._stopping: asyncio.Event | None = None
         self.instance: Any = None
-        self.core: ClientCore | None = None
+        self.core: ClientCore = None  # type: ignore[assignment]  # set by connect()
+        self.executor: ActorExecutor | None = None
+        self._monitors: dict[int, str] = {}
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -133,6 +135,7 @@ class ActorRuntime:
         settings = self._settings(instance)
         self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}", **settings)
         self.server.on_request = self.executor
+        self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
             await self.subscriptions.start(declared_subscriptions(instance))
@@ -147,6 +150,7 @@ class ActorRuntime:
             {
                 "pid": os.getpid(),
                 "overflow": settings["overflow"],
+                "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
                 "mailbox": settings["mailbox_policy"],
                 **self.placement,
             },
@@ -184,6 +188,40 @@ class ActorRuntime:
             "flood_share": float(pick("flood_share", sched.get("flood_share", DEFAULT_FLOOD_SHARE))),
             "goal": goal,
         }
+
+    # ------------------------------------------------------------------ monitors and links
+    def monitor(self, target: Any) -> int:
+        """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
+        from ..supervision import _target
+
+        name = _target(target)
+        ref = self.core.next_id()
+        self._monitors[ref] = name
+        self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)
+        self.core.tell_daemon("monitor", name, ref)
+        return ref
+
+    def demonitor(self, ref: int) -> None:
+        name = self._monitors.pop(ref, None)
+        if self.core.monitor_handlers.pop(ref, None) is not None and name is not None:
+            self.core.tell_daemon("demonitor", name, ref)
+
+    def _deliver_hook(self, hook: str, body: dict) -> None:
+        """A notice for the actor itself: into the mailbox, as a call to ``hook(DownNotice)``."""
+        from ..supervision import DownNotice
+
+        fn = getattr(self.instance, hook, None)
+        if not callable(fn) or self.executor is None:
+            return
+        notice = DownNotice.from_wire(body)
+        if classify(fn) == ASYNC:
+
+            async def call_async(topic: str, item: Any) -> None:
+                await fn(item)
+
+            self.executor.deliver_topic(call_async, ASYNC, f"sys.{hook}", [notice])
+        else:
+            self.executor.deliver_topic(lambda topic, item: fn(item), SYNC, f"sys.{hook}", [notice])
 
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
@@ -229,17 +267,28 @@ class ActorRuntime:
         interval = self.config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            stats = self.executor.snapshot()
+            stats = self.executor.snapshot()  # type: ignore[union-attr]
             stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)  # type: ignore[union-attr]
+            self.core.tell_daemon("heartbeat", self.actor_id, stats)
 
     def request_stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
 
     async def _stop(self, instance: Any) -> int:
+        """Stop: drain calls in flight (or cancel them, as the daemon's stop request says), then ``on_stop``."""
         self.subscriptions.close()
-        await self.executor.drain(self.config.grace / 2)
+        mode = {"drain": True, "grace": self.config.grace}
+        try:
+            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, timeout=1.0)
+            if isinstance(reply, dict):
+                mode.update(reply)
+        except Exception:  # no daemon to ask: drain with the configured grace
+            pass
+        drain = bool(mode.get("drain", True))
+        grace = float(mode.get("grace") or 0.0)
+        # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
+        await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
         try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None

@@ -624,10 +624,20 @@ class ActorExecutor(Invoker):
                 )
         for stream in list(self.streams.values()):
             self._drop_stream(stream, "actor stopping")
-        for task in list(self._active.values()):
+        cancelled = list(self._active.values())
+        for task in cancelled:
             task.cancel()
+        if cancelled:  # let them reply (ActorDiedError, see _finished) before the socket closes
+            await asyncio.wait(cancelled, timeout=0.5)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _finished(self, req: Request, task: asyncio.Future) -> None:
+        if self.stopping and task.cancelled():  # cut off by a stop: to the caller, the actor died
+            self.tasks.discard(task)
+            self.fail(req, ActorDiedError(f"{self.label} stopped while running {req.method!r}"), traceback=False)
+            return
+        super()._finished(req, task)
 
     def snapshot(self) -> dict:
         """Counters for heartbeats (``llmos ps``)."""

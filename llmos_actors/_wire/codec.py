@@ -269,7 +269,9 @@ def error_payload(exc: BaseException, *, with_traceback: bool = True) -> dict:
         "traceback": tb,
     }
     if isinstance(exc, ActorDiedError):
-        payload.update(exitcode=exc.exitcode, signal=exc.signal, reason=exc.reason, actor=exc.actor)
+        payload.update(
+            exitcode=exc.exitcode, signal=exc.signal, reason=exc.reason, actor=exc.actor, restarting=exc.restarting
+        )
     return payload
 
 
@@ -288,6 +290,7 @@ def error_from_payload(payload: Any) -> LlmosError:
             signal=payload.get("signal"),
             reason=str(payload.get("reason") or ""),
             actor=str(payload.get("actor") or ""),
+            restarting=bool(payload.get("restarting")),
         )
     else:
         cls = WIRE_ERRORS.get(code, LlmosError)

@@ -394,7 +394,10 @@ class Restarts(Workload):
     def __init__(self, ctx: BenchContext) -> None:
         self.actors = Actors(ctx.kernel)
         try:
-            self.ref = self.actors.spawn(actors.Echo, restart="permanent")
+            from ..bench_support.supervision import BENCH_RESTART
+
+            # Killed over and over: the default restart intensity would (rightly) give up.
+            self.ref = self.actors.spawn(actors.Echo, restart=BENCH_RESTART)
         except BaseException:
             self.actors.close()
             raise

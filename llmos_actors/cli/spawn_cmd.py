@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=cpus_arg, help="GPUs: '0,1', 'auto' or 'auto:N'")
     p.add_argument("--priority", type=int, help="0 (lowest) .. 7 (highest); default 4")
     p.add_argument("--restart", choices=("permanent", "transient", "temporary"), help="restart policy")
+    p.add_argument("--supervisor", help="the supervisor (name or id) to start it under")
     p.add_argument("--exclusive", action="store_true", help="reserve the cores/GPUs for this actor alone")
     p.add_argument("--args", default="[]", help="constructor arguments as a JSON array")
     p.add_argument("--kwargs", default="{}", help="constructor keyword arguments as a JSON object")
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             gpus=args.gpus,
             priority=args.priority,
             restart=args.restart,
+            supervisor=args.supervisor,
             exclusive=args.exclusive or None,
         ).items()
         if v is not None

@@ -81,7 +81,7 @@ def test_pool_dispatch_tags_and_least_loaded(kernel):
     assert names <= {"pool-a.1", "pool-a.2"}
     busy = [pool.ask("work", 0.3) for _ in range(4)]  # window 2 each: both members busy at once
     used = [f.result(timeout=30)["name"] for f in busy]
-    assert set(used) == {"pool-a.1", "pool-a.2"}, (used, pool.load())
+    assert set(used) == {"pool-a.1", "pool-a.2"}, (used, kernel.status()["scheduler"]["decisions"])
     with pytest.raises(llmos.LlmosError, match="no pool member has the tags"):
         pool.options(tags=["gpu"]).call("work")
     with pytest.raises(llmos.RemoteError, match="member failed"):

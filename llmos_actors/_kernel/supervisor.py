@@ -1,0 +1,521 @@
+"""Supervision: restart policies, restart intensity with backoff, and OTP-style supervisor trees.
+
+Every actor belongs to a supervisor node or stands alone. When an incarnation
+dies, ``decide`` (called by the lifecycle *before* the death is announced, so the
+notice can say ``"restarting": true``) applies the actor's policy:
+
+- ``permanent`` restarts after any exit, ``transient`` only after an abnormal one
+  (non-zero exit code or a signal), ``temporary`` never;
+- an actor stopped by request (``kill``) or whose first incarnation never became
+  ready (the ``spawn`` call itself failed) is never restarted.
+
+Restart intensity: at most ``intensity`` restarts within ``period`` seconds,
+counted per supervisor (per actor for standalone actors). One more, and the
+supervisor gives up: it stops its children (in reverse start order) and
+escalates to its parent, which treats it as a failed child; a top-level
+supervisor (or a standalone actor) that gives up stays down and says so on
+``sys.supervisor.gave_up``. Restarts within a window back off exponentially:
+the first is immediate, the k-th waits ``backoff * 2**(k-2)`` capped at
+``backoff_max``. The clock and the sleep are injectable, so tests of the
+policy need not wait.
+
+Strategies decide which siblings restart with a failed child: ``one_for_one``
+(only it), ``one_for_all`` (all), ``rest_for_one`` (it and those started after
+it). Siblings are stopped in reverse start order, then everyone restarts in
+start order, each waiting for the previous one's READY. Work on one tree is
+serialised by the tree's lock; standalone actors restart independently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._rpc.server import Request
+from ..errors import ConfigError, ProtocolError, SupervisorError
+from .lifecycle import Lifecycle
+from .proctable import EXITED, RESTARTING, ActorRecord, ProcessTable
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+POLICIES = ("permanent", "transient", "temporary")
+
+#: Defaults of the ``[supervisor]`` config section.
+DEFAULT_LIMITS = {"intensity": 5, "period": 10.0, "backoff": 0.1, "backoff_max": 5.0}
+LIMIT_KEYS = tuple(DEFAULT_LIMITS)
+
+
+def check_limits(values: Any, what: str) -> dict:
+    """Validate restart limits (a map of a subset of ``LIMIT_KEYS``); returns a clean copy.
+
+    Raises:
+        ProtocolError: unknown key or a value out of range.
+    """
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ProtocolError(f"{what} must be a map of {', '.join(LIMIT_KEYS)}")
+    out: dict = {}
+    for key, value in values.items():
+        if key not in DEFAULT_LIMITS:
+            raise ProtocolError(f"{what}: unknown key {key!r} (expected {', '.join(LIMIT_KEYS)})")
+        if value is None:
+            continue
+        if key == "intensity":
+            if type(value) is not int or value < 0:
+                raise ProtocolError(f"{what}: intensity must be an int >= 0, not {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ProtocolError(f"{what}: {key} must be a number of seconds >= 0, not {value!r}")
+        elif key == "period" and value <= 0:
+            raise ProtocolError(f"{what}: period must be > 0 seconds")
+        out[key] = value
+    return out
+
+
+def needs_restart(policy: str, abnormal: bool) -> bool:
+    return policy == "permanent" or (policy == "transient" and abnormal)
+
+
+@dataclass
+class RestartHistory:
+    """Restarts within the last ``period`` seconds, and the backoff they imply."""
+
+    intensity: int
+    period: float
+    backoff: float
+    backoff_max: float
+    clock: Callable[[], float] = time.monotonic
+    times: deque = field(default_factory=deque)
+
+    @classmethod
+    def of(cls, limits: dict, clock: Callable[[], float]) -> RestartHistory:
+        return cls(
+            int(limits["intensity"]),
+            float(limits["period"]),
+            float(limits["backoff"]),
+            float(limits["backoff_max"]),
+            clock,
+        )
+
+    def allow(self) -> bool:
+        """Count one more restart; False (and nothing counted) if that would exceed the intensity."""
+        now = self.clock()
+        times = self.times
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        if len(times) >= self.intensity:
+            return False
+        times.append(now)
+        return True
+
+    def delay(self) -> float:
+        """Seconds to wait before the restart just allowed: 0 for the first in the window."""
+        k = len(self.times)
+        if k <= 1:
+            return 0.0
+        return min(self.backoff_max, self.backoff * 2 ** (k - 2))
+
+    def clear(self) -> None:
+        self.times.clear()
+
+
+@dataclass(eq=False)
+class SupervisorNode:
+    """One supervisor: its strategy, limits, and children (actor and supervisor ids) in start order."""
+
+    id: str
+    name: str
+    strategy: str
+    limits: dict
+    restart: str  # its own policy as a child of its parent
+    parent: SupervisorNode | None
+    history: RestartHistory
+    children: list[str] = field(default_factory=list)
+    state: str = "running"  # running | restarting | failed | stopping
+    restarts: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def root(self) -> SupervisorNode:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "strategy": self.strategy,
+            "restart": self.restart,
+            "parent": self.parent.id if self.parent else None,
+            "children": list(self.children),
+            "state": self.state,
+            "restarts": self.restarts,
+            "reason": self.reason,
+            **self.limits,
+        }
+
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class Supervision(Service):
+    """The daemon's supervisor: restart decisions, supervisor nodes, and the work they schedule."""
+
+    name = "supervisor"
+
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        table: ProcessTable,
+        settings: Any = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.table = table
+        try:
+            self.defaults = {**DEFAULT_LIMITS, **check_limits(dict(settings or {}), "config section [supervisor]")}
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
+        self.loop = loop
+        self.clock = clock
+        self.sleep = sleep
+        self.nodes: dict[str, SupervisorNode] = {}
+        self.standalone: dict[str, RestartHistory] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._deciding: ActorRecord | None = None
+        self.publish: Callable[[str, dict], None] = lambda topic, body: None
+        self.restarts = 0
+        self.gave_up = 0
+
+    # ------------------------------------------------------------------ service
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "supervisor_new": self.h_new,
+            "supervisor_stop": self.h_stop,
+            "supervisors": self.h_list,
+        }
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def status(self) -> dict:
+        times = sorted(self.lifecycle.restart_times)
+        out: dict[str, Any] = {
+            "supervisors": len(self.nodes),
+            "restarts": self.restarts,
+            "gave_up": self.gave_up,
+            "restarting": sum(1 for r in self.table.by_id.values() if r.state == RESTARTING),
+        }
+        if times:
+            out["restart_ms_p50"] = round(times[len(times) // 2] * 1000, 2)
+            out["restart_ms_p99"] = round(times[min(len(times) - 1, int(len(times) * 0.99))] * 1000, 2)
+        return out
+
+    # ------------------------------------------------------------------ control handlers
+    def h_new(self, req: Request, spec: Any = None) -> dict:
+        """Create a supervisor node: ``{name, strategy, parent, restart, intensity, period, backoff, backoff_max}``."""
+        if not isinstance(spec, dict):
+            raise ProtocolError("supervisor_new takes one map describing the supervisor")
+        spec = dict(spec)
+        strategy = spec.pop("strategy", None) or "one_for_one"
+        if strategy not in STRATEGIES:
+            raise SupervisorError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        restart = spec.pop("restart", None) or "permanent"
+        if restart not in POLICIES:
+            raise SupervisorError(f"restart must be one of {POLICIES}, not {restart!r}")
+        name = spec.pop("name", None) or ""
+        if not isinstance(name, str) or len(name) > 64:
+            raise ProtocolError("supervisor name must be a string of at most 64 characters")
+        if name and any(n.name == name for n in self.nodes.values()):
+            raise SupervisorError(f"a supervisor named {name!r} already exists")
+        parent_id = spec.pop("parent", None)
+        parent = self.node(parent_id) if parent_id else None
+        if parent is not None and parent.state != "running":
+            raise SupervisorError(f"supervisor {parent.label!r} is {parent.state}")
+        limits = {**self.defaults, **check_limits(spec, "supervisor limits")}
+        node_id = "s" + secrets.token_hex(5)
+        node = SupervisorNode(node_id, name, strategy, limits, restart, parent, RestartHistory.of(limits, self.clock))
+        self.nodes[node_id] = node
+        if parent is not None:
+            parent.children.append(node_id)
+        return node.describe()
+
+    async def h_stop(self, req: Request, target: Any, grace: Any = None) -> dict:
+        """Stop a supervisor: its children in reverse start order, then the node itself."""
+        node = self.node(target)
+        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
+            raise ProtocolError("grace must be a number of seconds >= 0")
+        return await self.stop_node(node, grace)
+
+    def h_list(self, req: Request) -> list[dict]:
+        return [n.describe() for n in self.nodes.values()]
+
+    def node(self, target: Any) -> SupervisorNode:
+        if not isinstance(target, str) or not target:
+            raise ProtocolError("supervisor must be named by a non-empty string (id or name)")
+        node = self.nodes.get(target) or next((n for n in self.nodes.values() if n.name == target), None)
+        if node is None:
+            raise SupervisorError(f"no supervisor {target!r}")
+        return node
+
+    # ------------------------------------------------------------------ spawning
+    def check_spawn(self, request: dict) -> None:
+        """Validate a spawn's supervision settings before anything forks (and fill in defaults)."""
+        request["restart_limits"] = check_limits(request.get("restart_limits"), "restart limits")
+        if request.get("restart") is not None and request["restart"] not in POLICIES:
+            raise ProtocolError(f"restart must be one of {POLICIES}, not {request['restart']!r}")
+        target = request.get("supervisor")
+        if target:
+            node = self.node(target)
+            if node.state != "running":
+                raise SupervisorError(f"supervisor {node.label!r} is {node.state}: it takes no new children")
+            if request["restart_limits"]:
+                raise SupervisorError(
+                    "restart limits of a supervised actor are its supervisor's (intensity, period, backoff)"
+                )
+            request["supervisor"] = node.id
+            if request.get("restart") is None:
+                request["restart"] = "permanent"  # OTP's default for supervised children
+
+    def on_new_record(self, record: ActorRecord) -> None:
+        """A spawn was accepted: a supervised actor becomes its supervisor's youngest child."""
+        node = self.nodes.get(record.supervisor)
+        if node is not None:
+            node.children.append(record.id)
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, record: ActorRecord) -> bool:
+        """Whether the incarnation that just died gets a successor (called before the death is announced)."""
+        node = self.nodes.get(record.supervisor) if record.supervisor else None
+        if record.wanted_down or record.doomed:
+            record.planned = False
+            return False
+        if record.planned:  # its supervisor stopped it to restart it with its group
+            record.planned = False
+            return True
+        if record.ready_mono is None:  # the spawn itself failed: not a child, nothing to restart
+            if node is not None and record.id in node.children:
+                node.children.remove(record.id)
+            return False
+        if not needs_restart(record.restart, record.abnormal_exit):
+            if node is not None and record.restart == "temporary" and record.id in node.children:
+                node.children.remove(record.id)
+            return False
+        self._deciding = record
+        try:
+            if node is None:
+                return self._standalone_failed(record)
+            return self._child_failed(node, record.id)
+        finally:
+            self._deciding = None
+
+    def _standalone_failed(self, record: ActorRecord) -> bool:
+        if len(self.standalone) > 1000:  # histories of actors gone for good
+            for key in [k for k in self.standalone if getattr(self.table.by_id.get(k), "state", EXITED) == EXITED]:
+                del self.standalone[key]
+        history = self.standalone.get(record.id)
+        if history is None:
+            limits = {**self.defaults, **record.limits}
+            history = self.standalone[record.id] = RestartHistory.of(limits, self.clock)
+        if not history.allow():
+            why = f"gave up: more than {history.intensity} restarts in {history.period:g} s"
+            self._gave_up(record.exit, why, actor=record)
+            return False
+        self._schedule(None, record.id, [], [record], [], history.delay())
+        return True
+
+    def _child_failed(self, node: SupervisorNode, child_id: str) -> bool:
+        """A child of ``node`` (actor, or escalating supervisor) needs a restart: apply the strategy."""
+        if node.state in ("failed", "stopping"):
+            return False
+        if not node.history.allow():
+            return self._escalate(node, f"more than {node.history.intensity} restarts in {node.history.period:g} s")
+        children = node.children
+        index = children.index(child_id) if child_id in children else len(children)
+        if node.strategy == "one_for_all":
+            group = list(children)
+        elif node.strategy == "rest_for_one":
+            group = children[index:]
+        else:
+            group = [child_id]
+        actors = self._actors_of(group)
+        deciding = self._deciding
+        to_stop = [r for r in actors if r is not deciding and r.state not in (EXITED, RESTARTING)]
+        for record in to_stop:
+            record.planned = True
+        to_start = [r for r in actors if r is deciding or r.state != EXITED]
+        resets = [self.nodes[c] for c in group if c in self.nodes]
+        for sub in resets:
+            for desc in self._nodes_under(sub):
+                desc.state = "restarting"
+        node.restarts += 1
+        self._schedule(node, child_id, list(reversed(to_stop)), to_start, resets, node.history.delay())
+        return True
+
+    def _escalate(self, node: SupervisorNode, why: str) -> bool:
+        """``node`` exceeded its intensity: its parent restarts it (and its subtree), or it gives up."""
+        node.reason = why
+        log.warning("supervisor %s: %s; escalating", node.label, why)
+        parent = node.parent
+        node.state = "failed"
+        if parent is not None and node.restart != "temporary":
+            if self._child_failed(parent, node.id):
+                node.state = "restarting"
+                return True
+            if parent.state in ("failed", "stopping"):
+                return False  # an ancestor gave up (or is stopping): it stops this subtree too
+        # Nobody restarts this subtree: stop what still runs, in reverse start order.
+        deciding = self._deciding
+        doomed = [r for r in self._actors_of([node.id]) if r is not deciding and r.state != EXITED]
+        reason = f"supervisor {node.label!r} gave up: {why}"
+        for record in doomed:
+            record.doomed = reason
+            record.planned = False
+        for desc in self._nodes_under(node):
+            desc.state = "failed"
+        if deciding is not None:
+            self._gave_up(deciding.exit, reason, node=node)
+        else:
+            self._gave_up(None, reason, node=node)
+        self._schedule(node, node.id, list(reversed(doomed)), [], [], 0.0)
+        return False
+
+    def _gave_up(
+        self, exit_info: dict | None, why: str, *, actor: ActorRecord | None = None, node: SupervisorNode | None = None
+    ) -> None:
+        self.gave_up += 1
+        if exit_info is not None:
+            exit_info["reason"] = f"{exit_info.get('reason', '')}; {why}".lstrip("; ")
+        body: dict[str, Any] = {"reason": why}
+        if actor is not None:
+            body.update(actor=actor.id, name=actor.name)
+            log.warning("actor %s: %s", actor.label, why)
+        if node is not None:
+            body.update(supervisor=node.id, supervisor_name=node.name)
+        self.publish("sys.supervisor.gave_up", body)
+
+    # ------------------------------------------------------------------ tree helpers
+    def _actors_of(self, ids: list[str]) -> list[ActorRecord]:
+        """Actor records under ``ids`` (supervisors expanded), in start order."""
+        out: list[ActorRecord] = []
+        for child in ids:
+            sub = self.nodes.get(child)
+            if sub is not None:
+                out.extend(self._actors_of(sub.children))
+                continue
+            record = self.table.by_id.get(child)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def _nodes_under(self, node: SupervisorNode) -> list[SupervisorNode]:
+        out = [node]
+        for child in node.children:
+            sub = self.nodes.get(child)
+            if sub is not None:
+                out.extend(self._nodes_under(sub))
+        return out
+
+    def _lock(self, node: SupervisorNode | None, key: str) -> asyncio.Lock:
+        if node is not None:
+            return node.root.lock
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------ work
+    def _schedule(
+        self,
+        node: SupervisorNode | None,
+        key: str,
+        stop: list[ActorRecord],
+        start: list[ActorRecord],
+        resets: list[SupervisorNode],
+        delay: float,
+    ) -> None:
+        task = (self.loop or asyncio.get_running_loop()).create_task(self._run(node, key, stop, start, resets, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        node: SupervisorNode | None,
+        key: str,
+        stop: list[ActorRecord],
+        start: list[ActorRecord],
+        resets: list[SupervisorNode],
+        delay: float,
+    ) -> None:
+        """Stop ``stop`` (in the order given), then start ``start`` in order, after ``delay``."""
+        if delay > 0:
+            await self.sleep(delay)
+        async with self._lock(node, key):
+            for record in stop:
+                if record.state == RESTARTING and record.doomed:  # down already: it stays down
+                    self.lifecycle.abandon(record, f"not restarted: {record.doomed}")
+                elif record.state not in (EXITED, RESTARTING):
+                    try:
+                        why = f"because {record.doomed}" if record.doomed else "by its supervisor for a restart"
+                        await self.lifecycle.terminate(record, reason=why)
+                    except Exception:
+                        log.exception("stopping %s for a restart failed", record.label)
+            for sub in resets:
+                for desc in self._nodes_under(sub):
+                    if desc.state == "restarting":
+                        desc.state = "running"
+                        desc.history.clear()
+            for record in start:
+                if record.state != RESTARTING:
+                    continue
+                try:
+                    if await self.lifecycle.restart(record):
+                        self.restarts += 1
+                except Exception as exc:  # its exit was decided on like any other
+                    log.warning("restart of %s failed: %s", record.label, exc)
+
+    async def stop_node(self, node: SupervisorNode, grace: float | None = None) -> dict:
+        """Stop every actor under ``node`` in reverse start order, then forget the node and its subtree."""
+        async with node.root.lock:
+            for desc in self._nodes_under(node):
+                desc.state = "stopping"
+            stopped = []
+            for record in reversed(self._actors_of([node.id])):
+                if record.state != EXITED:
+                    await self.lifecycle.kill(record, grace=grace)
+                    stopped.append(record.id)
+            for desc in self._nodes_under(node):
+                self.nodes.pop(desc.id, None)
+            if node.parent is not None and node.id in node.parent.children:
+                node.parent.children.remove(node.id)
+        return {"id": node.id, "name": node.name, "stopped": stopped}
+
+    async def shutdown(self, grace: float) -> None:
+        """Daemon shutdown: each top-level tree stops in reverse start order (trees in parallel)."""
+        roots = [n for n in self.nodes.values() if n.parent is None]
+        await asyncio.gather(*(self.stop_node(n, grace) for n in roots), return_exceptions=True)
+
+    def forget(self, record: ActorRecord) -> None:
+        """Exit hook: drop a standalone actor's history once it is gone for good."""
+        if record.state == EXITED:
+            self.standalone.pop(record.id, None)
