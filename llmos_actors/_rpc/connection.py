@@ -31,7 +31,8 @@ from .._wire import protocol as P
 from .._wire.codec import Codec, error_from_payload
 from ..errors import CallTimeout, ClosedError, MailboxFull, ProtocolError
 from .driver import LoopDriver
-from .frames import recv_message
+from .frames import get_option as _get
+from .frames import recv_message, send_message
 
 #: How long a synchronous caller reads its own reply before handing reading to the loop.
 READ_SLICE = 0.002
@@ -127,7 +128,7 @@ class Connection:
         self._io_scheduled = False
         if self._closed:
             return
-        if not (self.always_armed or self.outbox or len(self.pending) > self._direct):
+        if not (self.outbox or self._loop_reads()):
             # Nothing for the loop to do: blocking callers read their own replies.
             if self._armed:
                 self.driver.loop.remove_reader(self._fd)
@@ -154,7 +155,7 @@ class Connection:
                 self._drain_locked()
                 # Reading processes zmq's commands, "you may write again" among them, without
                 # the fd saying so: look, and flush again while there is room.
-                if not (self.outbox and int(sock.getsockopt(_EVENTS)) & _POLLOUT):
+                if not (self.outbox and _get(sock, _EVENTS) & _POLLOUT):
                     break
             if self.outbox and not self._retry_scheduled:
                 self._retry_scheduled = True  # safety net if no fd edge comes
@@ -163,11 +164,15 @@ class Connection:
                 self._writable.set()
             # Watch the socket only while someone relies on the loop to read it: a blocking
             # call that reads its own reply must not wake this thread for nothing.
-            if self._armed and not (self.always_armed or self.outbox or len(self.pending) > self._direct):
+            if self._armed and not (self.outbox or self._loop_reads()):
                 self.driver.loop.remove_reader(self._fd)
                 self._armed = False
         finally:
             lock.release()
+
+    def _loop_reads(self) -> bool:
+        """Whether the loop reads this socket for someone (asks, notices, callers that fell back)."""
+        return self.always_armed or len(self.pending) > self._direct
 
     def _retry(self) -> None:
         self._retry_scheduled = False
@@ -184,13 +189,16 @@ class Connection:
     def _release(self) -> None:
         """Release ``lock`` after use off the loop (or on it) and keep the loop informed."""
         self.lock.release()
-        if self._io_wanted or self.outbox or (len(self.pending) > self._direct and not self._armed):
+        if self._io_wanted or self.outbox or (not self._armed and self._loop_reads()):
             self._schedule_io()
 
     # ------------------------------------------------------------------ reading
     def _drain_locked(self) -> None:
         sock = self.sock
         while True:
+            # An EVENTS query first: much cheaper than the exception a fruitless read raises.
+            if not _get(sock, _EVENTS) & _POLLIN:
+                return
             try:
                 frames = recv_message(sock, _NOBLOCK, 2)  # [head, body] as bytes, buffers as frames
             except _Again:
@@ -255,10 +263,10 @@ class Connection:
         sock = self.sock
         while True:
             try:
-                sock.send_multipart(frames, _NOBLOCK, copy=len(frames) < 3)
+                send_message(sock, frames, _NOBLOCK)
                 # Sending may have consumed the fd's "readable" edge: if the loop reads for
                 # someone (asks, fallen-back callers), make sure it looks.
-                if len(self.pending) > self._direct and int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                if self._loop_reads() and _get(sock, _EVENTS) & _POLLIN:
                     self._io_wanted = True
                 return True
             except _Again:
@@ -344,10 +352,12 @@ class Connection:
         lock = self.lock
         lock.acquire()
         try:
-            self._check_open()
+            # Register first, then check: ``fail_all`` (on the loop, without the lock) marks the
+            # peer dead before failing what is pending, so one of the two always sees the other.
             self.pending[msg_id] = waiter
             self._direct += 1
             try:
+                self._check_open()
                 if self.outbox:
                     self._queue((head, body, bufs, prio))
                     self._flush_locked(block=True, deadline=deadline)
@@ -369,7 +379,8 @@ class Connection:
                 if time.monotonic() > end:
                     break
             # Read everything already here so the loop is not left with a silent socket.
-            if int(sock.getsockopt(_EVENTS)) & _POLLIN:
+            # (Only if the loop reads for others: then it relies on the fd's edge we just ate.)
+            if (self.pending or self.always_armed) and _get(sock, _EVENTS) & _POLLIN:
                 self._drain_locked()
             self._direct -= 1  # not done yet? the loop takes over reading (see _release)
         finally:
@@ -382,9 +393,9 @@ class Connection:
         lock = self.lock
         lock.acquire()
         try:
-            self._check_open()
             if waiter is not None:
                 self.pending[msg_id] = waiter  # type: ignore[index]
+            self._check_open()  # after registering: see call_sync
             # Requests that expect a reply are never dropped: if the peer is not reading, they
             # wait in the outbox (the caller holds a future for each, so it bounds them itself).
             if self.outbox:

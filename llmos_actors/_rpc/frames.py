@@ -1,17 +1,32 @@
-"""Receiving a multipart message: small parts as bytes, out-of-band buffers without a copy.
+"""Sending and receiving multipart messages on the hot path, below pyzmq's Python layer.
 
-``recv_multipart(copy=True)`` copies every part into a new ``bytes``; for a tensor
-sent as its own frame that is a full copy into fresh pages, and the codec then
-copied it again to get a writable buffer. Here the routing id, header and body
-(small, used as dict keys and parsed at once) arrive as ``bytes``, and every
-later part stays a ``zmq.Frame``, whose writable ``buffer`` the codec wraps as is.
+pyzmq's ``send_multipart``/``recv_multipart`` and even ``Socket.send`` run Python
+code per frame (enum flag arithmetic, type checks, copy thresholds): about 5 µs
+per request/reply pair here, as much as the rest of our Python per call. These
+helpers call the Cython socket methods directly with plain int flags.
+
+Receiving: the routing id, header and body (small, parsed at once) arrive as
+``bytes``; every later part stays a ``zmq.Frame``, whose writable ``buffer`` the
+codec wraps without a copy (an out-of-band tensor is never copied on receipt).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import zmq
+from zmq.backend import Socket as _BaseSocket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+_send = _BaseSocket.send
+_recv = _BaseSocket.recv
+_get = _BaseSocket.get
+#: ``getsockopt`` without pyzmq's Python layer (``get_option(sock, zmq.EVENTS)``).
+get_option = cast("Callable[[zmq.Socket, int], int]", _BaseSocket.get)
 
 
 def recv_message(sock: zmq.Socket, flags: int, copied: int) -> list:
@@ -20,9 +35,22 @@ def recv_message(sock: zmq.Socket, flags: int, copied: int) -> list:
     Raises:
         zmq.Again: nothing to read (``flags`` has NOBLOCK, or RCVTIMEO passed).
     """
-    recv = sock.recv
-    getsockopt = sock.getsockopt
-    parts: list = [recv(flags)]
-    while getsockopt(_RCVMORE):
-        parts.append(recv(flags, copy=len(parts) < copied))
+    parts: list = [_recv(sock, flags)]
+    while _get(sock, _RCVMORE):
+        parts.append(_recv(sock, flags, copy=len(parts) < copied))
     return parts
+
+
+def send_message(sock: zmq.Socket, parts: list, flags: int) -> None:
+    """Send ``parts`` as one multipart message; buffers (memoryviews, frames) go without a copy.
+
+    Raises:
+        zmq.Again: the socket is full (``flags`` has NOBLOCK). Nothing was sent: ZeroMQ
+            queues a multipart message whole or not at all, and only the first part can
+            fail this way.
+    """
+    last = len(parts) - 1
+    more = flags | _SNDMORE
+    for i, part in enumerate(parts):
+        copy = type(part) is bytes
+        _send(sock, part, more if i < last else flags, copy=copy)

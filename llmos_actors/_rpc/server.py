@@ -18,7 +18,8 @@ from .._wire import protocol as P
 from .._wire.codec import Codec, error_payload
 from ..errors import ProtocolError
 from .driver import LoopDriver
-from .frames import recv_message
+from .frames import get_option as _get
+from .frames import recv_message, send_message
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class RpcServer:
         self.max_message_bytes = max_message_bytes
         self.stats = driver.stats
         self.paused = False
+        #: True while ``_on_readable`` runs (it pumps and flushes at its end itself).
+        self.in_callback = False
         #: Called after each burst of reads (the actor's executor starts queued work there).
         self.after_read: Callable[[], None] | None = None
         self._gone: dict[bytes, None] = {}  # callers whose replies were unroutable (recent, bounded)
@@ -138,14 +141,20 @@ class RpcServer:
     def _on_readable(self) -> None:
         if self.paused or self._closed:
             return
-        if self.intake():
-            self.loop.call_soon(self._on_readable)
-        if self.after_read is not None:
-            self.after_read()
+        # While this runs, replies and new work need no extra loop turn: the pump runs
+        # below and the flush at the end sends every reply made meanwhile.
+        self.in_callback = True
+        try:
+            if self.intake():
+                self.loop.call_soon(self._on_readable)
+            if self.after_read is not None:
+                self.after_read()
+        finally:
+            self.in_callback = False
         self.flush()
 
     def has_input(self) -> bool:
-        return not self.paused and bool(int(self.sock.getsockopt(_EVENTS)) & _POLLIN)
+        return not self.paused and bool(_get(self.sock, _EVENTS) & _POLLIN)
 
     def intake(self) -> bool:
         """Read what waits on the socket (up to ``DRAIN_LIMIT`` messages); True if more remains.
@@ -158,6 +167,10 @@ class RpcServer:
         sock = self.sock
         handle = self._handle
         for _ in range(DRAIN_LIMIT):
+            # Ask before reading: pyzmq's "nothing there" exception costs several times an
+            # EVENTS query (it builds enums and a message), and every drain would end in one.
+            if not _get(sock, _EVENTS) & _POLLIN:
+                return False
             try:
                 frames = recv_message(sock, _NOBLOCK, 3)  # [ident, head, body] as bytes, buffers as frames
             except _Again:
@@ -289,7 +302,7 @@ class RpcServer:
             self._outbox[ident] = [(head, body)]
         else:
             queue.append((head, body))
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self.in_callback:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -320,7 +333,7 @@ class RpcServer:
             self._flush_one(ident)
         # Sending processes the socket's pending commands, which can swallow the fd's
         # edge for requests that arrived meanwhile: look, and read them if so.
-        if not self.paused and not self._closed and int(self.sock.getsockopt(_EVENTS)) & _POLLIN:
+        if not self.paused and not self._closed and _get(self.sock, _EVENTS) & _POLLIN:
             self.loop.call_soon(self._on_readable)
 
     def _flush_one(self, ident: bytes) -> None:
@@ -339,7 +352,7 @@ class RpcServer:
         if self._closed:
             return
         try:
-            self.sock.send_multipart(frames, _NOBLOCK, copy=len(frames) < 4)
+            send_message(self.sock, frames, _NOBLOCK)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 self._count("replies_unroutable")  # the caller went away

@@ -235,7 +235,7 @@ class ActorExecutor(Invoker):
             mailbox.put(req, self.level_of(req), req.ident)
         if len(mailbox) >= mailbox.size and self.overflow != "drop":
             self.server.pause_reading()
-        if not self._pump_scheduled:
+        if not self._pump_scheduled and not self.server.in_callback:
             self._pump_scheduled = True
             self.loop.call_soon(self.pump)
 

@@ -184,3 +184,18 @@ def test_second_daemon_on_same_runtime_dir_is_refused():
         )
         assert out.returncode == 4
         assert "another llmos daemon is running" in out.stderr
+
+
+def test_death_notices_arrive_while_the_caller_reads_the_control_socket(kernel):
+    # A blocking call on the control socket reads it on the caller's thread, which can eat the
+    # fd edge the IO loop waits on. A death notice arriving meanwhile must still be seen:
+    # calls to the dead actor then fail at once instead of waiting out their timeout.
+    for _ in range(5):
+        probe = kernel.spawn(Probe)
+        pid = probe.call("where")["pid"]  # opens the connection: the daemon now reports its death
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda p=probe: _row(kernel, p)["state"] == "exited", 10)  # ps calls while the notice comes
+        started = time.monotonic()
+        with pytest.raises(llmos.ActorDiedError):
+            probe.options(timeout=10).call("where")
+        assert time.monotonic() - started < 5
