@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -68,6 +69,7 @@ class Probe(llmos.Actor):
             "name": self.actor_name,
             "id": self.actor_id,
             "torch_loaded": "torch" in sys.modules,
+            "gc_threshold": gc.get_threshold()[0],
         }
 
     async def where_async(self) -> dict:

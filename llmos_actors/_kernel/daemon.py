@@ -25,7 +25,7 @@ from .. import __version__
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._wire.codec import Codec
-from ..config import ACTORS_DIR, CONTROL_SOCKET, Config
+from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
 from .control import ControlService
@@ -341,6 +341,7 @@ class Daemon:
 
 def run_daemon(config: Config) -> int:
     """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+    apply_gc_threshold(config.gc_threshold)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     daemon = Daemon(config)

@@ -30,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from ..config import apply_gc_threshold
 from . import linux
 
 _LEN = struct.Struct(">I")
@@ -108,6 +109,7 @@ class Zygote:
         # collection nor touch (and so copy) those pages after fork.
         gc.collect()
         gc.freeze()
+        apply_gc_threshold(int(self.config.get("gc_threshold") or 0))  # actors inherit it
         return loaded
 
     def run(self) -> int:

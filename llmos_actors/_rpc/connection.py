@@ -214,6 +214,12 @@ class Connection:
             head = P.parse_header(frames[0])
             if head["kind"] == P.BATCH:
                 items = self.codec.unpack(frames[1])
+                each = head.get("each")
+                if each is not None:  # one header for every item (see protocol)
+                    shared = P.parse_header(each)
+                    for body in items:
+                        self._dispatch(shared, body, decoded=True)
+                    return
                 for sub_head, body in items:
                     self._dispatch(P.check_header(sub_head), body, decoded=True)
             else:
@@ -290,23 +296,35 @@ class Connection:
                 outbox.popleft()
                 continue
             # A batch body is a msgpack array of [header, body] pairs: the fixarray(2) marker,
-            # then both packed parts, joined once (nothing is packed again).
-            parts = []
+            # then both packed parts, joined once (nothing is packed again). If every header is
+            # the same (tells to one method), it goes once in the batch header instead.
+            first = head
+            same = True
+            heads = []
+            bodies = []
             count = size = 0
             max_items, max_bytes, max_item = P.BATCH_MAX_ITEMS, P.BATCH_MAX_BYTES, P.BATCH_ITEM_MAX_BYTES
             for head, body, bufs, _ in outbox:
                 if bufs or len(body) > max_item:
                     break
-                parts.append(_ARRAY2)
-                parts.append(head)
-                parts.append(body)
+                if same and head != first:
+                    same = False
+                heads.append(head)
+                bodies.append(body)
                 count += 1
                 size += len(head) + len(body)
                 if count >= max_items or size >= max_bytes:
                     break
             if count == 1:
                 frames = [outbox[0][0], outbox[0][1]]
+            elif same:
+                frames = [P.batch_header(count, first), P.array_header(count) + b"".join(bodies)]
             else:
+                parts = []
+                for head, body in zip(heads, bodies, strict=True):
+                    parts.append(_ARRAY2)
+                    parts.append(head)
+                    parts.append(body)
                 frames = [P.batch_header(count), P.array_header(count) + b"".join(parts)]
             if not self._send_locked(frames, block=block, deadline=deadline):
                 return False

@@ -37,6 +37,7 @@ MAX_QUEUE = 65_536
 RETRY_DELAY = 0.002
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_packb = msgpack.packb
 
 
 class Publisher:
@@ -65,7 +66,11 @@ class Publisher:
             raise DaemonUnavailable(f"the daemon's topic socket did not answer within {config.connect_timeout} s")
         self.sock.recv()
         self.lock = threading.Lock()
-        self.queue: deque[tuple[bytes, bytes]] = deque()
+        self._last_topic: str | None = None
+        self._last_raw = b""
+        #: Batches being filled, oldest first: ``[topic, bodies, bytes]`` (one topic each).
+        self.queue: deque[list] = deque()
+        self.queued = 0  # messages in ``queue``
         self.sent = 0
         self.dropped = 0
         self._unreported = 0
@@ -82,24 +87,43 @@ class Publisher:
             TypeError / ValueError: a bad topic, or a payload that cannot travel.
             ProtocolError: the payload exceeds ``max_message_bytes``.
         """
-        raw_topic = check_topic(topic)
-        # Large arrays and tensors travel as page handles valid for every subscriber (fanout);
-        # without a pool they are copied inline (a batch has no room for extra frames).
-        body, bufs = self.codec.pack(msg, fanout=True)
-        if bufs:
-            body, _ = self.codec.pack(msg, inline=True)
+        if topic is self._last_topic:  # a stream of messages on one topic: checked once
+            raw_topic = self._last_raw
+        else:
+            raw_topic = check_topic(topic)
+            self._last_topic, self._last_raw = topic, raw_topic
+        try:
+            body = _packb(msg)  # plain data: the common case, no hooks
+        except (TypeError, ValueError, OverflowError):
+            # Large arrays and tensors travel as page handles valid for every subscriber
+            # (fanout); without a pool they are copied inline (a batch has no room for frames).
+            body, bufs = self.codec.pack(msg, fanout=True)
+            if bufs:
+                body, _ = self.codec.pack(msg, inline=True)
         if len(body) > self.max_bytes:
             raise ProtocolError(f"payload of {len(body)} bytes exceeds max_message_bytes={self.max_bytes}")
         with self.lock:
             if self._closed:
                 raise ValueError("publisher is closed")
             queue = self.queue
-            if not block and len(queue) >= MAX_QUEUE:
+            if not block and self.queued >= MAX_QUEUE:
                 self.dropped += 1
                 self._unreported += 1
                 return
-            queue.append((raw_topic, body))
-            if len(queue) >= FLUSH_AT:
+            # Batches form as messages arrive: the flush only sends them.
+            last = queue[-1] if queue else None
+            if (
+                last is not None
+                and last[0] == raw_topic
+                and len(last[1]) < P.BATCH_MAX_ITEMS
+                and last[2] < P.BATCH_MAX_BYTES
+            ):
+                last[1].append(body)
+                last[2] += len(body)
+            else:
+                queue.append([raw_topic, [body], len(body)])
+            self.queued += 1
+            if self.queued >= FLUSH_AT:
                 self._flush_locked(block)
             if queue and not self._scheduled:
                 self._scheduled = True
@@ -118,14 +142,7 @@ class Publisher:
         queue = self.queue
         send = self.sock.send_multipart
         while queue and not self._closed:
-            topic = queue[0][0]
-            payloads: list[bytes] = []
-            size = 0
-            for item_topic, body in queue:
-                if item_topic != topic or len(payloads) >= P.BATCH_MAX_ITEMS or size >= P.BATCH_MAX_BYTES:
-                    break
-                payloads.append(body)
-                size += len(body)
+            topic, payloads, _ = queue[0]
             head = pub_header(len(payloads), pd=self._unreported) if self._unreported else pub_header(len(payloads))
             try:
                 send([topic, head, array_body(payloads)], _NOBLOCK)
@@ -134,8 +151,8 @@ class Publisher:
                     return
                 self.sock.poll(100, zmq.POLLOUT)  # the daemon is behind: hold the producer back
                 continue
-            for _ in payloads:
-                queue.popleft()
+            queue.popleft()
+            self.queued -= len(payloads)
             self._unreported = 0
             self.sent += len(payloads)
 
@@ -146,7 +163,7 @@ class Publisher:
                 self._flush_locked(False)
                 if self.queue:
                     self.sock.poll(50, zmq.POLLOUT)
-            self.dropped += len(self.queue)
+            self.dropped += self.queued
             self._closed = True
             self.sock.close()
 

@@ -218,6 +218,10 @@ class RpcServer:
             except ProtocolError:
                 self._count("malformed")
                 return
+            each = head.get("each")
+            if each is not None:
+                self._shared_header_batch(ident, each, items)
+                return
             on_request = self.on_request
             for item in items:
                 # Fast path for a well-formed call or tell; anything else takes the checked road.
@@ -247,6 +251,36 @@ class RpcServer:
                 self._request(ident, sub, item[1], True, ())
         else:
             self._request(ident, head, frames[2] if len(frames) > 2 else None, False, frames[3:])
+
+    def _shared_header_batch(self, ident: bytes, each: Any, bodies: list) -> None:
+        """A batch whose items all have the header ``each`` (packed): the body holds only their bodies."""
+        try:
+            if type(each) is not bytes:
+                raise ProtocolError("a batch's shared header must be packed bytes")
+            head = P.parse_header(each)
+        except ProtocolError:
+            self._count("malformed")
+            return
+        kind, method, prio, deadline = head["kind"], head.get("method"), head.get("prio"), head.get("deadline")
+        if not (
+            kind in _SIMPLE
+            and type(method) is str
+            and (prio is None or type(prio) is int)
+            and (deadline is None or type(deadline) is float)
+        ):
+            for body in bodies:
+                self._request(ident, head, body, True, ())  # the checked road (errors, odd kinds)
+            return
+        on_request, msg_id = self.on_request, head["id"]
+        for body in bodies:
+            try:
+                args, kwargs = body
+                if type(args) is list and type(kwargs) is dict and not kwargs:
+                    on_request(Request(ident, msg_id, kind, method, args, kwargs, prio, deadline, head))
+                    continue
+            except (TypeError, ValueError):
+                pass
+            self._request(ident, head, body, True, ())
 
     def _request(self, ident: bytes, head: dict, body: Any, decoded: bool, bufs: Any) -> None:
         kind = head["kind"]

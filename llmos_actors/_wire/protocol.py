@@ -5,7 +5,10 @@ The header is a small msgpack map; the body is msgpack (see ``codec``).
 
 Several small messages to the same peer may travel as one ``batch`` message
 whose body is a msgpack array of ``[header, body]`` pairs, built by
-concatenating already-packed parts (nothing is packed twice).
+concatenating already-packed parts (nothing is packed twice). When every item
+has the same header (a run of tells to one method: their header has id 0), the
+batch header carries it once, packed, under ``each``, and the body is the array
+of bodies alone: the receiver decodes one header per batch instead of one per item.
 """
 
 from __future__ import annotations
@@ -83,8 +86,11 @@ def reply_header(kind: str, msg_id: int) -> bytes:
     return _packb({"v": VERSION, "kind": kind, "id": msg_id})
 
 
-def batch_header(count: int) -> bytes:
-    return _packb({"v": VERSION, "kind": BATCH, "id": 0, "n": count})
+def batch_header(count: int, each: bytes | None = None) -> bytes:
+    """The header of a batch of ``count`` items; ``each``: the packed header all items share."""
+    if each is None:
+        return _packb({"v": VERSION, "kind": BATCH, "id": 0, "n": count})
+    return _packb({"v": VERSION, "kind": BATCH, "id": 0, "n": count, "each": each})
 
 
 def batch_item(header: bytes, body: bytes) -> bytes:

@@ -80,6 +80,8 @@ class Subscriber(Actor):
 
     def __init__(self) -> None:
         self.count = 0
+        self._want = -1
+        self._reached: asyncio.Event | None = None
 
     def listen(self, topic: str) -> bool:
         self.actor_subscribe(topic, "on_message")  # live when this returns
@@ -87,8 +89,22 @@ class Subscriber(Actor):
 
     def on_message(self, topic: str, msg: Any) -> None:
         self.count += 1
+        if self.count == self._want:
+            self._reached.set()  # type: ignore[union-attr]
 
     def received(self) -> int:
+        return self.count
+
+    async def wait_count(self, n: int, timeout: float) -> int:
+        """Return once ``n`` messages have arrived: the caller waits without polling (and
+        without stealing the CPU the subscribers need, as a loop of ``received`` calls would)."""
+        if self.count < n:
+            self._reached = asyncio.Event()
+            self._want = n
+            try:
+                await asyncio.wait_for(self._reached.wait(), timeout)
+            finally:
+                self._want = -1
         return self.count
 
 

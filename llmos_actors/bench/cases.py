@@ -236,7 +236,7 @@ CASES: dict[str, Case] = {
             "kernel.publish to 4 subscriber actors: messages per second each subscriber receives",
             lambda ctx, n: ours.PubSubFanout(ctx, n),
             params={"n": 4},
-            peers=("zmq_pub_sub",),
+            peers=("zmq_pub_sub", "zmq_pub_sub_msgpack"),
             requires=_needs_pubsub,
         ),
         *_tensor_cases(),

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import client
 from .._rpc.driver import new_event_loop
-from ..errors import ActorDiedError, CallTimeout, LlmosError
+from ..errors import ActorDiedError, CallTimeout, LlmosError, RemoteError
 from . import actors
 from .context import Actors, BenchContext
 from .payload import payload
@@ -286,9 +286,10 @@ class PubSubFanout(Workload):
         self.expected += self.per_round
         deadline = time.monotonic() + 60
         for s in self.subs:
-            while s.call("received") < self.expected:
-                if time.monotonic() > deadline:
-                    raise LlmosError("subscribers did not receive every message within 60 s")
+            try:
+                s.call("wait_count", self.expected, max(0.0, deadline - time.monotonic()))
+            except RemoteError as exc:
+                raise LlmosError("subscribers did not receive every message within 60 s") from exc
 
     def close(self) -> None:
         self.actors.close()

@@ -102,8 +102,12 @@ def pull_sink(addr: str, conn: Any) -> None:
         ctx.term()
 
 
-def subscriber(pub_addr: str, ctl_addr: str) -> None:
-    """zmq SUB end of the fan-out: says it joined, then reports its count at each ``b"END"``."""
+def subscriber(pub_addr: str, ctl_addr: str, decode: bool = False) -> None:
+    """zmq SUB end of the fan-out: says it joined, then reports its count at each ``b"END"``.
+
+    Raw (the default) only counts, like the reference peer script; ``decode`` also
+    unpacks each message, the work a subscriber actor does before its method runs.
+    """
     import zmq
 
     ctx = zmq.Context()
@@ -129,7 +133,8 @@ def subscriber(pub_addr: str, ctl_addr: str) -> None:
             elif raw == STOP:
                 return
             else:
-                unpackb(raw)
+                if decode:
+                    unpackb(raw)
                 n += 1
     finally:
         sub.close(linger=0)

@@ -231,10 +231,11 @@ class ZmqPushPull(Workload):
 class ZmqPubSub(Workload):
     """zmq PUB -> ``n`` SUB processes; the rate each subscriber receives (all must get all)."""
 
-    def __init__(self, ctx: BenchContext, n: int = 4, per_round: int = 5000) -> None:
+    def __init__(self, ctx: BenchContext, n: int = 4, per_round: int = 5000, decode: bool = False) -> None:
         self.ops = self.per_round = per_round
         self.n = n
-        self.note = f"PUB/SUB ipc 1 -> {n} processes, HWM unlimited; rate each receives"
+        what = "each unpacks (msgpack)" if decode else "raw bytes, each only counts"
+        self.note = f"PUB/SUB ipc 1 -> {n} processes, HWM unlimited, {what}; rate each receives"
         pub_addr, ctl_addr = _unique(ctx, "pub"), _unique(ctx, "ctl")
         self.zctx = zmq.Context()
         self.pub = self.zctx.socket(zmq.PUB)
@@ -245,7 +246,9 @@ class ZmqPubSub(Workload):
         self.ctl.setsockopt(zmq.LINGER, 0)
         self.ctl.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT * 1000))
         self.ctl.bind(ctl_addr)
-        self.procs = [MP.Process(target=srv.subscriber, args=(pub_addr, ctl_addr), daemon=True) for _ in range(n)]
+        self.procs = [
+            MP.Process(target=srv.subscriber, args=(pub_addr, ctl_addr, decode), daemon=True) for _ in range(n)
+        ]
         for proc in self.procs:
             proc.start()
         try:
@@ -535,6 +538,11 @@ PEERS: dict[str, Peer] = {
         Peer("zmq_dealer_router", "pyzmq DEALER/ROUTER", lambda ctx, **kw: ZmqDealerRouter(ctx, kw.get("n", 1))),
         Peer("zmq_push_pull", "pyzmq PUSH/PULL", lambda ctx, **_: ZmqPushPull(ctx)),
         Peer("zmq_pub_sub", "pyzmq PUB/SUB", lambda ctx, **kw: ZmqPubSub(ctx, kw.get("n", 4))),
+        Peer(
+            "zmq_pub_sub_msgpack",
+            "pyzmq PUB/SUB + unpack",
+            lambda ctx, **kw: ZmqPubSub(ctx, kw.get("n", 4), decode=True),
+        ),
         Peer(
             "fork_torch_parent",
             "os.fork, torch in parent",

@@ -124,3 +124,8 @@ def test_fork_server_has_no_zmq_threads(daemon):
     tasks = Path(f"/proc/{zygote.pid}/task")
     names = [(t / "comm").read_text().strip() for t in tasks.iterdir()]
     assert not any(n.startswith("ZMQbg") for n in names), names
+
+
+def test_actors_run_with_the_configured_gc_threshold(kernel):
+    # The default config raises generation 0's threshold (message decoding allocates a lot).
+    assert kernel.spawn(Probe).call("where")["gc_threshold"] == kernel._core.config.gc_threshold == 50_000

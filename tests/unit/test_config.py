@@ -35,6 +35,7 @@ def test_default_dirs():
         ({"overflow": "explode"}, "overflow"),
         ({"grace": 0}, "grace"),
         ({"mailbox_size": 0}, "mailbox_size"),
+        ({"gc_threshold": -1}, "gc_threshold"),
         ({"tcp": "tcp://0.0.0.0:1"}, "tcp is not supported"),
         ({"runtime_dir": "/tmp/" + "x" * 120}, "too long"),
     ],

@@ -44,6 +44,13 @@ def test_batch_body_is_a_msgpack_array_of_pairs(n):
     assert decoded[-1][0]["id"] == n - 1 and decoded[-1][1] == (n - 1) * 2
 
 
+def test_shared_header_batch_carries_the_header_once():
+    each = P.tell_header("incr")
+    head = P.parse_header(P.batch_header(3, each))
+    assert head["kind"] == P.BATCH and head["n"] == 3 and P.parse_header(head["each"])["method"] == "incr"
+    assert "each" not in P.parse_header(P.batch_header(3))
+
+
 def test_plain_values_round_trip():
     codec = Codec()
     value = {"s": "x", "b": b"\x00", "l": [1, 2.5, None, True], "nested": {"k": [{}]}, 3: "int key"}
