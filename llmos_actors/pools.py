@@ -219,6 +219,17 @@ class Pool(_PoolBase):
         """Backlog and members as the dispatcher sees them."""
         return self._dispatcher.call("load")
 
+    def stop(self) -> dict:
+        """Stop the dispatcher and every member; work still queued fails with ``ActorDiedError``."""
+        kernel = self._dispatcher._kernel
+        return kernel._control("pool_stop", self.name, timeout=kernel.config.grace * 2 + 10)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
 
 class AsyncPool(_PoolBase):
     """The asyncio pool handle."""
@@ -234,6 +245,17 @@ class AsyncPool(_PoolBase):
 
     async def load(self) -> dict:
         return await self._dispatcher.call("load")
+
+    async def stop(self) -> dict:
+        """As ``Pool.stop``, awaited."""
+        kernel = self._dispatcher._kernel
+        return await kernel._control("pool_stop", self.name, timeout=kernel.config.grace * 2 + 10)
+
+    async def __aenter__(self) -> AsyncPool:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
 
 
 def _pool_request(core: ClientCore, cls: Any, args: tuple, kwargs: dict, settings: dict) -> dict:

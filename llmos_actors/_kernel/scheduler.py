@@ -449,6 +449,7 @@ class Scheduler(Service):
             "samples": self.samples,
             "pools": [p.describe(self.daemon.table) for p in self.pools.values()],
             "decisions": list(self.decisions)[-20:],
+            "settings": {k: self.settings[k] for k in ("interval", "rebalance", "renice", "grow_after", "idle_after")},
         }
 
     def annotate(self, rows: list[dict]) -> None:

@@ -116,6 +116,12 @@ class Busy(Actor):
         while time.perf_counter() < end:
             pass
 
+    def burn(self, cpu_seconds: float) -> None:
+        """Spend this much CPU time (not wall time: a member that waits for a core works longer)."""
+        end = time.thread_time() + cpu_seconds
+        while time.thread_time() < end:
+            pass
+
     def ping(self) -> int:
         return 1
 

@@ -56,6 +56,12 @@ def _needs_scheduler(ctx: BenchContext) -> str | None:
     return "needs priority mailboxes (the scheduler; no 'scheduler' section in the daemon's status)"
 
 
+def _needs_pools(ctx: BenchContext) -> str | None:
+    if hasattr(ctx.kernel, "pool"):
+        return _needs_scheduler(ctx)
+    return "needs actor pools (issue 6): Kernel.pool"
+
+
 def _needs_supervisor(ctx: BenchContext) -> str | None:
     if "supervisor" in ctx.status or "supervision" in ctx.status:
         return None
@@ -281,6 +287,24 @@ CASES: dict[str, Case] = {
             peers=("llmos_fifo_under_load", "llmos_unloaded"),
             requires=_needs_scheduler,
             measure="priority_latency",
+        ),
+        Case(
+            "pool_throughput_2",
+            "calls/s",
+            f"CPU-bound calls ({ours.POOL_WORK_S * 1e3:g} ms each) through kernel.pool(size=2), all in flight",
+            lambda ctx: ours.PoolThroughput(ctx, 2),
+            peers=("llmos_single_actor",),
+            requires=_needs_pools,
+        ),
+        Case(
+            "pool_grow_ms",
+            "ms",
+            "a burst of calls hits a pool of 1 (max 2): time until its second member is serving",
+            lambda ctx: ours.PoolGrowth(ctx),
+            kind="latency",
+            stat="p50",
+            samples="rounds",
+            requires=_needs_pools,
         ),
         Case(
             "restart_latency_p50",

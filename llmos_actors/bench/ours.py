@@ -8,6 +8,7 @@ are in ``peers``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -422,3 +423,90 @@ class Restarts(Workload):
 
     def close(self) -> None:
         self.actors.close()
+
+
+#: The pool cases' unit of work: this much CPU spent in the member (a busy loop).
+POOL_WORK_S = 0.002
+#: Calls per round of the pool throughput case (all in flight at once).
+POOL_ROUND = 200
+#: The pool growth case's burst: calls, and the CPU seconds each (5 s of work for one member).
+POOL_BURST = 100
+POOL_BURST_WORK_S = 0.05
+
+
+class PoolThroughput(Workload):
+    """CPU-bound calls through ``kernel.pool(size=n)``, or to one actor (``single``), all in flight."""
+
+    def __init__(self, ctx: BenchContext, size: int = 2, single: bool = False) -> None:
+        self.ops = POOL_ROUND
+        work = f"{POOL_ROUND} calls of {POOL_WORK_S * 1e3:g} ms CPU each, all in flight"
+        self.pool: Any = None
+        self.target: Any = None
+        self.actors = Actors(ctx.kernel)
+        if single:
+            self.note = f"one actor: {work}"
+            self.target = self.actors.spawn(actors.Busy)
+        else:
+            self.note = f"kernel.pool(size={size}), one shared queue: {work}"
+            self.pool = self.target = ctx.kernel.pool(actors.Busy, size=size, name=_pool_name(self))
+
+    def round(self) -> None:
+        calls = [self.target.ask("burn", POOL_WORK_S) for _ in range(POOL_ROUND)]
+        for call in calls:
+            call.result(timeout=60)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            with contextlib.suppress(LlmosError):
+                self.pool.stop()
+        self.actors.close()
+
+
+class PoolGrowth(Workload):
+    """A burst hits a pool of 1 (max 2): time until the daemon's second member takes work."""
+
+    warmup = False  # every round starts from a fresh pool of one
+
+    def __init__(self, ctx: BenchContext) -> None:
+        settings = ctx.status.get("scheduler", {}).get("settings", {})
+        self.note = (
+            f"kernel.pool(size=1, max=2), {POOL_BURST} calls of {POOL_BURST_WORK_S * 1e3:g} ms at once -> "
+            "the dispatcher has 2 members "
+            f"(scheduler interval {settings.get('interval', '?')} s, grow_after {settings.get('grow_after', '?')} s)"
+        )
+        self.kernel = ctx.kernel
+        self.pool: Any = None
+        self.burst: list = []
+
+    def setup(self) -> None:
+        self._finish()  # the previous round's pool, burst and all (untimed)
+        self.pool = self.kernel.pool(actors.Busy, size=1, max=2, window=1, name=_pool_name(self))  # type: ignore[attr-defined]
+
+    def round(self) -> float:
+        """Ends when the pool has grown (what pytest-benchmark times too); the burst is cut short in ``setup``."""
+        pool = self.pool
+        started = time.perf_counter()
+        self.burst = burst = [pool.ask("burn", POOL_BURST_WORK_S) for _ in range(POOL_BURST)]
+        while len(pool.load()["members"]) < 2:
+            if burst[-1].done():
+                raise LlmosError(f"the pool served a {POOL_BURST * POOL_BURST_WORK_S:g} s burst without growing")
+            time.sleep(0.002)  # polling interval: the resolution of this measurement
+        return time.perf_counter() - started
+
+    def _finish(self) -> None:
+        pool, self.pool = self.pool, None
+        burst, self.burst = self.burst, []
+        if pool is not None:
+            with contextlib.suppress(LlmosError):
+                pool.stop()  # what is left of the burst fails with ActorDiedError
+        for call in burst:
+            with contextlib.suppress(Exception):
+                call.result(timeout=30)
+
+    def close(self) -> None:
+        self._finish()
+
+
+def _pool_name(workload: Workload) -> str:
+    """Unique per workload: a shared daemon (``--runtime-dir``) may hold other pools."""
+    return f"bench-{os.getpid()}-{id(workload) & 0xFFFFFF:x}"

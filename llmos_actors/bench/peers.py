@@ -530,6 +530,13 @@ def _llmos_priority(ctx: BenchContext, policy: str, loaded: bool) -> Workload:
     return PriorityUnderLoad(ctx, policy, loaded)
 
 
+def _llmos_single_actor(ctx: BenchContext) -> Workload:
+    """The pool case's work sent to one actor: what the pool is for."""
+    from .ours import PoolThroughput
+
+    return PoolThroughput(ctx, single=True)
+
+
 PEERS: dict[str, Peer] = {
     p.id: p
     for p in (
@@ -558,6 +565,7 @@ PEERS: dict[str, Peer] = {
         Peer("zmq_tensor", "pyzmq copy=False", lambda ctx, mib, **_: ZmqTensor(ctx, mib), _needs_torch),
         Peer("llmos_fifo_under_load", "llmos, FIFO mailbox", lambda ctx, **_: _llmos_priority(ctx, "fifo", True)),
         Peer("llmos_unloaded", "llmos, idle actor", lambda ctx, **_: _llmos_priority(ctx, "priority", False)),
+        Peer("llmos_single_actor", "llmos, one actor", lambda ctx, **_: _llmos_single_actor(ctx)),
         Peer(
             "torch_mp_queue",
             "torch.mp.Queue (fresh)",

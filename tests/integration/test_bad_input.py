@@ -60,7 +60,9 @@ def test_shared_header_batches_run_in_order_and_bad_ones_are_counted(kernel, raw
     s = raw(c.address.endpoint)
     each = msgpack.packb({"v": 1, "kind": "tell", "id": 0, "method": "incr", "prio": None, "deadline": None})
     bodies = [msgpack.packb([[k], {}]) for k in (1, 2, 3)]
-    s.send_multipart([msgpack.packb({"v": 1, "kind": "batch", "id": 0, "n": 3, "each": each}), b"\x93" + b"".join(bodies)])
+    s.send_multipart(
+        [msgpack.packb({"v": 1, "kind": "batch", "id": 0, "n": 3, "each": each}), b"\x93" + b"".join(bodies)]
+    )
     assert c.call("get") == 6  # per-sender FIFO: the batch ran before this call
     # A shared header that is not packed bytes, or not a header: counted, nothing run.
     s.send_multipart([msgpack.packb({"v": 1, "kind": "batch", "id": 0, "n": 1, "each": 5}), b"\x91" + bodies[0]])

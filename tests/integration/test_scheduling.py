@@ -88,8 +88,13 @@ def test_pool_dispatch_tags_and_least_loaded(kernel):
         pool.call("fail")
     rows = {r["name"]: r for r in kernel.ps(exited=False)}
     assert rows["pool-a.1"]["pool"] == "pool-a"
-    kernel._control("pool_stop", "pool-a")
+    assert pool.stop() == {"name": "pool-a", "stopped": True}
     wait_for(lambda: not any(r["name"].startswith("pool-a") for r in kernel.ps(exited=False)), 10)
+    with pytest.raises(llmos.LlmosError, match="no pool named 'pool-a'"):
+        pool.stop()
+    with kernel.pool(Worker, "w", size=1, name="pool-b") as scoped:
+        assert scoped.call("work")["name"] == "pool-b.1"
+    assert not any(r["name"].startswith("pool-b") for r in kernel.ps(exited=False))
 
 
 def test_pool_grows_under_backlog_and_shrinks_when_idle():

@@ -40,6 +40,8 @@ OURS_ONLY = [
     "spawn_latency_p99",
     "priority_latency_p99_under_load",
     "restart_latency_p50",
+    "pool_throughput_2",  # issue 6: a pool of 2 vs one actor
+    "pool_grow_ms",  # issue 6: how fast a pool grows under a burst
 ]
 
 
