@@ -77,3 +77,6 @@ class PageUser(llmos.Actor):
 
     def get_total(self, ref) -> float:
         return float(self.actor_kernel.get(ref).sum())
+
+    def get_value(self, ref):
+        return self.actor_kernel.get(ref)

@@ -21,6 +21,8 @@ from .objref import ObjectRef
 if TYPE_CHECKING:  # numpy and the client load on first use: `import llmos_actors` stays light
     import numpy as np
 
+    from .._rpc.core import ClientCore
+    from .._wire.codec import Codec
     from .client import PageClient
 
 
@@ -141,12 +143,17 @@ def in_pool(value: Any, *, kernel: Any = None) -> bool:
 
 
 # ---------------------------------------------------------------------------- object store
-def put_value(client: PageClient, value: Any, *, detached: bool = False) -> ObjectRef:
+#: The kind of a stored object that is a msgpack value (not an array or tensor).
+KIND_VALUE = "v"
+
+
+def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = False) -> ObjectRef:
     import numpy as np
 
     from . import handles
 
     torch = sys.modules.get("torch")
+    kind = None
     if isinstance(value, np.ndarray):
         pass
     elif torch is not None and isinstance(value, torch.Tensor):
@@ -155,7 +162,10 @@ def put_value(client: PageClient, value: Any, *, detached: bool = False) -> Obje
         if value.is_conj() or value.is_neg():
             value = value.resolve_conj().resolve_neg()
     else:
-        raise TypeError(f"kernel.put stores numpy arrays and torch tensors, not {type(value).__name__}")
+        # Any other message value (None, numbers, strings, lists, maps, refs): stored packed,
+        # unpacked by ``get``. Arrays inside it are copied into the packed bytes.
+        body, _ = codec.pack(value, inline=True)
+        value, kind = np.frombuffer(body, dtype=np.uint8), KIND_VALUE
     view = handles.describe(value)
     loc = handles.locate(client, view, handles.READ)
     lease = None
@@ -164,13 +174,13 @@ def put_value(client: PageClient, value: Any, *, detached: bool = False) -> Obje
         loc = client.locate(view.low, view.span)
         assert loc is not None
     block, _readonly, offset = loc
-    meta = [view.kind, view.dtype, view.shape, view.strides, offset, view.span, view.first]
+    meta = [kind or view.kind, view.dtype, view.shape, view.strides, offset, view.span, view.first]
     oid = client.put(block, meta, detached)
     del lease
     return ObjectRef(oid, view.span)
 
 
-def get_value(client: PageClient, ref: Any, timeout: float | None = None) -> Any:
+def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None = None) -> Any:
     from . import handles
 
     if not isinstance(ref, ObjectRef):
@@ -179,6 +189,10 @@ def get_value(client: PageClient, ref: Any, timeout: float | None = None) -> Any
     if type(meta) is not list or len(meta) != 7:
         raise ProtocolError("malformed object metadata from the daemon")
     kind, dtype, shape, strides, _offset, span, first = meta
+    if kind == KIND_VALUE:
+        if type(first) is not int or type(span) is not int or not 0 <= first <= first + span <= len(base):
+            raise ProtocolError("malformed stored value")
+        return codec.unpack(bytes(base[first : first + span]))
     dt, itemsize = handles.itemsize_of(kind, dtype)
     handles.check_view(kind, shape, strides, itemsize, first, span)
     return handles.build(kind, dt, itemsize, base, shape, strides, first, writable=False)
@@ -187,26 +201,33 @@ def get_value(client: PageClient, ref: Any, timeout: float | None = None) -> Any
 class PagesKernel:
     """Kernel methods of the page pool (mixed into ``Kernel``)."""
 
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
     def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        """Store an array or tensor in the pool; returns a ref anyone can ``get``.
+        """Store a value in the pool; returns a ref anyone can ``get``.
 
         A tensor already in the pool is stored without a copy (do not write to it afterwards);
-        any other is copied in once. The object lives until ``free``, or until this process
-        exits unless ``detached``. When the pool is full, objects no process maps are spilled
-        to disk (least recently used first) and read back on ``get``.
+        any other array or tensor is copied in once; any other message value (numbers,
+        strings, lists, maps...) is stored packed and ``get`` returns a copy of it. The object
+        lives until ``free``, or until this process exits unless ``detached`` (refs are not
+        counted: drop one and the object stays). When the pool is full, objects no process maps
+        are spilled to disk (least recently used first) and read back on ``get``.
 
         Raises:
             PoolExhausted: no room, even after spilling and waiting.
         """
-        return put_value(_client(self), value, detached=detached)
+        return put_value(_client(self), value, self._core.codec, detached=detached)
 
     def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
-        """The stored array or tensor, mapped read-only, without a copy.
+        """The stored array or tensor, mapped read-only, without a copy (other values: unpacked).
 
         Raises:
             ObjectLost: freed, its owner exited, or another daemon's.
         """
-        return get_value(_client(self), ref, timeout)
+        return get_value(_client(self), ref, self._core.codec, timeout)
 
     def free(self, ref: ObjectRef) -> None:
         """Drop a stored object (its pages go once nobody maps them)."""
@@ -236,11 +257,16 @@ class AsyncPagesKernel:
     """``AsyncKernel`` methods of the page pool: ``put``/``get``/``free`` are coroutines
     (they may wait for room), the allocators are plain functions."""
 
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
+
     async def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        return await asyncio.to_thread(put_value, _client(self), value, detached=detached)
+        return await asyncio.to_thread(put_value, _client(self), value, self._core.codec, detached=detached)
 
     async def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
-        return await asyncio.to_thread(get_value, _client(self), ref, timeout)
+        return await asyncio.to_thread(get_value, _client(self), ref, self._core.codec, timeout)
 
     async def free(self, ref: ObjectRef) -> None:
         await asyncio.to_thread(_client(self).free, ref.id)

@@ -35,7 +35,7 @@ POLL_BUSY = 0.02
 POLL_IDLE = 0.2
 
 _UCRED = struct.Struct("3i")
-META_KINDS = ("n", "t")
+META_KINDS = ("n", "t", "v")  # numpy, torch, a packed msgpack value
 
 
 class _RingEnd:

@@ -45,6 +45,9 @@ STREAM_QUANTUM = 0.005
 #: Seconds of inline work per pump before yielding to the loop (so the socket is read and
 #: higher-priority work that arrived meanwhile goes next).
 PUMP_SLICE = 0.0005
+#: Within a slice, seconds between looks at the socket (an EVENTS query: well under a
+#: microsecond), so an urgent call that arrived waits for at most one running method.
+INTAKE_EVERY = 0.0002
 #: Seconds between checks that callers of parked streams are still there.
 PARKED_CHECK = 0.5
 
@@ -273,14 +276,17 @@ class ActorExecutor(Invoker):
         mailbox = self.mailbox
         lookup = self.lookup
         monotonic = time.monotonic
-        end = monotonic() + PUMP_SLICE
+        now = monotonic()
+        end = now + PUMP_SLICE
+        look_at = now + INTAKE_EVERY
         inline = self.pool is None
         server = self.server
-        seen = 0
+        base = self.priority
         while len(mailbox):
-            seen += 1
-            if not seen & 15 and server.has_input():
-                server.intake()  # every 16 entries: let newly arrived (maybe urgent) work compete
+            if now >= look_at:
+                look_at = now + INTAKE_EVERY
+                if server.has_input():
+                    server.intake()  # let newly arrived (maybe urgent) work compete
             entry = mailbox.peek()
             if type(entry) is Request and inline and entry.kind != P.STREAM:
                 found = lookup(entry.method)
@@ -290,7 +296,10 @@ class ActorExecutor(Invoker):
                     mailbox.pop()
                     if entry.deadline is None or not self.expired(entry):
                         self._run_inline(entry, found[0])
-                    if monotonic() > end:
+                        if entry.prio is not None and entry.prio > base:
+                            server.flush()  # an urgent caller does not wait for the slice's end
+                    now = monotonic()
+                    if now > end:
                         self.schedule_pump()
                         break
                     continue
@@ -298,7 +307,8 @@ class ActorExecutor(Invoker):
                 break
             mailbox.pop()
             self._start(entry)
-            if monotonic() > end:
+            now = monotonic()
+            if now > end:
                 self.schedule_pump()
                 break
         if self.server.paused and mailbox.low and not self.stopping:

@@ -94,13 +94,15 @@ class Case:
         kind: "rate" (operations per second over windows; higher is better) or
             "latency" (seconds per operation, shown in ``unit``; lower is better).
         stat: the value printed: "median" of the samples, or "p50" / "p99" for latencies.
-        samples: for latencies, the ``Timing`` field that sets how many: "samples" or "rounds".
+        samples: for latencies, the ``Timing`` field that sets how many: "samples", "rounds" or "calls".
         params: passed to ``open`` and to every peer's opener.
         peers: ids in ``peers.PEERS``.
         requires: ``requires(ctx) -> reason or None``: why it cannot run against this daemon.
         ray: what Ray's case of this name measures, and how ours differs.
         measure: cases with the same key share one measurement (p50 and p99 of one series).
         quick: False leaves it out of ``--quick`` runs unless named.
+        interleave: contestants take turns (fair under drifting machine load); False measures
+            them one after the other, for contestants that load the machine while open.
     """
 
     name: str
@@ -116,6 +118,7 @@ class Case:
     ray: str = ""
     measure: str = ""
     quick: bool = True
+    interleave: bool = True
 
     @property
     def higher_is_better(self) -> bool:
@@ -273,7 +276,9 @@ CASES: dict[str, Case] = {
             lambda ctx: ours.PriorityUnderLoad(ctx),
             kind="latency",
             stat="p50",
+            samples="calls",
             peers=("llmos_fifo_under_load", "llmos_unloaded"),
+            interleave=False,  # each loaded contestant runs its own flood process
             requires=_needs_scheduler,
             measure="priority_latency",
         ),
@@ -284,7 +289,9 @@ CASES: dict[str, Case] = {
             lambda ctx: ours.PriorityUnderLoad(ctx),
             kind="latency",
             stat="p99",
+            samples="calls",
             peers=("llmos_fifo_under_load", "llmos_unloaded"),
+            interleave=False,  # each loaded contestant runs its own flood process
             requires=_needs_scheduler,
             measure="priority_latency",
         ),

@@ -205,7 +205,16 @@ class Runner:
 
     # ------------------------------------------------------------------ measure
     def _measure(self, group: list[_Contestant]) -> None:
-        """Open, warm up and measure the contestants of one case, taking turns."""
+        """Measure the contestants of one case: taking turns, or one after the other for cases
+        whose contestants would disturb each other while open (each floods its own actor)."""
+        if group[0].case.interleave:
+            self._measure_together(group)
+        else:
+            for c in group:
+                self._measure_together([c])
+
+    def _measure_together(self, group: list[_Contestant]) -> None:
+        """Open, warm up and measure contestants of one case, taking turns."""
         case, timing = group[0].case, self.ctx.timing
         try:
             for c in group:

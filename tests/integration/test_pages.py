@@ -309,6 +309,20 @@ def test_put_get_free_and_refs_travel(kernel):
     kernel.free(tref)
 
 
+def test_put_get_plain_values(kernel):
+    value = {"prompt": "hi", "tokens": [1, 2, 3], "score": 0.5, "none": None, 7: b"\x00raw"}
+    ref = kernel.put(value)
+    assert kernel.get(ref) == value
+    u = kernel.spawn(PageUser)
+    assert u.call("get_value", ref) == value  # another process reads it too
+    assert kernel.get(kernel.put(0)) == 0
+    with pytest.raises(TypeError, match="cannot send an object of type"):
+        kernel.put(object())
+    kernel.free(ref)
+    with pytest.raises(llmos.ObjectLost):
+        kernel.get(ref)
+
+
 def test_objects_die_with_their_owner_unless_detached(kernel):
     u = kernel.spawn(PageUser)
     owned = u.call("put", 1 << 16)
