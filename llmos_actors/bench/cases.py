@@ -146,7 +146,7 @@ def _tensor_cases() -> list[Case]:
                 kind="latency",
                 samples="rounds",
                 params={"mib": mib},
-                peers=("zmq_tensor", "torch_mp_queue", "ray_tensor"),
+                peers=("memcpy", "zmq_tensor", "torch_mp_queue", "shm_new_segment", "ray_tensor"),
                 requires=_tensor_fits(mib),
                 quick=mib < 256,
             )

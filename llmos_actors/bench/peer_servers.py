@@ -237,6 +237,29 @@ def torch_queue_reader(queue: Any, conn: Any) -> None:
         del t
 
 
+def shm_fresh_reader(conn: Any) -> None:
+    """Maps each new /dev/shm segment it is told of, reads its last float32, unmaps it."""
+    import mmap
+
+    import numpy as np
+
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        path, numel = msg
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            segment = mmap.mmap(fd, numel * 4, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        arr = np.frombuffer(segment, dtype=np.float32, count=numel)
+        value = float(arr[-1])
+        del arr
+        segment.close()
+        conn.send(value)
+
+
 def shm_reader(conn: Any) -> None:
     """Maps a /dev/shm file once (by path), then reads its last float32 per request.
 

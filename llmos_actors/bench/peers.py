@@ -420,6 +420,75 @@ class TorchQueue(Workload):
             self.queue.join_thread()
 
 
+class Memcpy(Workload):
+    """One ``copy_`` of the tensor into another, already touched, in this process: the floor
+    under any transfer that copies the bytes once."""
+
+    note = "torch copy_ into a touched tensor of the same size, in one process (no transfer)"
+
+    def __init__(self, ctx: BenchContext, mib: int) -> None:
+        self.ops = self.per_round = tensor_round(ctx, mib)
+        self.src = _source(mib)
+        self.dst = _source(mib)
+
+    def round(self) -> None:
+        src, dst = self.src, self.dst
+        for i in range(self.per_round):
+            src[-1] = i
+            dst.copy_(src)
+            if float(dst[-1]) != i:
+                raise RuntimeError("stale copy")
+
+
+class ShmNewSegment(Workload):
+    """A new shared-memory segment per transfer (what ``multiprocessing.shared_memory`` users
+    do): create it, copy the tensor in, send its name; the reader maps it, reads, unmaps."""
+
+    note = "new /dev/shm segment per transfer, tensor copied in, name sent over a Pipe (as shared_memory)"
+
+    def __init__(self, ctx: BenchContext, mib: int) -> None:
+        self.ops = self.per_round = tensor_round(ctx, mib)
+        self.t = _source(mib)
+        self.numel = self.t.numel()
+        self.conn, child = MP.Pipe()
+        self.proc = MP.Process(target=srv.shm_fresh_reader, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def round(self) -> None:
+        import mmap
+
+        import torch
+
+        t, conn, nbytes = self.t, self.conn, self.numel * 4
+        for i in range(self.per_round):
+            t[-1] = i
+            path = f"/dev/shm/llmos-bench-{os.getpid()}-{next(_names)}"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(fd, nbytes)
+                segment = mmap.mmap(fd, nbytes)
+            finally:
+                os.close(fd)
+            try:
+                torch.frombuffer(segment, dtype=torch.float32).copy_(t)
+                conn.send((path, self.numel))
+                if _recv(conn, "the shm reader") != i:
+                    raise RuntimeError("stale tensor")
+            finally:
+                os.unlink(path)
+                with contextlib.suppress(BufferError):
+                    segment.close()
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            _stop(self.proc)
+        finally:
+            self.conn.close()
+
+
 class ShmSegment(Workload):
     """The tensor lives in a /dev/shm file both sides keep mapped; only its name travels (a Pipe)."""
 
@@ -579,6 +648,8 @@ PEERS: dict[str, Peer] = {
             _needs_torch,
         ),
         Peer("shm_segment", "mapped /dev/shm file", lambda ctx, mib, **_: ShmSegment(ctx, mib), _needs_torch),
+        Peer("shm_new_segment", "new shm segment each", lambda ctx, mib, **_: ShmNewSegment(ctx, mib), _needs_torch),
+        Peer("memcpy", "memcpy (one copy_)", lambda ctx, mib, **_: Memcpy(ctx, mib), _needs_torch),
         Peer("ray_sync", "Ray", _ray("calls_sync", per_round=100), _needs_ray, "ray"),
         Peer("ray_async", "Ray", _ray("calls_async", window=ASYNC_WINDOW), _needs_ray, "ray"),
         Peer(
