@@ -80,3 +80,6 @@ class PageUser(llmos.Actor):
 
     def get_value(self, ref):
         return self.actor_kernel.get(ref)
+
+    def free(self, ref) -> None:
+        self.actor_kernel.free(ref)

@@ -177,6 +177,8 @@ def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = 
     meta = [kind or view.kind, view.dtype, view.shape, view.strides, offset, view.span, view.first]
     oid = client.put(block, meta, detached)
     del lease
+    if kind == KIND_VALUE:
+        client.own_values.keep(oid, body)
     return ObjectRef(oid, view.span)
 
 
@@ -185,6 +187,9 @@ def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None 
 
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"kernel.get takes an ObjectRef, not {type(ref).__name__}")
+    own = client.own_values.find(ref.id)
+    if own is not None:
+        return codec.unpack(own)  # a value this process stored: no round trip (``owned``)
     base, meta = client.get(ref.id, timeout)
     if type(meta) is not list or len(meta) != 7:
         raise ProtocolError("malformed object metadata from the daemon")
@@ -211,7 +216,8 @@ class PagesKernel:
 
         A tensor already in the pool is stored without a copy (do not write to it afterwards);
         any other array or tensor is copied in once; any other message value (numbers,
-        strings, lists, maps...) is stored packed and ``get`` returns a copy of it. The object
+        strings, lists, maps...) is stored packed and ``get`` returns a copy of it (this process
+        reads its own small values back without the daemon: ``_pages.owned``). The object
         lives until ``free``, or until this process exits unless ``detached`` (refs are not
         counted: drop one and the object stays). When the pool is full, objects no process maps
         are spilled to disk (least recently used first) and read back on ``get``.

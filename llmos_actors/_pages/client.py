@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import ObjectLost, PoolExhausted, ProtocolError
 from . import channel as C
 from .layout import PoolMap
+from .owned import OwnValues
 from .ring import Ring
 
 #: Arena allocations are aligned like malloc's large blocks (vector loads, torch kernels).
@@ -94,6 +95,7 @@ class PageClient:
         self._refs: dict[int, tuple[weakref.ref, int, int]] = {}
         self.seq = itertools.count(1)
         self.inline_threshold = INLINE_THRESHOLD
+        self.own_values = OwnValues()
 
     # ------------------------------------------------------------------ locking
     def _unlock(self) -> None:
@@ -239,6 +241,7 @@ class PageClient:
         self.chunk = None
         self.dead.clear()
         self._refs.clear()
+        self.own_values.clear()
         self.available = False
         self.pid = 0
         self._failed_at = -RETRY_ATTACH - 1.0
@@ -259,6 +262,7 @@ class PageClient:
         self.chunk = None
         self.dead.clear()
         self._refs.clear()
+        self.own_values.clear()
         self.available = False
 
     def _close_locked(self) -> None:
@@ -524,6 +528,7 @@ class PageClient:
             time.sleep(0.01)
 
     def free(self, oid: str) -> None:
+        self.own_values.drop(oid)
         self.require()
         self.lock.acquire()
         try:

@@ -40,6 +40,10 @@ class Echo(Actor):
         """How many ``hit``s arrived (a call after tells from one sender runs after all of them)."""
         return self.seen
 
+    def store(self, value: Any) -> Any:
+        """``kernel.put(value)`` here: an object another process (the benchmark) then reads."""
+        return self.actor_kernel.put(value)
+
 
 class AsyncEcho(Actor):
     """``echo`` as a coroutine: calls run concurrently on the actor's loop."""

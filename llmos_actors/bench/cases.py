@@ -228,9 +228,9 @@ CASES: dict[str, Case] = {
             "calls/s",
             "one client fetches a small stored object",
             lambda ctx: ours.GetCalls(ctx),
-            peers=("ray_get_calls",),
+            peers=("llmos_get_not_owner", "ray_get_calls"),
             requires=_needs_object_store,
-            ray="single client get calls (Plasma Store): ray.get(ray.put(0)) in a loop",
+            ray="single client get calls (Plasma Store): ref = ray.put(0), then ray.get(ref) in a loop",
         ),
         Case(
             "tell_throughput",

@@ -315,19 +315,38 @@ class PutGigabytes(Workload):
 
 
 class GetCalls(Workload):
-    """``kernel.get`` of a small stored object, as Ray's "single client get calls"."""
+    """``kernel.get`` of a small stored object, as Ray's "single client get calls".
+
+    ``owner=False``: the object was put by an actor, so every ``get`` asks the daemon's
+    store and reads the pool (the path any process but the owner takes).
+    """
 
     ops = 1000
-    note = "kernel.get(ref to a stored 0)"
 
-    def __init__(self, ctx: BenchContext) -> None:
+    def __init__(self, ctx: BenchContext, owner: bool = True) -> None:
         self.kernel = ctx.kernel
-        self.ref = ctx.kernel.put(0)  # type: ignore[attr-defined]
+        self.actors = Actors(ctx.kernel)
+        try:
+            if owner:
+                self.note = "kernel.get(ref to a stored 0) by the process that put it (its own copy, as Ray's owner)"
+                self.ref = ctx.kernel.put(0)  # type: ignore[attr-defined]
+            else:
+                self.ops = 200
+                self.note = "kernel.get(ref to a 0 an actor stored): a round trip to the daemon's store"
+                self.ref = self.actors.spawn(actors.Echo).call("store", 0)
+        except BaseException:
+            self.actors.close()
+            raise
 
     def round(self) -> None:
         get, ref = self.kernel.get, self.ref  # type: ignore[attr-defined]
         for _ in range(self.ops):
             get(ref)
+
+    def close(self) -> None:
+        with contextlib.suppress(LlmosError):
+            self.kernel.free(self.ref)  # type: ignore[attr-defined]
+        self.actors.close()
 
 
 #: Nice value of the priority case's load generator (a low-priority batch client).

@@ -606,6 +606,13 @@ def _llmos_single_actor(ctx: BenchContext) -> Workload:
     return PoolThroughput(ctx, single=True)
 
 
+def _llmos_get_not_owner(ctx: BenchContext) -> Workload:
+    """The get case from a process that did not put the object: the daemon's store is asked."""
+    from .ours import GetCalls
+
+    return GetCalls(ctx, owner=False)
+
+
 PEERS: dict[str, Peer] = {
     p.id: p
     for p in (
@@ -635,6 +642,7 @@ PEERS: dict[str, Peer] = {
         Peer("llmos_fifo_under_load", "llmos, FIFO mailbox", lambda ctx, **_: _llmos_priority(ctx, "fifo", True)),
         Peer("llmos_unloaded", "llmos, idle actor", lambda ctx, **_: _llmos_priority(ctx, "priority", False)),
         Peer("llmos_single_actor", "llmos, one actor", lambda ctx, **_: _llmos_single_actor(ctx)),
+        Peer("llmos_get_not_owner", "llmos, not the owner", lambda ctx, **_: _llmos_get_not_owner(ctx)),
         Peer(
             "torch_mp_queue",
             "torch.mp.Queue (fresh)",

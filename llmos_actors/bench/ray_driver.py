@@ -220,7 +220,7 @@ class Driver:
 
         class W:
             ops = per_round
-            note = "ray.get(ray.put(0))"
+            note = "ray.get(ref) in a loop, ref = ray.put(0) by this driver (its owner)"
 
             def round(self) -> None:
                 for _ in range(per_round):

@@ -323,6 +323,26 @@ def test_put_get_plain_values(kernel):
         kernel.get(ref)
 
 
+def test_the_owner_reads_its_small_values_without_the_daemon(kernel):
+    from llmos_actors._pages import owned
+    from llmos_actors._pages.api import _client
+
+    own = _client(kernel).own_values
+    small, big = {"k": list(range(10))}, b"x" * (owned.MAX_VALUE + 1)
+    small_ref, big_ref = kernel.put(small), kernel.put(big)
+    assert own.find(small_ref.id) is not None and own.find(big_ref.id) is None
+    assert kernel.get(big_ref) == big  # read from the pool
+    u = kernel.spawn(PageUser)
+    u.call("free", small_ref)  # another process frees it: the pool's copy goes...
+    with pytest.raises(llmos.ObjectLost):
+        u.call("get_value", small_ref)
+    assert kernel.get(small_ref) == small  # ...the owner still reads what it stored (documented)
+    with pytest.raises(llmos.ObjectLost):
+        kernel.free(small_ref)  # already freed in the pool; its own copy goes too
+    assert own.find(small_ref.id) is None
+    kernel.free(big_ref)
+
+
 def test_objects_die_with_their_owner_unless_detached(kernel):
     u = kernel.spawn(PageUser)
     owned = u.call("put", 1 << 16)
