@@ -219,10 +219,14 @@ class Pool(_PoolBase):
         """Backlog and members as the dispatcher sees them."""
         return self._dispatcher.call("load")
 
-    def stop(self) -> dict:
-        """Stop the dispatcher and every member; work still queued fails with ``ActorDiedError``."""
+    def stop(self, *, drain: bool = True) -> dict:
+        """Stop the dispatcher and every member; work still queued fails with ``ActorDiedError``.
+
+        Members stop as ``kernel.kill`` stops an actor: with ``drain=True`` each lets the calls
+        it has already taken finish within the grace period; ``drain=False`` fails them at once.
+        """
         kernel = self._dispatcher._kernel
-        return kernel._control("pool_stop", self.name, timeout=kernel.config.grace * 2 + 10)
+        return kernel._control("pool_stop", self.name, drain=drain, timeout=kernel.config.grace * 2 + 10)
 
     def __enter__(self) -> Pool:
         return self
@@ -246,10 +250,10 @@ class AsyncPool(_PoolBase):
     async def load(self) -> dict:
         return await self._dispatcher.call("load")
 
-    async def stop(self) -> dict:
+    async def stop(self, *, drain: bool = True) -> dict:
         """As ``Pool.stop``, awaited."""
         kernel = self._dispatcher._kernel
-        return await kernel._control("pool_stop", self.name, timeout=kernel.config.grace * 2 + 10)
+        return await kernel._control("pool_stop", self.name, drain=drain, timeout=kernel.config.grace * 2 + 10)
 
     async def __aenter__(self) -> AsyncPool:
         return self

@@ -410,20 +410,27 @@ class Scheduler(Service):
         if record is not None:
             await self.daemon.lifecycle.kill(record)
 
-    async def pool_stop(self, req: Any, name: Any) -> dict:
+    async def pool_stop(self, req: Any, name: Any, drain: Any = True) -> dict:
         pool = self.pools.get(name) if isinstance(name, str) else None
         if pool is None:
             raise LlmosError(f"no pool named {name!r}")
-        await self._stop_pool(pool)
+        if type(drain) is not bool:
+            raise LlmosError(f"drain must be true or false, not {drain!r}")
+        await self._stop_pool(pool, drain=drain)
         return {"name": pool.name, "stopped": True}
 
-    async def _stop_pool(self, pool: PoolRecord) -> None:
+    async def _stop_pool(self, pool: PoolRecord, *, drain: bool = True) -> None:
+        """The dispatcher first (no new work goes out), then the members together."""
         self.pools.pop(pool.name, None)
         d = self.daemon
-        for actor_id in [pool.dispatcher.id, *reversed(pool.members)]:
+
+        async def stop(actor_id: str) -> None:
             record = d.table.by_id.get(actor_id)
             if record is not None and record.live:
-                await d.lifecycle.kill(record)
+                await d.lifecycle.kill(record, drain=drain)
+
+        await stop(pool.dispatcher.id)
+        await asyncio.gather(*(stop(actor_id) for actor_id in list(pool.members)))
 
     def _on_exit(self, record: ActorRecord) -> None:
         self.reniced.pop(record.id, None)

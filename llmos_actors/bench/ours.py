@@ -527,7 +527,7 @@ class PoolGrowth(Workload):
         burst, self.burst = self.burst, []
         if pool is not None:
             with contextlib.suppress(LlmosError):
-                pool.stop()  # what is left of the burst fails with ActorDiedError
+                pool.stop(drain=False)  # what is left of the burst fails with ActorDiedError at once
         for call in burst:
             with contextlib.suppress(Exception):
                 call.result(timeout=30)

@@ -97,6 +97,25 @@ def test_pool_dispatch_tags_and_least_loaded(kernel):
     assert not any(r["name"].startswith("pool-b") for r in kernel.ps(exited=False))
 
 
+def test_pool_stop_without_drain_fails_the_backlog_at_once(kernel):
+    pool = kernel.pool(Worker, size=1, window=4, name="pool-c")
+    assert pool.call("work")["name"] == "pool-c.1"
+    backlog = [pool.ask("work", 0.5) for _ in range(10)]
+    wait_for(lambda: pool.load()["queued"] > 0, 10, what="a backlog in the dispatcher")
+    with pytest.raises(llmos.LlmosError, match="drain must be true or false"):
+        pool.stop(drain="yes")
+    assert pool.stop(drain=False) == {"name": "pool-c", "stopped": True}
+    outcomes = []
+    for call in backlog:
+        try:
+            call.result(timeout=30)
+            outcomes.append("done")
+        except llmos.ActorDiedError:
+            outcomes.append("died")
+    assert outcomes.count("died") >= 9, outcomes  # at most the call already running may finish
+    wait_for(lambda: not any(r["name"].startswith("pool-c") for r in kernel.ps(exited=False)), 10)
+
+
 def test_pool_grows_under_backlog_and_shrinks_when_idle():
     with start_daemon(scheduler={"interval": 0.2, "grow_after": 0.2, "idle_after": 0.6}) as d:
         kernel = d.connect()
