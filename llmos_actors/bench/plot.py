@@ -31,6 +31,10 @@ def _label(v: float) -> str:
     return f"{v:.2g}"
 
 
+def _ratio(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.2g}"
+
+
 def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     """Draw ``doc`` (a ``report.build_doc`` document) into the PNG ``path``.
 
@@ -56,7 +60,7 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
     for ax, case in zip(axes.flat, drawn, strict=False):
         bars = [case["llmos"]] + [p for p in case["peers"] if p["status"] == "ok"]
         names = [b["who"] for b in bars[:1]] + [
-            b["who"] + (f"\nllmos {b['llmos_advantage']:.2g}x" if b.get("llmos_advantage") else "") for b in bars[1:]
+            b["who"] + (f"\nllmos {_ratio(adv)}x" if (adv := b.get("llmos_advantage")) else "") for b in bars[1:]
         ]
         values = [b["value"] for b in bars]
         colors = [OURS_COLOR] + [PEER_COLOR] * (len(bars) - 1)
@@ -68,7 +72,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> Path:
         for i, v in enumerate(values):
             ax.annotate(_label(v), (i, v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(bars)))
-        ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
+        crowded = len(bars) > 3  # long peer names: steeper and smaller so they do not overlap
+        ax.set_xticklabels(names, rotation=40 if crowded else 20, ha="right", fontsize=6 if crowded else 7)
         better = "higher is better" if case["higher_is_better"] else "lower is better"
         stat = "" if case["stat"] == "median" else f" ({case['stat']})"
         ax.set_title(f"{case['name']}", fontsize=9)

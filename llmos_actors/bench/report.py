@@ -255,17 +255,27 @@ def format_markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print a stored run (``--json`` output) as the table, or as Markdown with ``--markdown``."""
+    """Print a stored run (``--json`` output) as the table, or as Markdown with ``--markdown``;
+    ``--plot FILE.png`` draws its chart again."""
     import argparse
     import json
 
     ap = argparse.ArgumentParser(prog="python -m llmos_actors.bench.report", description=main.__doc__)
     ap.add_argument("file", help="a JSON file written by llmos bench --json")
     ap.add_argument("--markdown", action="store_true", help="a Markdown table (as in the README)")
+    ap.add_argument("--plot", metavar="FILE.png", help="draw the run's bar chart into this file")
     args = ap.parse_args(argv)
     with open(args.file) as fh:
         doc = json.load(fh)
     print(format_markdown(doc) if args.markdown else format_table(doc))
+    if args.plot:
+        from .plot import PlotUnavailable, write_plot
+
+        try:
+            print(f"wrote {write_plot(doc, args.plot)}")
+        except PlotUnavailable as exc:
+            print(f"error: {exc}")
+            return 2
     return 0
 
 
