@@ -382,7 +382,7 @@ class TorchQueue(Workload):
 
         self.mib = mib
         self.shared = shared
-        self.ops = self.per_round = tensor_round(ctx, mib)
+        self.ops = self.per_round = tensor_round(ctx, mib, zero_copy=shared)
         self.note = (
             "torch.mp.Queue, tensor already in shm: fd passing only"
             if shared
@@ -499,7 +499,7 @@ class ShmSegment(Workload):
 
         import torch
 
-        self.ops = self.per_round = tensor_round(ctx, mib)
+        self.ops = self.per_round = tensor_round(ctx, mib, zero_copy=True)
         self.numel = mib * MIB // 4
         self.path = f"/dev/shm/llmos-bench-{os.getpid()}-{next(_names)}"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
