@@ -39,7 +39,8 @@ from .errors import (
     ResourceUnavailable,
     SupervisorError,
 )
-from .pools import AsyncPool, Pool, PoolDispatcher
+from .pool_dispatcher import PoolDispatcher
+from .pools import AsyncPool, Pool
 from .refs import ActorRef, AsyncActorRef, CallOptions
 from .streams import AsyncStreamCall, StreamCall
 from .supervision import AsyncMonitor, AsyncSupervisor, DownNotice, Monitor, Supervisor

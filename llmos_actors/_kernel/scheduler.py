@@ -42,7 +42,7 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-DISPATCHER_CLASS = "llmos_actors.pools:PoolDispatcher"
+DISPATCHER_CLASS = "llmos_actors.pool_dispatcher:PoolDispatcher"
 
 DEFAULTS: dict[str, Any] = {
     "interval": 1.0,

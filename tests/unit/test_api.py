@@ -26,6 +26,7 @@ def test_all_matches_exports():
         "sync",
         "bench_support",
         "pools",
+        "pool_dispatcher",
         "scheduling",
         "bench",
     }
