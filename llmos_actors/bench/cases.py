@@ -68,6 +68,12 @@ def _needs_supervisor(ctx: BenchContext) -> str | None:
     return "needs supervision (restart=permanent; no 'supervisor' section in the daemon's status)"
 
 
+def _needs_sync_objects(ctx: BenchContext) -> str | None:
+    if "sync" in ctx.status:
+        return None
+    return "needs kernel sync objects (kernel.mutex; no 'sync' section in the daemon's status)"
+
+
 def _needs_torch(ctx: BenchContext) -> str | None:
     return None if importlib.util.find_spec("torch") else "torch is not installed (pip install llmos-actors[torch])"
 
@@ -312,6 +318,14 @@ CASES: dict[str, Case] = {
             stat="p50",
             samples="rounds",
             requires=_needs_pools,
+        ),
+        Case(
+            "mutex_cycles_2proc",
+            "cycles/s",
+            "two processes take turns on one kernel mutex: acquire+release cycles per second, both together",
+            lambda ctx: ours.mutex_pair(ctx),
+            peers=("mp_lock",),
+            requires=_needs_sync_objects,
         ),
         Case(
             "restart_latency_p50",

@@ -546,3 +546,16 @@ class PoolGrowth(Workload):
 def _pool_name(workload: Workload) -> str:
     """Unique per workload: a shared daemon (``--runtime-dir``) may hold other pools."""
     return f"bench-{os.getpid()}-{id(workload) & 0xFFFFFF:x}"
+
+
+#: Acquire+release cycles per contender per round (kernel mutex: two daemon round trips each).
+MUTEX_CYCLES = 100
+
+
+def mutex_pair(ctx: BenchContext) -> Workload:
+    """Two processes taking turns on one kernel mutex (``bench.lockpair``)."""
+    from .lockpair import LockPair
+
+    cycles = MUTEX_CYCLES // 4 if ctx.quick else MUTEX_CYCLES
+    note = "kernel.mutex(name): acquire + release, each a round trip to the daemon (FIFO, freed if its holder dies)"
+    return LockPair(str(ctx.config.runtime_dir), cycles, note)

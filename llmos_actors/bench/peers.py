@@ -613,6 +613,18 @@ def _llmos_get_not_owner(ctx: BenchContext) -> Workload:
     return GetCalls(ctx, owner=False)
 
 
+#: Acquire+release cycles per contender per round for ``multiprocessing.Lock`` (a futex: ~µs each).
+MP_LOCK_CYCLES = 20_000
+
+
+def _mp_lock_pair(ctx: BenchContext) -> Workload:
+    from .lockpair import LockPair
+
+    cycles = MP_LOCK_CYCLES // 4 if ctx.quick else MP_LOCK_CYCLES
+    note = "multiprocessing.Lock: a semaphore in shared memory, no daemon (not freed if its holder dies)"
+    return LockPair(None, cycles, note)
+
+
 PEERS: dict[str, Peer] = {
     p.id: p
     for p in (
@@ -643,6 +655,7 @@ PEERS: dict[str, Peer] = {
         Peer("llmos_unloaded", "llmos, idle actor", lambda ctx, **_: _llmos_priority(ctx, "priority", False)),
         Peer("llmos_single_actor", "llmos, one actor", lambda ctx, **_: _llmos_single_actor(ctx)),
         Peer("llmos_get_not_owner", "llmos, not the owner", lambda ctx, **_: _llmos_get_not_owner(ctx)),
+        Peer("mp_lock", "multiprocessing.Lock", lambda ctx, **_: _mp_lock_pair(ctx)),
         Peer(
             "torch_mp_queue",
             "torch.mp.Queue (fresh)",

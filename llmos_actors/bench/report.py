@@ -143,6 +143,11 @@ def fmt(v: float | None) -> str:
     return f"{v:.3g}"
 
 
+def fmt_ratio(x: float) -> str:
+    """An advantage: two decimals, or two significant digits when that would print 0.00."""
+    return f"{x:.2f}" if x >= 0.01 else f"{x:.2g}"
+
+
 HEADERS = ("CASE", "WHO", "VALUE", "UNIT", "MEDIAN", "MIN-MAX", "N", "LLMOS x")
 
 
@@ -165,7 +170,7 @@ def table_rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
                     fmt(r["median"]),
                     f"{fmt(r['min'])}-{fmt(r['max'])}",
                     str(r["n"]),
-                    "" if adv is None else f"{adv:.2f}",
+                    "" if adv is None else fmt_ratio(adv),
                 )
             )
     return rows
@@ -247,7 +252,7 @@ def format_markdown(doc: dict[str, Any]) -> str:
         for p in case["peers"]:
             if p["status"] == "ok":
                 adv = p.get("llmos_advantage")
-                peers.append(f"{p['who']} {fmt(p['value'])}" + (f" ({adv:.2f}x)" if adv is not None else ""))
+                peers.append(f"{p['who']} {fmt(p['value'])}" + (f" ({fmt_ratio(adv)}x)" if adv is not None else ""))
             else:
                 peers.append(f"{p['who']}: {p['status']}")
         lines.append(f"| `{case['name']}` | {case['unit']} | {value} | {' · '.join(peers) or '-'} |")

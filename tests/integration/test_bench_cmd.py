@@ -91,3 +91,16 @@ def _has_matplotlib() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("matplotlib") is not None
+
+
+def test_mutex_case_contends_on_the_kernel_mutex_and_leaves_it_free(daemon: DaemonHandle, kernel: Kernel):
+    proc = llmos(
+        "--runtime-dir", str(daemon.runtime_dir), "bench", "--quick", "--peers", "--json", "-", "mutex_cycles_2proc"
+    )
+    assert proc.returncode == 0, proc.stderr
+    (case,) = json.loads(proc.stdout)["cases"]
+    assert case["llmos"]["status"] == "ok" and case["llmos"]["value"] > 0
+    (peer,) = case["peers"]
+    assert peer["who"] == "multiprocessing.Lock" and peer["status"] == "ok" and peer["value"] > 0
+    sync = kernel.status()["sync"]  # the contenders are gone, and so is their hold
+    assert "bench-mutex" not in json.dumps([sync["busy"], sync["waits"]]), sync

@@ -42,6 +42,7 @@ OURS_ONLY = [
     "restart_latency_p50",
     "pool_throughput_2",  # issue 6: a pool of 2 vs one actor
     "pool_grow_ms",  # issue 6: how fast a pool grows under a burst
+    "mutex_cycles_2proc",  # issue 5: a kernel mutex vs multiprocessing.Lock
 ]
 
 
