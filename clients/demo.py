@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -108,6 +109,51 @@ def main() -> int:
             elapsed = asyncio.run(many())
             print(f"  2000 calls in {elapsed * 1000:.0f} ms ({2000 / elapsed:,.0f} calls/s)")
 
+            print("\npriorities: 30 low-priority jobs queued on worker-0, then one priority-7 call")
+            low = [workers[0].options(priority=0).ask("work", 20_000) for _ in range(30)]
+            started = time.perf_counter()
+            workers[0].options(priority=7).call("where")
+            waited = (time.perf_counter() - started) * 1000
+            pending = sum(not f.done() for f in low)
+            print(
+                f"  the priority-7 call returned in {waited:.1f} ms (after the job already running), "
+                f"ahead of {pending} queued low-priority jobs"
+            )
+            for f in low:
+                f.result()
+
+            print("\nzero-copy arrays: a 64 MiB array allocated in shared-memory pages, sent to an actor")
+            big = kernel.np_zeros(16 << 20, dtype="float32")
+            reader = workers[1 % len(workers)]
+            reader.call("peek", big)  # the first array an actor receives attaches it to the pool
+            big[-1] = 42.0
+            started = time.perf_counter()
+            seen = reader.call("peek", big)
+            took = (time.perf_counter() - started) * 1000
+            print(f"  the actor saw {seen['mib']} MiB, last element {seen['last']:.0f}, read-only={seen['read_only']}")
+            print(f"  in {took:.2f} ms: a page handle travelled, not the bytes")
+            del big
+
+            print("\nsupervision: a restart='permanent' actor, killed with SIGKILL")
+            phoenix = kernel.spawn(Worker, "supervised", name="phoenix", restart="permanent")
+            before = phoenix.call("where")["pid"]
+            os.kill(before, signal.SIGKILL)
+            started = time.perf_counter()
+            patient = phoenix.options(wait_restart=True, timeout=30)
+            try:
+                after = patient.call("where")["pid"]
+            except llmos.ActorDiedError as exc:
+                # Sent before anyone knew it had died: it may have reached the old process, so it
+                # is not retried for us. `restarting` says a new incarnation is on its way.
+                if not exc.restarting:
+                    raise
+                print(f"  a call that raced the kill: ActorDiedError ({exc.reason}), restarting={exc.restarting}")
+                after = patient.call("where")["pid"]
+            print(
+                f"  pid {before} killed; pid {after} answered {(time.perf_counter() - started) * 1000:.0f} ms later "
+                f"(same name, same ref)"
+            )
+
             if "torch" in kernel.status()["fork_server"]["preloaded"]:
                 total = workers[0].call("matmul", 64)
                 print(f"\ntorch was pre-imported by the fork server: 64x64 matmul sum = {total:.0f}")
@@ -119,7 +165,7 @@ def main() -> int:
                 print(f"  RemoteError: {exc.remote_type}: {exc.remote_message}")
 
             print("\nstopping the actors:")
-            for ref in [coord, *workers]:
+            for ref in [coord, phoenix, *workers]:
                 record = kernel.kill(ref)
                 print(f"  {ref.name:<12} {record['reason']}")
     finally:

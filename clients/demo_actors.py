@@ -35,6 +35,10 @@ class Worker(llmos.Actor):
         self.jobs += 1
         return {"name": self.actor_name, "primes": count, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
+    def peek(self, a) -> dict:
+        """Look at an array another process sent: it arrives as a view of shared pages."""
+        return {"last": float(a[-1]), "mib": a.nbytes >> 20, "read_only": not a.flags.writeable}
+
     def matmul(self, size: int) -> float:
         """A torch matrix product when torch is installed (the fork server pre-imported it)."""
         try:
