@@ -331,8 +331,8 @@ def run_warm(assignment: Any, config: dict, lifeline: int) -> int:
     """A pre-forked ("warm") actor process: get ready, then wait for an actor to become.
 
     Everything that does not depend on which actor it will be happens before the
-    assignment arrives: the event loop, the ZeroMQ context and the connection to the
-    daemon. ``assignment()`` blocks until the fork server hands over ``(id, spec,
+    assignment arrives: the event loop, the ZeroMQ context, the connection to the
+    daemon and the lifeline watcher. ``assignment()`` blocks until the fork server hands over ``(id, spec,
     fds)``, or returns None when there is nothing to become (then exit quietly).
     Placement (affinity, nice, ``CUDA_VISIBLE_DEVICES``) is applied after the
     assignment, before any user code runs.
@@ -342,6 +342,7 @@ def run_warm(assignment: Any, config: dict, lifeline: int) -> int:
     asyncio.set_event_loop(loop)
     runtime = ActorRuntime("", {}, cfg)
     runtime.connect(loop)
+    process.watch_lifeline(lifeline)  # the daemon's death ends a warm process too
     job = assignment()
     if job is None:
         assert runtime.core is not None
@@ -350,5 +351,5 @@ def run_warm(assignment: Any, config: dict, lifeline: int) -> int:
         return EXIT_OK
     actor_id, spec, fds = job
     runtime.assign(actor_id, spec)
-    runtime.placement = process.prepare({**spec, "id": actor_id}, lifeline, fds)
+    runtime.placement = process.prepare({**spec, "id": actor_id}, lifeline, fds, lifeline_watched=True)
     return _run(runtime, loop)

@@ -68,8 +68,12 @@ def watch_lifeline(fd: int) -> None:
     threading.Thread(target=watch, name="llmos-lifeline", daemon=True).start()
 
 
-def prepare(spec: dict, lifeline: int, fds: list[int]) -> dict:
-    """Everything the child does before the actor runtime starts; returns the placement applied."""
+def prepare(spec: dict, lifeline: int, fds: list[int], *, lifeline_watched: bool = False) -> dict:
+    """Everything the child does before the actor runtime starts; returns the placement applied.
+
+    ``lifeline_watched``: a warm process started its watcher while it waited (a thread
+    takes milliseconds to start on a busy machine: not on the spawn's path).
+    """
     try:
         os.setpgid(0, 0)
     except OSError:
@@ -80,6 +84,7 @@ def prepare(spec: dict, lifeline: int, fds: list[int]) -> dict:
     faulthandler.enable(file=sys.stderr)
     for key, value in (spec.get("env") or {}).items():
         os.environ[key] = value
-    watch_lifeline(lifeline)
+    if not lifeline_watched:
+        watch_lifeline(lifeline)
     setup_logging(spec.get("name") or spec.get("id", "actor"))
     return apply_placement(spec.get("cpus"), spec.get("nice"))
