@@ -35,8 +35,6 @@ from . import linux
 
 _LEN = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
-#: Seconds after a spawn before the warm pool is refilled (the new actor comes up first).
-REFILL_AFTER = 0.02
 
 
 def send_frame(sock: socket.socket, obj: Any, fds: list[int] | None = None) -> None:
@@ -88,7 +86,6 @@ class Zygote:
         #: Warm (pre-forked) actor processes waiting for an assignment: (pid, socket to them).
         self.warm: list[tuple[int, socket.socket]] = []
         self.prefork = 0
-        self._spawned_at = -REFILL_AFTER
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -158,13 +155,8 @@ class Zygote:
         watched = [self.sock.fileno(), self._wake_r, self.lifeline]
         while True:
             # Refill the warm pool only while no request waits: a burst of spawns is served
-            # first (warm, then cold forks), the pool catches up afterwards. Not in the first
-            # REFILL_AFTER seconds after a spawn either: the new actor is coming up, and on a
-            # small machine a fork and a warm process's set-up would take the CPU it needs.
-            if len(self.warm) < self.prefork:
-                idle_wait = max(0.0, self._spawned_at + REFILL_AFTER - time.monotonic())
-            else:
-                idle_wait = None
+            # first (warm, then cold forks), the pool catches up afterwards.
+            idle_wait = 0.0 if len(self.warm) < self.prefork else None
             try:
                 readable, _, _ = select.select(watched, [], [], idle_wait)
             except InterruptedError:
@@ -281,7 +273,6 @@ class Zygote:
         self.warm.append((pid, ours))
 
     def spawn(self, msg: dict, fds: list[int]) -> None:
-        self._spawned_at = time.monotonic()
         actor_id = msg.get("id", "")
         spec = msg.get("spec") or {}
         pid = self._hand_to_warm(msg, fds)
