@@ -40,12 +40,12 @@ def test_client_process_killed_while_holding(kernel, daemon, tmp_path):
     ready = tmp_path / "ready"
     script = textwrap.dedent(
         f"""
-        import time, llmos_actors as llmos
+        import signal, llmos_actors as llmos
         k = llmos.connect({str(daemon.runtime_dir)!r})
         k.mutex("client-held").acquire()
         k.semaphore("client-sem", 2).acquire()
         open({str(ready)!r}, "w").close()
-        time.sleep(60)
+        signal.pause()  # hold them until the test kills this process
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
