@@ -128,6 +128,8 @@ class ActorOutput:
             self.collector.loop.remove_reader(stream.fd)
             os.close(stream.fd)
             self.streams.remove(stream)
+            if not self.streams:  # both pipes at EOF: nobody can write to this capture again
+                self.collector.release(self.label)
 
     def drain(self) -> None:
         """Read what the (exited) actor left in its pipes, so the exit record has its last lines."""
@@ -158,6 +160,7 @@ class LogCollector:
         self.backups = backups
         self.echo = echo
         self._files: dict[str, ActorLogFile] = {}
+        self._users: dict[str, int] = {}  # captures still open per file: closed at zero
 
     def path_for(self, label: str) -> Path:
         return self.dir / (_UNSAFE.sub("_", label)[:100] + ".log")
@@ -166,7 +169,24 @@ class LogCollector:
         fh = self._files.get(label)
         if fh is None:
             fh = self._files[label] = ActorLogFile(self.path_for(label), self.max_bytes, self.backups)
+        self._users[label] = self._users.get(label, 0) + 1
         return fh
+
+    def release(self, label: str) -> None:
+        """A capture of ``label`` ended: close its file once no incarnation writes to it
+        (a daemon that outlives thousands of actors must not keep a descriptor for each)."""
+        left = self._users.get(label, 0) - 1
+        if left > 0:
+            self._users[label] = left
+            return
+        self._users.pop(label, None)
+        fh = self._files.pop(label, None)
+        if fh is not None:
+            fh.close()
+
+    def open_files(self) -> int:
+        """Log files held open (one per actor whose output is still being captured)."""
+        return len(self._files)
 
     def capture(self, label: str, pid_ref: list, tail: deque) -> tuple[ActorOutput, list[int]]:
         """Pipes for a new actor: returns the capture and the two write ends to hand to the child."""
@@ -199,3 +219,4 @@ class LogCollector:
         for fh in self._files.values():
             fh.close()
         self._files.clear()
+        self._users.clear()

@@ -110,3 +110,24 @@ def test_cli_logs_follow(kernel, daemon):
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def _open_log_files(daemon) -> int:
+    logs = str(daemon.config.state_dir / "logs")
+    count = 0
+    for fd in os.listdir(f"/proc/{daemon.pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{daemon.pid}/fd/{fd}").startswith(logs)
+        except OSError:
+            pass  # closed while we looked
+    return count
+
+
+def test_the_daemon_closes_an_actors_log_file_once_it_has_exited(daemon, kernel):
+    before = _open_log_files(daemon)
+    for _ in range(20):
+        ref = kernel.spawn(Probe)
+        ref.call("say", "hello")
+        kernel.kill(ref)
+    wait_for(lambda: _open_log_files(daemon) <= before, 10, what="the exited actors' log files to close")
+    assert kernel.logs(ref.id)["lines"]  # the file stays on disk for `llmos logs`
