@@ -333,10 +333,10 @@ class Connection:
         return True
 
     def _check_open(self) -> None:
+        if self.dead is not None:  # first: a retired connection keeps answering with its death
+            raise self.dead
         if self._closed:
             raise ClosedError(f"connection to {self.peer} is closed")
-        if self.dead is not None:
-            raise self.dead
 
     def _queue(self, item: tuple) -> None:
         """Add to the outbox; a message of higher priority goes ahead of lower ones not yet sent.
@@ -609,6 +609,24 @@ class Connection:
             finally:
                 with self._alive:
                     self._alive_callbacks.remove(wake)
+
+    def retire(self) -> None:
+        """The peer is gone for good (on the loop thread): close the socket, which zmq would
+        otherwise keep reconnecting, and keep failing sends with the death error.
+
+        A client that outlives many short-lived actors must not keep a socket (and its
+        descriptors) for each; refs that still hold this connection get ``ActorDiedError``.
+        """
+        if self._closed or self.dead is None:
+            return
+        with self.lock:
+            self._closed = True
+            if self._armed:
+                self.driver.loop.remove_reader(self._fd)
+                self._armed = False
+            self.outbox.clear()
+            self.sock.close(linger=0)
+        self._wake()
 
     def close(self, linger: float = 0.5) -> None:
         """Close the socket (on the loop thread); pending requests fail with ClosedError."""

@@ -179,7 +179,11 @@ class ClientCore:
         if event in ("exited", "unknown"):
             actor = self.actors.get(body.get("actor", ""))
             if actor is not None:
-                actor.fail_all(self.death_error(body), restarting=bool(body.get("restarting")))
+                restarting = bool(body.get("restarting"))
+                actor.fail_all(self.death_error(body), restarting=restarting)
+                if not restarting:  # gone for good: free its socket (a later use opens a new one)
+                    self.actors.pop(body.get("actor", ""), None)
+                    actor.retire()
         elif event == "restarted":
             actor = self.actors.get(body.get("actor", ""))
             if actor is not None:

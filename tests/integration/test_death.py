@@ -199,3 +199,24 @@ def test_death_notices_arrive_while_the_caller_reads_the_control_socket(kernel):
         with pytest.raises(llmos.ActorDiedError):
             probe.options(timeout=10).call("where")
         assert time.monotonic() - started < 5
+
+
+def test_a_client_frees_its_socket_to_an_actor_gone_for_good(kernel):
+    me = psutil.Process()
+    warm = kernel.spawn(Probe)  # the client's own sockets and threads exist before counting
+    warm.call("where")
+    kernel.kill(warm)
+    before = me.num_fds()
+    refs = []
+    for _ in range(30):
+        ref = kernel.spawn(Probe)
+        ref.call("where")
+        kernel.kill(ref)
+        refs.append(ref)
+    wait_for(lambda: me.num_fds() <= before + 4, 10, what="the dead actors' sockets to be closed")
+    for ref in (refs[0], refs[-1]):  # a ref that still holds the closed connection
+        with pytest.raises(llmos.ActorDiedError, match="stopped by request"):
+            ref.call("where")
+    fresh = kernel.lookup(refs[-1].id)  # a new handle to the dead actor: a new connection, same answer
+    with pytest.raises(llmos.ActorDiedError):
+        fresh.call("where")
