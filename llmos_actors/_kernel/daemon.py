@@ -151,6 +151,9 @@ class Daemon:
         self.logs = LogCollector(
             loop, config.state_dir, max_bytes=config.log_max_bytes, backups=config.log_backups, echo=echo
         )
+        # An exited actor's log goes when the process table forgets it (``keep_exited``): a
+        # daemon that outlives many short-lived actors keeps a bounded number of files.
+        self.table.on_forget = self._forget_logs
         self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
         sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
         self.server = RpcServer(
@@ -265,6 +268,10 @@ class Daemon:
 
     def _on_zygote_reaped(self, pid: int, status: int) -> None:
         self.lifecycle.reaped(pid, status)
+
+    def _forget_logs(self, record: Any) -> None:
+        if not self.table.has_label(record.label):  # a newer actor of that name keeps the file
+            self.logs.forget(record.label)
 
     def _announce_exit(self, record: ActorRecord, notice: dict) -> None:
         """Death (and restart) notices: to watchers (their connections) and monitors."""

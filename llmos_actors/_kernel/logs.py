@@ -184,6 +184,14 @@ class LogCollector:
         if fh is not None:
             fh.close()
 
+    def forget(self, label: str) -> None:
+        """Delete ``label``'s log files (and rotated backups) unless an incarnation still writes there."""
+        if label in self._users:
+            return
+        path = self.path_for(label)
+        for old in [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, self.backups + 1))]:
+            old.unlink(missing_ok=True)
+
     def open_files(self) -> int:
         """Log files held open (one per actor whose output is still being captured)."""
         return len(self._files)

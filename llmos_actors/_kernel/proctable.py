@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +157,8 @@ class ProcessTable:
         self.by_pid: dict[int, ActorRecord] = {}
         self._exited: OrderedDict[str, None] = OrderedDict()
         self.keep_exited = keep_exited
+        #: Called with each exited record the table lets go of (its logs can go with it).
+        self.on_forget: Callable[[ActorRecord], None] | None = None
 
     def new_id(self) -> str:
         while True:
@@ -193,6 +196,12 @@ class ProcessTable:
             old = self.by_id.pop(old_id, None)
             if old is not None and self.by_name.get(old.name) is old:
                 del self.by_name[old.name]
+            if old is not None and self.on_forget is not None:
+                self.on_forget(old)
+
+    def has_label(self, label: str) -> bool:
+        """Whether any record kept (live or exited) writes to or shows the log file ``label``."""
+        return any(r.label == label for r in self.by_id.values())
 
     def mark_restarting(self, record: ActorRecord) -> None:
         """An incarnation died and its supervisor will start another: still live, no process."""

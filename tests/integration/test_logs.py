@@ -131,3 +131,28 @@ def test_the_daemon_closes_an_actors_log_file_once_it_has_exited(daemon, kernel)
         kernel.kill(ref)
     wait_for(lambda: _open_log_files(daemon) <= before, 10, what="the exited actors' log files to close")
     assert kernel.logs(ref.id)["lines"]  # the file stays on disk for `llmos logs`
+
+
+def test_log_files_of_forgotten_actors_are_deleted(tmp_path):
+    with start_daemon(keep_exited=3) as daemon:
+        kernel = daemon.connect()
+        logs = daemon.config.state_dir / "logs"
+        ids = []
+        for _ in range(6):
+            ref = kernel.spawn(Probe)
+            ref.call("say", "hello")
+            kernel.kill(ref)
+            ids.append(ref.id)
+        named = kernel.spawn(Probe, name="keeper")
+        named.call("say", "first life")
+        kernel.kill(named)
+        again = kernel.spawn(Probe, name="keeper")  # a second life, running
+        for _ in range(3):  # push the first "keeper" out of the table
+            kernel.kill(kernel.spawn(Probe))
+        names = {p.name for p in logs.iterdir()}
+        assert f"{ids[0]}.log" not in names and f"{ids[1]}.log" not in names, names  # forgotten
+        assert "keeper.log" in names  # a newer incarnation of that name still writes there
+        assert any("first life" in line for line in kernel.logs("keeper")["lines"])
+        assert kernel.logs(ids[0])["lines"] == []
+        assert len(names) == 4, names  # the three most recent exits keep theirs, and "keeper"
+        kernel.kill(again)
