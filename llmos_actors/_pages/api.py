@@ -203,7 +203,31 @@ def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None 
     return handles.build(kind, dt, itemsize, base, shape, strides, first, writable=False)
 
 
-class PagesKernel:
+class PoolAllocators:
+    """``llmos.empty/zeros/full`` and their numpy twins in this kernel's pool (sync and async
+    handles alike: allocating never waits on the daemon for long)."""
+
+    def empty(self, shape: Any, dtype: Any = None) -> Any:
+        """``llmos.empty`` in this kernel's pool."""
+        return empty(shape, dtype, kernel=self)
+
+    def zeros(self, shape: Any, dtype: Any = None) -> Any:
+        return zeros(shape, dtype, kernel=self)
+
+    def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> Any:
+        return full(shape, fill_value, dtype, kernel=self)
+
+    def np_empty(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_empty(shape, dtype, kernel=self)
+
+    def np_zeros(self, shape: Any, dtype: Any = float) -> np.ndarray:
+        return np_zeros(shape, dtype, kernel=self)
+
+    def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
+        return np_full(shape, fill_value, dtype, kernel=self)
+
+
+class PagesKernel(PoolAllocators):
     """Kernel methods of the page pool (mixed into ``Kernel``)."""
 
     if TYPE_CHECKING:
@@ -239,27 +263,8 @@ class PagesKernel:
         """Drop a stored object (its pages go once nobody maps them)."""
         _client(self).free(ref.id)
 
-    def empty(self, shape: Any, dtype: Any = None) -> Any:
-        """``llmos.empty`` in this kernel's pool."""
-        return empty(shape, dtype, kernel=self)
 
-    def zeros(self, shape: Any, dtype: Any = None) -> Any:
-        return zeros(shape, dtype, kernel=self)
-
-    def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> Any:
-        return full(shape, fill_value, dtype, kernel=self)
-
-    def np_empty(self, shape: Any, dtype: Any = float) -> np.ndarray:
-        return np_empty(shape, dtype, kernel=self)
-
-    def np_zeros(self, shape: Any, dtype: Any = float) -> np.ndarray:
-        return np_zeros(shape, dtype, kernel=self)
-
-    def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
-        return np_full(shape, fill_value, dtype, kernel=self)
-
-
-class AsyncPagesKernel:
+class AsyncPagesKernel(PoolAllocators):
     """``AsyncKernel`` methods of the page pool: ``put``/``get``/``free`` are coroutines
     (they may wait for room), the allocators are plain functions."""
 
@@ -272,25 +277,10 @@ class AsyncPagesKernel:
         return await asyncio.to_thread(put_value, _client(self), value, self._core.codec, detached=detached)
 
     async def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
-        return await asyncio.to_thread(get_value, _client(self), ref, self._core.codec, timeout)
+        client, codec = _client(self), self._core.codec
+        if isinstance(ref, ObjectRef) and (own := client.own_values.find(ref.id)) is not None:
+            return codec.unpack(own)  # this process's own value: no thread, no daemon
+        return await asyncio.to_thread(get_value, client, ref, codec, timeout)
 
     async def free(self, ref: ObjectRef) -> None:
         await asyncio.to_thread(_client(self).free, ref.id)
-
-    def empty(self, shape: Any, dtype: Any = None) -> Any:
-        return empty(shape, dtype, kernel=self)
-
-    def zeros(self, shape: Any, dtype: Any = None) -> Any:
-        return zeros(shape, dtype, kernel=self)
-
-    def full(self, shape: Any, fill_value: Any, dtype: Any = None) -> Any:
-        return full(shape, fill_value, dtype, kernel=self)
-
-    def np_empty(self, shape: Any, dtype: Any = float) -> np.ndarray:
-        return np_empty(shape, dtype, kernel=self)
-
-    def np_zeros(self, shape: Any, dtype: Any = float) -> np.ndarray:
-        return np_zeros(shape, dtype, kernel=self)
-
-    def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
-        return np_full(shape, fill_value, dtype, kernel=self)

@@ -232,17 +232,7 @@ class PageClient:
     def forget_after_fork(self) -> None:
         """In a forked child (``os.register_at_fork``): the state and holds are the parent's, not ours."""
         self.lock = threading.Lock()  # it may have been held by another thread at the fork
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
-        self.ring = None  # the parent's: never write to it
-        self.blocks.clear()
-        self.starts.clear()
-        self.chunk = None
-        self.dead.clear()
-        self._refs.clear()
-        self.own_values.clear()
-        self.available = False
+        self._forget_daemon_state()  # the ring is the parent's: never write to it
         self.pid = 0
         self._failed_at = -RETRY_ATTACH - 1.0
 
@@ -252,11 +242,15 @@ class PageClient:
         Arrays still viewing the old pool keep their memory (their mappings stay until they
         die); their releases have nobody to go to, and any of them sent later is copied in.
         """
+        self._forget_daemon_state()
+        self.pool = None
+
+    def _forget_daemon_state(self) -> None:
+        """Drop the channel and everything recorded about blocks, holds and stored values."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self.ring = None
-        self.pool = None
         self.blocks.clear()
         self.starts.clear()
         self.chunk = None

@@ -17,6 +17,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import actors, ours
 from .context import BenchContext
@@ -140,6 +141,16 @@ class Case:
         return {"ms": 1e3, "us": 1e6}.get(self.unit, 1.0)
 
 
+def _p50_and_p99(
+    name50: str, name99: str, what50: str, what99: str, open_: Callable[..., Workload], **common: Any
+) -> tuple[Case, Case]:
+    """Two cases, the median and the 99th percentile of one series (measured once: ``measure``)."""
+    return (
+        Case(name50, "ms", what50, open_, kind="latency", stat="p50", **common),
+        Case(name99, "ms", what99, open_, kind="latency", stat="p99", **common),
+    )
+
+
 def _tensor_cases() -> list[Case]:
     cases = []
     for mib in (1, 64, 256):
@@ -255,46 +266,21 @@ CASES: dict[str, Case] = {
             requires=_needs_pubsub,
         ),
         *_tensor_cases(),
-        Case(
+        *_p50_and_p99(
             "spawn_latency_p50",
-            "ms",
-            "kernel.spawn until the new actor's first reply, median over a series (actors kept up)",
-            lambda ctx: ours.Spawns(ctx),
-            kind="latency",
-            stat="p50",
-            peers=("fork_torch_parent", "mp_fork_torch_child", "ray_spawn"),
-            measure="spawn_latency",
-        ),
-        Case(
             "spawn_latency_p99",
-            "ms",
+            "kernel.spawn until the new actor's first reply, median over a series (actors kept up)",
             "the same series: its 99th percentile",
             lambda ctx: ours.Spawns(ctx),
-            kind="latency",
-            stat="p99",
             peers=("fork_torch_parent", "mp_fork_torch_child", "ray_spawn"),
             measure="spawn_latency",
         ),
-        Case(
+        *_p50_and_p99(
             "priority_latency_p50_under_load",
-            "ms",
-            "a priority-7 call while another process floods the actor with priority-0 calls: median",
-            lambda ctx: ours.PriorityUnderLoad(ctx),
-            kind="latency",
-            stat="p50",
-            samples="calls",
-            peers=("llmos_fifo_under_load", "llmos_unloaded"),
-            interleave=False,  # each loaded contestant runs its own flood process
-            requires=_needs_scheduler,
-            measure="priority_latency",
-        ),
-        Case(
             "priority_latency_p99_under_load",
-            "ms",
+            "a priority-7 call while another process floods the actor with priority-0 calls: median",
             "the same series: its 99th percentile (target: within 2x of the idle actor's p99)",
             lambda ctx: ours.PriorityUnderLoad(ctx),
-            kind="latency",
-            stat="p99",
             samples="calls",
             peers=("llmos_fifo_under_load", "llmos_unloaded"),
             interleave=False,  # each loaded contestant runs its own flood process

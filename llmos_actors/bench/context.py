@@ -67,6 +67,15 @@ class Actors:
         self.refs.append(ref)
         return ref
 
+    @contextlib.contextmanager
+    def on_error_close(self) -> Iterator[Actors]:
+        """For a workload's ``__init__``: if setting up fails, kill what was spawned so far."""
+        try:
+            yield self
+        except BaseException:
+            self.close()
+            raise
+
     def close(self) -> None:
         refs, self.refs = self.refs, []
         for ref in refs:

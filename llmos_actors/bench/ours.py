@@ -89,11 +89,8 @@ class SyncCalls(Workload):
 
     def __init__(self, ctx: BenchContext) -> None:
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             self.ref = self.actors.spawn(actors.Echo)
-        except BaseException:
-            self.actors.close()
-            raise
         self.seq = 0
 
     def round(self) -> None:
@@ -162,12 +159,9 @@ class NNCalls(Workload):
         self.calls = nn_calls(ctx)
         self.ops = n * self.calls
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             self.servers = [self.actors.spawn(actors.Echo) for _ in range(n)]
             self.callers = [self.actors.spawn(actors.Caller) for _ in range(n)]
-        except BaseException:
-            self.actors.close()
-            raise
         self.d = payload()
 
     def round(self) -> None:
@@ -187,11 +181,8 @@ class Tells(Workload):
 
     def __init__(self, ctx: BenchContext) -> None:
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             self.ref = self.actors.spawn(actors.Echo)
-        except BaseException:
-            self.actors.close()
-            raise
         self.d = payload()
         self.expected = 0
 
@@ -234,11 +225,8 @@ class TensorCopied(Workload):
         self.note = "ref.call(last, tensor): the bytes travel in a zmq frame"
         self.t = torch.ones(mib * MIB // 4, dtype=torch.float32)
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             self.ref = self.actors.spawn(actors.TensorReader)
-        except BaseException:
-            self.actors.close()
-            raise
 
     def round(self) -> None:
         t, call = self.t, self.ref.call
@@ -277,13 +265,10 @@ class PubSubFanout(Workload):
         self.kernel = ctx.kernel
         self.topic = f"bench-{os.getpid()}-{id(self)}"
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             self.subs = [self.actors.spawn(actors.Subscriber) for _ in range(n)]
             for s in self.subs:
                 s.call("listen", self.topic)
-        except BaseException:
-            self.actors.close()
-            raise
         self.d = payload()
         self.expected = 0
 
@@ -333,7 +318,7 @@ class GetCalls(Workload):
     def __init__(self, ctx: BenchContext, owner: bool = True) -> None:
         self.kernel = ctx.kernel
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             if owner:
                 self.note = "kernel.get(ref to a stored 0) by the process that put it (its own copy, as Ray's owner)"
                 self.ref = ctx.kernel.put(0)  # type: ignore[attr-defined]
@@ -341,9 +326,6 @@ class GetCalls(Workload):
                 self.ops = 200
                 self.note = "kernel.get(ref to a 0 an actor stored): a round trip to the daemon's store"
                 self.ref = self.actors.spawn(actors.Echo).call("store", 0)
-        except BaseException:
-            self.actors.close()
-            raise
 
     def round(self) -> None:
         get, ref = self.kernel.get, self.ref  # type: ignore[attr-defined]
@@ -431,14 +413,11 @@ class Restarts(Workload):
 
     def __init__(self, ctx: BenchContext) -> None:
         self.actors = Actors(ctx.kernel)
-        try:
+        with self.actors.on_error_close():
             from ..bench_support.supervision import BENCH_RESTART
 
             # Killed over and over: the default restart intensity would (rightly) give up.
             self.ref = self.actors.spawn(actors.Echo, restart=BENCH_RESTART)
-        except BaseException:
-            self.actors.close()
-            raise
         self.pid = 0
 
     def setup(self) -> None:

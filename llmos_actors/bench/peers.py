@@ -49,6 +49,16 @@ def _stop(proc: Any, timeout: float = 10.0) -> None:
         proc.join(timeout)
 
 
+def _stop_reader(conn: Any, proc: Any) -> None:
+    """Tell a child reading ``conn`` to finish (``None``), wait for it, close our end."""
+    try:
+        with contextlib.suppress(OSError):
+            conn.send(None)
+        _stop(proc)
+    finally:
+        conn.close()
+
+
 def _recv(conn: Any, what: str) -> Any:
     if not conn.poll(REPLY_TIMEOUT):
         raise TimeoutError(f"{what} gave no reply within {REPLY_TIMEOUT:.0f} s")
@@ -481,12 +491,7 @@ class ShmNewSegment(Workload):
                     segment.close()
 
     def close(self) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                self.conn.send(None)
-            _stop(self.proc)
-        finally:
-            self.conn.close()
+        _stop_reader(self.conn, self.proc)
 
 
 class ShmSegment(Workload):
@@ -525,11 +530,8 @@ class ShmSegment(Workload):
 
     def close(self) -> None:
         try:
-            with contextlib.suppress(OSError):
-                self.conn.send(None)
-            _stop(self.proc)
+            _stop_reader(self.conn, self.proc)
         finally:
-            self.conn.close()
             del self.t
             self.map.close()
             with contextlib.suppress(FileNotFoundError):
