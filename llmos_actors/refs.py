@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from ._rpc.waiters import AsyncWaiter, LlmosFuture, StreamWaiter, SyncWaiter
+from ._wire import fastpack
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
 from ._wire.codec import EXT_REF
@@ -68,7 +67,7 @@ class CallOptions:
 
 DEFAULT_OPTIONS = CallOptions()
 _NO_BUFS: list = []
-_packb = msgpack.packb
+_packb = fastpack.packb
 
 
 class _BaseRef:

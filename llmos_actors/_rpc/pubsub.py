@@ -22,22 +22,24 @@ from typing import Any
 import msgpack
 import zmq
 
+from .._wire import fastpack
 from .._wire import protocol as P
 from .._wire.codec import Codec, error_from_payload
+from .._wire.topics import BATCH_MAX_ITEMS as TOPIC_BATCH_ITEMS
 from .._wire.topics import array_body, check_topic, parse_delivery, pub_header
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET, Config
 from ..errors import CallTimeout, DaemonUnavailable, ProtocolError
 from .driver import LoopDriver
 
 #: The caller sends the queue itself once this many messages wait (it is far ahead of the loop).
-FLUSH_AT = P.BATCH_MAX_ITEMS
+FLUSH_AT = TOPIC_BATCH_ITEMS
 #: Messages an asyncio publisher may queue while the daemon is full; more are dropped, counted.
 MAX_QUEUE = 65_536
 #: Seconds before the loop retries sending to a full daemon.
 RETRY_DELAY = 0.002
 
 _NOBLOCK = int(zmq.NOBLOCK)
-_packb = msgpack.packb
+_packb = fastpack.packb
 
 
 class Publisher:
@@ -115,7 +117,7 @@ class Publisher:
             if (
                 last is not None
                 and last[0] == raw_topic
-                and len(last[1]) < P.BATCH_MAX_ITEMS
+                and len(last[1]) < TOPIC_BATCH_ITEMS
                 and last[2] < P.BATCH_MAX_BYTES
             ):
                 last[1].append(body)

@@ -16,6 +16,7 @@ import zmq
 
 from .._wire import protocol as P
 from .._wire.codec import Codec, error_payload
+from .._wire.fastpack import unpackb as _unpackb
 from ..errors import ProtocolError
 from .driver import LoopDriver
 from .frames import get_option as _get
@@ -189,7 +190,7 @@ class RpcServer:
             self._count("malformed")
             return
         try:
-            head = msgpack.unpackb(frames[1])
+            head = _unpackb(frames[1])
         except Exception:
             self._count("malformed")
             return

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from ..errors import WIRE_ERRORS, ActorDiedError, LlmosError, ProtocolError, RemoteError
+from . import fastpack
 
 # Extension type codes. Stable: part of the wire contract.
 EXT_REF = 1  # an actor ref: [id, name, endpoint, policy]
@@ -30,7 +31,8 @@ EXT_CUDA = 6  # CUDA tensor by IPC handle
 OOB_THRESHOLD = 64 * 1024
 
 _packb = msgpack.packb
-_unpackb = msgpack.unpackb
+_fast_packb = fastpack.packb
+_unpackb = fastpack.unpackb
 _ExtType = msgpack.ExtType
 
 Decoder = Callable[[Any], Any]
@@ -165,7 +167,7 @@ class Codec:
         """
         try:
             # Fast path: plain data needs no hook (a TypeError means it holds special objects).
-            return _packb(obj), []
+            return _fast_packb(obj), []
         except TypeError:
             pass
         except (ValueError, OverflowError) as exc:
@@ -212,7 +214,7 @@ class Codec:
         """
         hook = self._plain_hook if not bufs else self._make_ext_hook(list(bufs))
         try:
-            return _unpackb(raw, ext_hook=hook, strict_map_key=False)
+            return _unpackb(raw, hook)
         except ProtocolError:
             raise
         except Exception as exc:
@@ -236,11 +238,11 @@ class _ExtHook:
 
     def __call__(self, code: int, data: bytes) -> Any:
         if code in self.arrays.codes:
-            return self.arrays.decode(code, _unpackb(data, ext_hook=self, strict_map_key=False), self.bufs)
+            return self.arrays.decode(code, _unpackb(data, self), self.bufs)
         dec = self.decoders.get(code)
         if dec is None:
             raise ProtocolError(f"unknown extension type {code} in message body")
-        return dec(_unpackb(data, ext_hook=self, strict_map_key=False))
+        return dec(_unpackb(data, self))
 
 
 # -- errors on the wire -------------------------------------------------------------------

@@ -13,9 +13,8 @@ of bodies alone: the receiver decodes one header per batch instead of one per it
 
 from __future__ import annotations
 
-import msgpack
-
 from ..errors import ProtocolError
+from . import fastpack
 
 VERSION = 1
 
@@ -44,8 +43,8 @@ BATCH_MAX_BYTES = 256 * 1024
 #: Bodies above this many bytes are never batched (sent as their own message).
 BATCH_ITEM_MAX_BYTES = 16 * 1024
 
-_packb = msgpack.packb
-_unpackb = msgpack.unpackb
+_packb = fastpack.packb
+_unpackb = fastpack.unpackb
 _ARRAY2 = b"\x92"  # msgpack fixarray of 2: prefix of one [header, body] batch item
 
 

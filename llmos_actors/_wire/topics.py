@@ -23,6 +23,12 @@ from . import protocol as P
 PUB = "pub"
 #: Longest topic accepted (bytes of UTF-8).
 MAX_TOPIC_BYTES = 1024
+#: Most messages in one topic batch. Larger than a call batch: every batch costs the daemon
+#: a wake-up and a send per subscriber, and each subscriber a wake-up and a read, while a
+#: subscriber reads a batch in one unpack. Measured on 2 cores, 4 subscribers: 1,024 per
+#: batch delivers ~1.5x the messages/s of 128; beyond that nothing gained. Bytes stay
+#: bounded by ``protocol.BATCH_MAX_BYTES``.
+BATCH_MAX_ITEMS = 1024
 #: Reserved for the daemon's own events (actor started, exited, restarted).
 SYSTEM_PREFIX = "sys."
 
