@@ -282,7 +282,7 @@ CASES: dict[str, Case] = {
             "the same series: its 99th percentile (target: within 2x of the idle actor's p99)",
             lambda ctx: ours.PriorityUnderLoad(ctx),
             samples="calls",
-            peers=("llmos_fifo_under_load", "llmos_unloaded"),
+            peers=("llmos_fifo_under_load", "llmos_unloaded", "llmos_idle_beside_load"),
             interleave=False,  # each loaded contestant runs its own flood process
             requires=_needs_scheduler,
             measure="priority_latency",

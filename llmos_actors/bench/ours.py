@@ -348,23 +348,28 @@ class PriorityUnderLoad(Workload):
     The flood keeps ``FLOOD_WINDOW`` calls of ``FLOOD_WORK`` seconds each in flight (from
     its own process, ``bench.flood``), so the actor's mailbox always holds a backlog.
     ``policy="fifo"`` is the same actor with a plain FIFO mailbox; ``loaded=False`` is the
-    same call to an idle actor.
+    same call to an idle actor; ``beside=True`` floods a second actor and calls an idle one,
+    which separates what the mailbox decides from what the busy machine costs every call.
     """
 
     FLOOD_WINDOW = 200
     FLOOD_WORK = 0.0002
 
-    def __init__(self, ctx: BenchContext, policy: str = "priority", loaded: bool = True) -> None:
+    def __init__(self, ctx: BenchContext, policy: str = "priority", loaded: bool = True, beside: bool = False) -> None:
         self.actors = Actors(ctx.kernel)
         self.flood: subprocess.Popen | None = None
         cls = actors.FifoBusy if policy == "fifo" else actors.Busy
         queue = f"{self.FLOOD_WINDOW} priority-0 calls of {self.FLOOD_WORK * 1e3:g} ms queued"
+        if beside:
+            queue = f"idle actor, while another actor has {queue}"
         self.note = f"call(ping, priority=7), {policy} mailbox, " + (queue if loaded else "idle actor")
         if policy == "fifo":
             self.max_samples = 100  # each waits out the whole backlog; its tail is not the point
         try:
             ref = self.actors.spawn(cls)
             self.high = ref.options(priority=7)
+            if beside:
+                ref = self.actors.spawn(cls)  # the flood goes there; the measured actor stays idle
             if loaded:
                 self.flood = subprocess.Popen(
                     [

@@ -594,11 +594,11 @@ class Peer:
     group: str = ""
 
 
-def _llmos_priority(ctx: BenchContext, policy: str, loaded: bool) -> Workload:
-    """Our own actor as the comparison: the same case with a FIFO mailbox, or without load."""
+def _llmos_priority(ctx: BenchContext, policy: str, loaded: bool, beside: bool = False) -> Workload:
+    """Our own actor as the comparison: with a FIFO mailbox, without load, or idle beside the load."""
     from .ours import PriorityUnderLoad
 
-    return PriorityUnderLoad(ctx, policy, loaded)
+    return PriorityUnderLoad(ctx, policy, loaded, beside)
 
 
 def _llmos_single_actor(ctx: BenchContext) -> Workload:
@@ -655,6 +655,11 @@ PEERS: dict[str, Peer] = {
         Peer("zmq_tensor", "pyzmq copy=False", lambda ctx, mib, **_: ZmqTensor(ctx, mib), _needs_torch),
         Peer("llmos_fifo_under_load", "llmos, FIFO mailbox", lambda ctx, **_: _llmos_priority(ctx, "fifo", True)),
         Peer("llmos_unloaded", "llmos, idle actor", lambda ctx, **_: _llmos_priority(ctx, "priority", False)),
+        Peer(
+            "llmos_idle_beside_load",
+            "llmos, idle actor beside the flood",
+            lambda ctx, **_: _llmos_priority(ctx, "priority", True, beside=True),
+        ),
         Peer("llmos_single_actor", "llmos, one actor", lambda ctx, **_: _llmos_single_actor(ctx)),
         Peer("llmos_get_not_owner", "llmos, not the owner", lambda ctx, **_: _llmos_get_not_owner(ctx)),
         Peer("mp_lock", "multiprocessing.Lock", lambda ctx, **_: _mp_lock_pair(ctx)),

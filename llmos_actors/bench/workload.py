@@ -32,7 +32,7 @@ class Timing:
     repeats: int = 5
     samples: int = 20
     rounds: int = 7
-    calls: int = 300
+    calls: int = 2000
 
 
 #: The default run (``llmos bench``): about 6 s per throughput contestant, in 10 short turns
