@@ -109,7 +109,8 @@ class Case:
         measure: cases with the same key share one measurement (p50 and p99 of one series).
         quick: False leaves it out of ``--quick`` runs unless named.
         interleave: contestants take turns (fair under drifting machine load); False measures
-            them one after the other, for contestants that load the machine while open.
+            them one after the other, for contestants that load the machine while open, in
+            ``Timing.blocks`` alternating blocks.
     """
 
     name: str

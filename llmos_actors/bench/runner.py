@@ -209,12 +209,18 @@ class Runner:
         whose contestants would disturb each other while open (each floods its own actor)."""
         if group[0].case.interleave:
             self._measure_together(group)
-        else:
+            return
+        # One at a time, but in several blocks: each contestant's samples then span the
+        # whole case's time, and a slow spell of a shared machine falls on all of them.
+        blocks = max(1, self.ctx.timing.blocks)
+        for block in range(1, blocks + 1):
             for c in group:
-                self._measure_together([c])
+                if c.failure is None:
+                    self._measure_together([c], share=block / blocks)
 
-    def _measure_together(self, group: list[_Contestant]) -> None:
-        """Open, warm up and measure contestants of one case, taking turns."""
+    def _measure_together(self, group: list[_Contestant], share: float = 1.0) -> None:
+        """Open, warm up and measure contestants of one case, taking turns; ``share``: measure
+        until each holds that fraction of its samples (a block of a one-at-a-time case)."""
         case, timing = group[0].case, self.ctx.timing
         try:
             for c in group:
@@ -224,7 +230,7 @@ class Runner:
             n = timing.repeats if case.kind == "rate" else getattr(timing, case.samples)
             for c in group:
                 cap = c.workload.max_samples if c.workload is not None else None
-                c.wanted = n if cap is None else min(n, cap)
+                c.wanted = math.ceil((n if cap is None else min(n, cap)) * share)
             while True:
                 turn = [c for c in group if c.workload is not None and len(c.samples) < c.wanted]
                 if not turn:

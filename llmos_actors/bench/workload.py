@@ -25,6 +25,8 @@ class Timing:
         samples: latency samples for per-operation cases (spawn: one actor each).
         rounds: latency samples for sized transfers (tensors), which cost more each.
         calls: latency samples for single cheap calls, whose tail (p99) is the point.
+        blocks: contestants measured one after the other (not taking turns) take their
+            samples in this many blocks, alternating.
     """
 
     warmup_s: float = 1.0
@@ -33,13 +35,14 @@ class Timing:
     samples: int = 20
     rounds: int = 7
     calls: int = 2000
+    blocks: int = 4
 
 
 #: The default run (``llmos bench``): about 6 s per throughput contestant, in 10 short turns
 #: so that contestants alternate often (see ``runner``).
 FULL = Timing(warmup_s=1.0, window_s=0.5, repeats=10)
 #: ``llmos bench --quick``: under 1 s per throughput contestant.
-QUICK = Timing(warmup_s=0.15, window_s=0.2, repeats=3, samples=5, rounds=3, calls=30)
+QUICK = Timing(warmup_s=0.15, window_s=0.2, repeats=3, samples=5, rounds=3, calls=30, blocks=1)
 
 
 class Workload:
