@@ -266,6 +266,23 @@ class Listener(llmos.Actor):
         time.sleep(seconds)
 
 
+class SlowListener(llmos.Actor):
+    """Spends half a millisecond of CPU on each topic message (urgent calls must not wait out a batch)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @llmos.subscribe("slow.")
+    def on_slow(self, topic, msg) -> None:
+        end = time.perf_counter() + 0.0005
+        while time.perf_counter() < end:
+            pass
+        self.count += 1
+
+    def counted(self) -> int:
+        return self.count
+
+
 class Burner(llmos.Actor):
     """Keeps a core busy (for the scheduler's tests)."""
 

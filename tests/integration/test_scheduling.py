@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
@@ -12,7 +13,7 @@ import llmos_actors as llmos
 from llmos_actors.cli.__main__ import main
 from llmos_actors.testing import start_daemon, wait_for
 
-from actors import Burner, FifoRecorder, Recorder, Worker
+from actors import Burner, FifoRecorder, Recorder, SlowListener, Worker
 
 CORES = sorted(os.sched_getaffinity(0))
 
@@ -33,6 +34,28 @@ def test_higher_priority_runs_first(kernel):
     order = r.call("order")
     assert order[:3] == ["high0", "high1", "high2"], order
     assert order[3:] == [f"low{i}" for i in range(20)]  # FIFO within a level
+
+
+def test_an_urgent_call_overtakes_a_topic_batch(daemon):
+    """A topic batch (up to 1,024 messages) is queued in pieces: urgent calls go between them."""
+
+    async def main():
+        async with llmos.connect_async(config=daemon.config) as kernel:
+            listener = await kernel.spawn(SlowListener)
+            urgent = listener.options(priority=7)
+            for i in range(1024):  # one loop turn: exactly one batch of 1,024 leaves
+                kernel.publish("slow.x", i)
+            deadline = asyncio.get_running_loop().time() + 30
+            seen = 0
+            while seen == 0:  # until the batch is being worked on
+                assert asyncio.get_running_loop().time() < deadline, "the batch never arrived"
+                seen = await urgent.call("counted")
+            assert seen < 1024  # it did not wait for the whole batch
+            while await listener.call("counted") < 1024:
+                assert asyncio.get_running_loop().time() < deadline, "the batch was not worked off"
+            await kernel.kill(listener)
+
+    asyncio.run(main())
 
 
 def test_fifo_mailbox_ignores_priority(kernel):
