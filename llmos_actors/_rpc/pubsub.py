@@ -72,6 +72,7 @@ class Publisher:
         self._last_raw = b""
         #: Batches being filled, oldest first: ``[topic, bodies, bytes]`` (one topic each).
         self.queue: deque[list] = deque()
+        self._filling: list | None = None  # the newest batch while it may still grow
         self.queued = 0  # messages in ``queue``
         self.sent = 0
         self.dropped = 0
@@ -102,32 +103,33 @@ class Publisher:
             body, bufs = self.codec.pack(msg, fanout=True)
             if bufs:
                 body, _ = self.codec.pack(msg, inline=True)
-        if len(body) > self.max_bytes:
-            raise ProtocolError(f"payload of {len(body)} bytes exceeds max_message_bytes={self.max_bytes}")
+        size = len(body)
+        if size > self.max_bytes:
+            raise ProtocolError(f"payload of {size} bytes exceeds max_message_bytes={self.max_bytes}")
         with self.lock:
             if self._closed:
                 raise ValueError("publisher is closed")
-            queue = self.queue
             if not block and self.queued >= MAX_QUEUE:
                 self.dropped += 1
                 self._unreported += 1
                 return
             # Batches form as messages arrive: the flush only sends them.
-            last = queue[-1] if queue else None
+            batch = self._filling
             if (
-                last is not None
-                and last[0] == raw_topic
-                and len(last[1]) < TOPIC_BATCH_ITEMS
-                and last[2] < P.BATCH_MAX_BYTES
+                batch is not None
+                and batch[0] == raw_topic
+                and batch[2] < P.BATCH_MAX_BYTES
+                and len(batch[1]) < TOPIC_BATCH_ITEMS
             ):
-                last[1].append(body)
-                last[2] += len(body)
+                batch[1].append(body)
+                batch[2] += size
             else:
-                queue.append([raw_topic, [body], len(body)])
-            self.queued += 1
-            if self.queued >= FLUSH_AT:
+                self._filling = batch = [raw_topic, [body], size]
+                self.queue.append(batch)
+            queued = self.queued = self.queued + 1
+            if queued >= FLUSH_AT:
                 self._flush_locked(block)
-            if queue and not self._scheduled:
+            if not self._scheduled and self.queue:
                 self._scheduled = True
                 self.driver.call_soon(self.flush)
 
@@ -153,7 +155,8 @@ class Publisher:
                     return
                 self.sock.poll(100, zmq.POLLOUT)  # the daemon is behind: hold the producer back
                 continue
-            queue.popleft()
+            if queue.popleft() is self._filling:
+                self._filling = None
             self.queued -= len(payloads)
             self._unreported = 0
             self.sent += len(payloads)
