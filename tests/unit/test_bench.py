@@ -182,6 +182,29 @@ def test_latency_cases_share_one_series(tmp_path: Path):
     assert r50.ours.stat.n == EXACT.samples
 
 
+def test_one_at_a_time_cases_alternate_in_blocks(tmp_path: Path):
+    log: list[str] = []
+    opened: list[Fixed] = []
+
+    def opener(name: str):
+        def open_(ctx, **params):
+            w = Fixed(0.002, log, name)
+            opened.append(w)
+            return w
+
+        return open_
+
+    peers = {"other": Peer("other", "other", opener("peer"))}
+    case = Case("x", "ms", "t", opener("ours"), kind="latency", peers=("other",), interleave=False)
+    timing = Timing(warmup_s=0.0, window_s=0.2, repeats=3, samples=4, rounds=2, blocks=2)
+    [result] = Runner(_ctx(tmp_path, timing), [case], with_peers=True, peers=peers).run()
+    # Each block opens one contestant, warms it up (one round), takes half its samples, closes it.
+    assert log == (["ours"] * 3 + ["peer"] * 3) * 2
+    assert len(opened) == 4 and all(w.closed for w in opened)
+    assert result.ours.stat is not None and result.ours.stat.n == 4
+    assert result.peers[0].stat is not None and result.peers[0].stat.n == 4
+
+
 def test_quick_leaves_out_slow_cases_unless_named(tmp_path: Path):
     slow = Case("slow", "ops/s", "t", lambda ctx: Fixed(0.1), quick=False)
     [r] = Runner(_ctx(tmp_path, QUICK), [slow], with_peers=False).run()
