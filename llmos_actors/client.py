@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _spawnspec
+from ._auditing import AsyncAuditMixin, AuditMixin
 from ._pages.api import AsyncPagesKernel, PagesKernel
 from ._rpc.connection import Connection
 from ._rpc.core import ClientCore
@@ -67,7 +68,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
+class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, PagesKernel):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -264,7 +265,9 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncPagesKernel):
+class AsyncKernel(
+    AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncAuditMixin, AsyncPagesKernel
+):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and

@@ -28,12 +28,15 @@ from .._wire.codec import Codec
 from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
+from .audit import Audit
+from .auth import Policy
 from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
+from .quotas import Limits, Quotas
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Service
@@ -101,6 +104,10 @@ class Daemon:
 
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
+        self.policy = Policy.from_config(config.extra.get("security"))
+        self.limits = Limits.from_config(config.extra.get("limits"))
+        self.quotas = Quotas(self.limits)
+        self.audit = Audit()
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -157,7 +164,7 @@ class Daemon:
         self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
         sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
         self.server = RpcServer(
-            self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes
+            self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes, identify=True
         )
         self.control = ControlService(self, self.server)
         self.lifecycle = Lifecycle(
@@ -181,6 +188,10 @@ class Daemon:
         self.pages = PagesService(self)
         self.events = EventBus(self.ctx, self.config, self.loop)
         self.lifecycle.publish = self.events.publish
+        self.audit.publish = self.events.publish
+        self.events.audit = self.audit
+        self.events.max_prefixes = self.limits.subscriptions
+        self.events.max_subscribers = self.limits.subscribers
         self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
         extra = self.config.extra
         self.supervision = Supervision(self.lifecycle, self.table, extra.get("supervisor"), loop=self.loop)
@@ -283,9 +294,9 @@ class Daemon:
             monitors.announce(record, notice)
 
     # ------------------------------------------------------------------ operations
-    async def spawn(self, request: dict) -> ActorRecord:
+    async def spawn(self, request: dict, owner: str = "daemon") -> ActorRecord:
         self.supervision.check_spawn(request)
-        return await self.lifecycle.spawn(request)
+        return await self.lifecycle.spawn(request, owner)
 
     async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:
         return await self.lifecycle.kill(record, force=force, grace=grace, drain=drain)
@@ -338,6 +349,7 @@ class Daemon:
             "fork_server": self.zygote.describe(),
             "counters": dict(self.driver.stats),
             "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
+            "security": {**self.audit.status(), **self.quotas.status()},
         }
         for service in self.services:
             section = service.status()

@@ -28,9 +28,9 @@ import zmq
 
 from .._wire import protocol as P
 from .._wire.codec import error_payload
-from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header
+from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header, refuse_topic
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET
-from ..errors import ProtocolError
+from ..errors import LimitExceeded, ProtocolError
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 READ_LIMIT = 256
 #: Kernel socket buffer (bytes) per subscriber connection.
 TOPIC_SOCKET_BUFFER = 256 * 1024
+#: Default bounds on subscriptions (``[limits]`` overrides them).
+DEFAULT_MAX_PREFIXES = 1024
+DEFAULT_MAX_SUBSCRIBERS = 4096
 #: Topics whose subscriber list is remembered between subscription changes.
 MATCH_CACHE = 4096
 
@@ -79,6 +82,14 @@ class EventBus(Service):
         self.subscribers: dict[bytes, Subscriber] = {}
         self.by_prefix: dict[bytes, set[bytes]] = {}
         self._match: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._lengths: list[int] = []  # distinct lengths of subscribed prefixes, ascending
+        #: Refusals go on ``sys.audit`` (the daemon sets it).
+        self.audit: Any = None
+        #: Most prefixes one subscriber socket may hold (``[limits] subscriptions``).
+        self.max_prefixes = DEFAULT_MAX_PREFIXES
+        #: Most subscriber sockets at once (``[limits] subscribers``).
+        self.max_subscribers = DEFAULT_MAX_SUBSCRIBERS
+        self.refused = 0
         self.published = 0
         self.delivered = 0
         self.dropped = 0
@@ -119,9 +130,14 @@ class EventBus(Service):
         hit = self._match.get(topic)
         if hit is not None:
             return hit
+        # Only the lengths some prefix has are looked up: the work is bounded by the number of
+        # distinct prefix lengths (at most MAX_TOPIC_BYTES + 1), not by the topic's length squared.
         idents: set[bytes] = set()
         by_prefix = self.by_prefix
-        for end in range(len(topic) + 1):
+        size = len(topic)
+        for end in self._lengths:
+            if end > size:
+                break
             found = by_prefix.get(topic[:end])
             if found:
                 idents |= found
@@ -130,6 +146,10 @@ class EventBus(Service):
         if len(self._match) > MATCH_CACHE:
             self._match.popitem(last=False)
         return result
+
+    def _index_changed(self) -> None:
+        self._match.clear()
+        self._lengths = sorted({len(p) for p in self.by_prefix})
 
     def route(self, topic: bytes, head: Any, body: Any, n: int) -> None:
         """Send one batch to every matching subscriber (never blocking; full queues drop and count)."""
@@ -172,13 +192,27 @@ class EventBus(Service):
             except (ValueError, ProtocolError):
                 self.malformed += 1
                 continue
+            raw = topic.bytes
+            why = refuse_topic(raw)
+            if why:
+                self._refuse_published(topic, why)
+                continue
             pd = head.get("pd")
             if type(pd) is int and pd > 0:
                 self.publisher_drops += pd
-            self.route(topic.bytes, head_frame, body, n)
+            self.route(raw, head_frame, body, n)
         else:
             self.loop.call_soon(self._on_published)
         self._check_subscribers()
+
+    def _refuse_published(self, topic_frame: Any, why: str) -> None:
+        self.refused += 1
+        if self.audit is not None:
+            try:
+                peer = topic_frame.get("Peer-Address")
+            except zmq.ZMQError:
+                peer = "?"
+            self.audit.refused("publish", f"peer:{peer}", why)
 
     def _check_subscribers(self) -> None:
         # Sends on the ROUTER can swallow its fd's edge for control messages waiting there.
@@ -208,7 +242,7 @@ class EventBus(Service):
                 head = P.parse_header(head_raw)
                 msg_id = head["id"]
                 self._control(ident, head, msgpack.unpackb(body))
-            except (ProtocolError, ValueError, TypeError) as exc:
+            except (ProtocolError, ValueError, TypeError, LimitExceeded) as exc:
                 self._reply(ident, msg_id, P.ERR, error_payload(exc, with_traceback=False))
         else:
             self.loop.call_soon(self._on_subscriber)
@@ -223,12 +257,28 @@ class EventBus(Service):
         raw = [check_topic(p, publishing=False) for p in prefixes]
         if method == "subscribe":
             sub = self.subscribers.get(ident)
+            held = len(sub.prefixes) if sub is not None else 0
+            if held + len(set(raw) - (sub.prefixes if sub is not None else set())) > self.max_prefixes:
+                self.refused += 1
+                limit = LimitExceeded(
+                    f"subscription refused: a subscriber may hold at most {self.max_prefixes} prefixes "
+                    f"([limits] subscriptions = {self.max_prefixes})"
+                )
+                if self.audit is not None:
+                    self.audit.refused("subscribe", f"subscriber:{who[:100]}", str(limit))
+                raise limit
             if sub is None:
+                if len(self.subscribers) >= self.max_subscribers:
+                    self.refused += 1
+                    raise LimitExceeded(
+                        f"subscription refused: the daemon serves at most {self.max_subscribers} subscriber "
+                        f"sockets ([limits] subscribers = {self.max_subscribers})"
+                    )
                 sub = self.subscribers[ident] = Subscriber(ident, who[:200])
             for prefix in raw:
                 sub.prefixes.add(prefix)
                 self.by_prefix.setdefault(prefix, set()).add(ident)
-            self._match.clear()
+            self._index_changed()
             self._reply(ident, head["id"], P.OK, len(sub.prefixes))
         elif method == "unsubscribe":
             sub = self.subscribers.get(ident)
@@ -238,7 +288,7 @@ class EventBus(Service):
                     self._unindex(prefix, ident)
                 if not sub.prefixes:
                     del self.subscribers[ident]
-                self._match.clear()
+                self._index_changed()
             if head.get("kind") == P.CALL:
                 self._reply(ident, head["id"], P.OK, None)
         else:
@@ -262,7 +312,7 @@ class EventBus(Service):
         if sub is not None:
             for prefix in sub.prefixes:
                 self._unindex(prefix, ident)
-            self._match.clear()
+            self._index_changed()
 
     def forget(self, who: str) -> None:
         """Drop every subscription of an exited actor."""
@@ -282,6 +332,7 @@ class EventBus(Service):
             "publisher_drops": self.publisher_drops,
             "daemon_events": self.daemon_events,
             "malformed": self.malformed,
+            "refused": self.refused,
             "slowest": sorted((s.describe() for s in self.subscribers.values()), key=lambda d: -d["dropped"])[:5],
             "system_prefix": SYSTEM_PREFIX,
         }

@@ -32,10 +32,11 @@ import psutil
 
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver
+from .._spawnspec import check_pool_request
 from .._wire.address import ActorAddress
 from .._wire.codec import Codec
 from ..client import AsyncKernel
-from ..errors import ConfigError, LlmosError, ProtocolError
+from ..errors import ActorImportError, ConfigError, LlmosError, ProtocolError
 from .proctable import EXITED, RESTARTING, RUNNING, ActorRecord
 from .resources import nice_for
 from .service import Service
@@ -315,8 +316,13 @@ class Scheduler(Service):
 
     # ------------------------------------------------------------------ pools
     async def pool_create(self, req: Any, request: Any) -> dict:
+        """Start a pool: its dispatcher and ``size`` members (the member request is checked like a spawn)."""
         if not isinstance(request, dict) or not isinstance(request.get("member"), dict):
             raise ProtocolError("pool_create takes one map with the member spawn request")
+        try:
+            check_pool_request(request)
+        except (TypeError, ValueError, ActorImportError) as exc:
+            raise ProtocolError(f"invalid pool request: {exc}") from None
         d = self.daemon
         name = request.get("name") or f"pool-{d.table.new_id()[1:7]}"
         if name in self.pools:

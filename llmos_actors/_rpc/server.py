@@ -40,7 +40,8 @@ _PING = msgpack.packb({"event": "ping"})
 class Request:
     """One decoded request, as the dispatcher sees it."""
 
-    __slots__ = ("args", "bufs", "deadline", "head", "id", "ident", "kind", "kwargs", "method", "prio")
+    # ``peer``: who sent it, set only on servers made with ``identify=True`` (the daemon's).
+    __slots__ = ("args", "bufs", "deadline", "head", "id", "ident", "kind", "kwargs", "method", "peer", "prio")
 
     def __init__(
         self,
@@ -65,6 +66,13 @@ class Request:
         self.deadline = deadline
         self.head = head
         self.bufs = bufs
+
+
+def _property(frame: Any, name: str) -> str | None:
+    try:
+        return frame.get(name)
+    except (zmq.ZMQError, AttributeError):
+        return None
 
 
 def make_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -97,8 +105,13 @@ class RpcServer:
         on_request: Callable[[Request], None],
         *,
         max_message_bytes: int,
+        identify: bool = False,
     ) -> None:
         self.driver = driver
+        #: Read each message's transport properties (``Peer-Address``, ``User-Id``) into ``current_peer``.
+        self.identify = identify
+        #: ``(peer_address, user_id)`` of the message being handled (``identify`` servers only).
+        self.current_peer: tuple[str | None, str | None] = (None, None)
         self.loop = driver.loop
         self.sock = sock
         self.codec = codec
@@ -173,13 +186,21 @@ class RpcServer:
             if not _get(sock, _EVENTS) & _POLLIN:
                 return False
             try:
-                frames = recv_message(sock, _NOBLOCK, 3)  # [ident, head, body] as bytes, buffers as frames
+                # [ident, head, body] as bytes, buffers as frames
+                frames = self._recv_identified() if self.identify else recv_message(sock, _NOBLOCK, 3)
             except _Again:
                 return False
             handle(frames)
             if self.paused or self._closed:
                 return False
         return True
+
+    def _recv_identified(self) -> list:
+        """One message, noting who sent it: the kernel's peer credentials or the ZAP user id."""
+        frames = self.sock.recv_multipart(_NOBLOCK, copy=False)
+        first = frames[0]
+        self.current_peer = (_property(first, "Peer-Address"), _property(first, "User-Id"))
+        return [f.bytes if i < 3 else f for i, f in enumerate(frames)]
 
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1

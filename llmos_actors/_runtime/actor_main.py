@@ -154,6 +154,7 @@ class ActorRuntime:
                 "mailbox": settings["mailbox_policy"],
                 **self.placement,
             },
+            self.spec.get("token"),
             timeout=self.config.spawn_timeout,
         )
         heartbeat = loop.create_task(self._heartbeat())
@@ -259,7 +260,8 @@ class ActorRuntime:
             payload["code"] = "init"
             print(f"actor __init__/on_start raised:\n{payload['traceback']}", file=sys.stderr)
         try:
-            await self.kernel_async()._control("actor_failed", self.actor_id, payload, timeout=5.0)
+            token = self.spec.get("token")
+            await self.kernel_async()._control("actor_failed", self.actor_id, payload, token, timeout=5.0)
         except Exception:
             pass
 
@@ -269,7 +271,7 @@ class ActorRuntime:
             await asyncio.sleep(interval)
             stats = self.executor.snapshot()  # type: ignore[union-attr]
             stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+            self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -280,7 +282,8 @@ class ActorRuntime:
         self.subscriptions.close()
         mode = {"drain": True, "grace": self.config.grace}
         try:
-            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, timeout=1.0)
+            token = self.spec.get("token")
+            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, token, timeout=1.0)
             if isinstance(reply, dict):
                 mode.update(reply)
         except Exception:  # no daemon to ask: drain with the configured grace
