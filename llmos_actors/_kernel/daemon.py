@@ -25,6 +25,7 @@ from .. import __version__
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._wire.codec import Codec
+from .._wire.limits import frame_limit
 from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
@@ -162,7 +163,12 @@ class Daemon:
         # daemon that outlives many short-lived actors keeps a bounded number of files.
         self.table.on_forget = self._forget_logs
         self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
-        sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
+        sock = make_router(
+            self.ctx,
+            config.endpoint(CONTROL_SOCKET),
+            max_bytes=self.limits.max_frame_bytes or frame_limit(config.max_message_bytes),
+            send_queue=self.limits.send_queue,
+        )
         self.server = RpcServer(
             self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes, identify=True
         )

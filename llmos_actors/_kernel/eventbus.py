@@ -28,6 +28,7 @@ import zmq
 
 from .._wire import protocol as P
 from .._wire.codec import error_payload
+from .._wire.limits import CONTROL_FRAME_BYTES, frame_limit, limit_inbound
 from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header, refuse_topic
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET
 from ..errors import LimitExceeded, ProtocolError
@@ -56,6 +57,7 @@ class Subscriber:
 
     ident: bytes
     who: str  # "actor:<id>" or "client:<pid>"
+    owner: str = ""  # the peer process, from the transport (quotas count per owner)
     prefixes: set[bytes] = field(default_factory=set)
     delivered: int = 0
     dropped: int = 0
@@ -68,6 +70,14 @@ class Subscriber:
             "delivered": self.delivered,
             "dropped": self.dropped,
         }
+
+
+def _peer_of(frame: Any) -> str:
+    """The sending process as the transport names it (``host:uid:gid:pid`` on unix sockets)."""
+    try:
+        return frame.get("Peer-Address") or ""
+    except zmq.ZMQError:
+        return ""
 
 
 class EventBus(Service):
@@ -90,6 +100,8 @@ class EventBus(Service):
         #: Most subscriber sockets at once (``[limits] subscribers``).
         self.max_subscribers = DEFAULT_MAX_SUBSCRIBERS
         self.refused = 0
+        self._held: dict[str, int] = {}  # prefixes held per peer process
+        self._peer = ""  # the peer of the control message being handled
         self.published = 0
         self.delivered = 0
         self.dropped = 0
@@ -105,6 +117,7 @@ class EventBus(Service):
         inbox.setsockopt(zmq.RCVHWM, config.topic_queue)
         inbox.setsockopt(zmq.LINGER, 0)
         inbox.setsockopt(zmq.SUBSCRIBE, b"")
+        limit_inbound(inbox, frame_limit(config.max_message_bytes))
         inbox.bind(config.endpoint(PUBLISH_SOCKET))
         outbox = self.ctx.socket(zmq.ROUTER)
         outbox.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -113,6 +126,7 @@ class EventBus(Service):
         outbox.setsockopt(zmq.SNDBUF, TOPIC_SOCKET_BUFFER)
         outbox.setsockopt(zmq.RCVHWM, 1000)
         outbox.setsockopt(zmq.LINGER, 0)
+        limit_inbound(outbox, CONTROL_FRAME_BYTES)
         outbox.bind(config.endpoint(EVENTS_SOCKET))
         self.inbox, self.outbox = inbox, outbox
         self._sockets = [inbox, outbox]
@@ -208,11 +222,7 @@ class EventBus(Service):
     def _refuse_published(self, topic_frame: Any, why: str) -> None:
         self.refused += 1
         if self.audit is not None:
-            try:
-                peer = topic_frame.get("Peer-Address")
-            except zmq.ZMQError:
-                peer = "?"
-            self.audit.refused("publish", f"peer:{peer}", why)
+            self.audit.refused("publish", f"peer:{_peer_of(topic_frame)}", why)
 
     def _check_subscribers(self) -> None:
         # Sends on the ROUTER can swallow its fd's edge for control messages waiting there.
@@ -230,13 +240,14 @@ class EventBus(Service):
         recv = self.outbox.recv_multipart
         for _ in range(READ_LIMIT):
             try:
-                frames = recv(_NOBLOCK)
+                parts = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            if len(frames) != 4 or frames[1] != b"":
+            if len(parts) != 4 or parts[1].bytes != b"":
                 self.malformed += 1
                 continue
-            ident, _, head_raw, body = frames
+            self._peer = _peer_of(parts[0])
+            ident, _, head_raw, body = (p.bytes for p in parts)
             msg_id = 0
             try:
                 head = P.parse_header(head_raw)
@@ -257,15 +268,16 @@ class EventBus(Service):
         raw = [check_topic(p, publishing=False) for p in prefixes]
         if method == "subscribe":
             sub = self.subscribers.get(ident)
-            held = len(sub.prefixes) if sub is not None else 0
-            if held + len(set(raw) - (sub.prefixes if sub is not None else set())) > self.max_prefixes:
+            owner = sub.owner if sub is not None else self._peer
+            new = len(set(raw) - (sub.prefixes if sub is not None else set()))
+            if self._held.get(owner, 0) + new > self.max_prefixes:
                 self.refused += 1
                 limit = LimitExceeded(
-                    f"subscription refused: a subscriber may hold at most {self.max_prefixes} prefixes "
+                    f"subscription refused: one process may hold at most {self.max_prefixes} prefixes "
                     f"([limits] subscriptions = {self.max_prefixes})"
                 )
                 if self.audit is not None:
-                    self.audit.refused("subscribe", f"subscriber:{who[:100]}", str(limit))
+                    self.audit.refused("subscribe", f"peer:{owner}", str(limit))
                 raise limit
             if sub is None:
                 if len(self.subscribers) >= self.max_subscribers:
@@ -274,8 +286,10 @@ class EventBus(Service):
                         f"subscription refused: the daemon serves at most {self.max_subscribers} subscriber "
                         f"sockets ([limits] subscribers = {self.max_subscribers})"
                     )
-                sub = self.subscribers[ident] = Subscriber(ident, who[:200])
+                sub = self.subscribers[ident] = Subscriber(ident, who[:200], owner)
             for prefix in raw:
+                if prefix not in sub.prefixes:
+                    self._held[owner] = self._held.get(owner, 0) + 1
                 sub.prefixes.add(prefix)
                 self.by_prefix.setdefault(prefix, set()).add(ident)
             self._index_changed()
@@ -284,7 +298,9 @@ class EventBus(Service):
             sub = self.subscribers.get(ident)
             if sub is not None:
                 for prefix in raw or list(sub.prefixes):
-                    sub.prefixes.discard(prefix)
+                    if prefix in sub.prefixes:
+                        sub.prefixes.discard(prefix)
+                        self._release(sub.owner)
                     self._unindex(prefix, ident)
                 if not sub.prefixes:
                     del self.subscribers[ident]
@@ -300,6 +316,13 @@ class EventBus(Service):
         except zmq.ZMQError:
             pass  # gone, or hopelessly behind: it will time out and retry
 
+    def _release(self, owner: str) -> None:
+        left = self._held.get(owner, 0) - 1
+        if left > 0:
+            self._held[owner] = left
+        else:
+            self._held.pop(owner, None)
+
     def _unindex(self, prefix: bytes, ident: bytes) -> None:
         idents = self.by_prefix.get(prefix)
         if idents is not None:
@@ -312,6 +335,7 @@ class EventBus(Service):
         if sub is not None:
             for prefix in sub.prefixes:
                 self._unindex(prefix, ident)
+                self._release(sub.owner)
             self._index_changed()
 
     def forget(self, who: str) -> None:

@@ -20,6 +20,7 @@ from .._pages.registry import note_kernel
 from .._wire import protocol as P
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec
+from .._wire.limits import frame_limit, limit_inbound
 from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
@@ -86,6 +87,7 @@ class ClientCore:
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.LINGER, 0)
+        limit_inbound(sock, frame_limit(self.config.max_message_bytes))
         # Blocking receives (a sync caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)

@@ -17,6 +17,7 @@ import zmq
 from .._wire import protocol as P
 from .._wire.codec import Codec, error_payload
 from .._wire.fastpack import unpackb as _unpackb
+from .._wire.limits import limit_inbound
 from ..errors import ProtocolError
 from .driver import LoopDriver
 from .frames import get_option as _get
@@ -75,11 +76,19 @@ def _property(frame: Any, name: str) -> str | None:
         return None
 
 
-def make_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """A ROUTER bound at ``endpoint`` with our options (unroutable replies raise, replies never drop)."""
+def make_router(ctx: zmq.Context, endpoint: str, *, max_bytes: int = 0, send_queue: int = 0) -> zmq.Socket:
+    """A ROUTER bound at ``endpoint`` with our options (unroutable replies raise).
+
+    Args:
+        max_bytes: largest frame accepted (``MAXMSGSIZE``; a peer sending more is disconnected unread).
+        send_queue: replies queued per caller (0: unbounded, replies never drop); a caller whose
+            queue is full is cut off (see ``RpcServer``).
+    """
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.SNDHWM, send_queue)
+    if max_bytes:
+        limit_inbound(sock, max_bytes)
     sock.setsockopt(zmq.RCVHWM, RECV_HWM)
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(endpoint)
@@ -124,6 +133,7 @@ class RpcServer:
         #: Called after each burst of reads (the actor's executor starts queued work there).
         self.after_read: Callable[[], None] | None = None
         self._gone: dict[bytes, None] = {}  # callers whose replies were unroutable (recent, bounded)
+        self.cut_off: dict[bytes, None] = {}  # callers that stopped reading (bounded; see ``_cut_off``)
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._outbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._flush_scheduled = False
@@ -207,6 +217,9 @@ class RpcServer:
 
     def _handle(self, frames: list[bytes]) -> None:
         ident = frames[0]
+        if self.cut_off and ident in self.cut_off:
+            self._count("ignored_cut_off")
+            return
         if len(frames) < 2:
             self._count("malformed")
             return
@@ -381,6 +394,21 @@ class RpcServer:
         """Whether replies to this caller recently could not be delivered (it disconnected)."""
         return ident in self._gone
 
+    def _cut_off(self, ident: bytes) -> None:
+        """A caller that does not read its replies (its send queue is full): serve it no more.
+
+        Its replies are dropped and its requests ignored from now on, so it cannot make this
+        process hold more than ``send_queue`` messages for it. (ZeroMQ cannot close one peer of a
+        bound socket; a client that reconnects gets a new routing id and a fresh start.)
+        """
+        if ident not in self.cut_off:
+            self._count("clients_cut_off")
+            log.warning("a client stopped reading its replies: it is cut off (send queue full)")
+            self.cut_off[ident] = None
+            if len(self.cut_off) > 4096:
+                del self.cut_off[next(iter(self.cut_off))]
+        self._outbox.pop(ident, None)
+
     def flush(self) -> None:
         self._flush_scheduled = False
         if not self._outbox:
@@ -396,7 +424,7 @@ class RpcServer:
         queue = self._outbox.pop(ident, None)
         if not queue:
             return
-        while queue:
+        while queue and ident not in self.cut_off:
             chunk, queue = queue[: P.BATCH_MAX_ITEMS], queue[P.BATCH_MAX_ITEMS :]
             if len(chunk) == 1:
                 self._send([ident, chunk[0][0], chunk[0][1]])
@@ -415,6 +443,8 @@ class RpcServer:
                 self._gone[frames[0]] = None
                 if len(self._gone) > 1024:
                     del self._gone[next(iter(self._gone))]
+            elif exc.errno == zmq.EAGAIN:
+                self._cut_off(frames[0])
             else:
                 self._count("replies_failed")
                 log.warning("reply could not be sent: %s", exc)

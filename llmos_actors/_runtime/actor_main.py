@@ -28,6 +28,7 @@ from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
+from .._wire.limits import frame_limit
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
@@ -119,7 +120,7 @@ class ActorRuntime:
             sock_path.unlink()  # a previous incarnation's socket file
         except FileNotFoundError:
             pass
-        sock = make_router(self.ctx, self.endpoint)
+        sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
         self.server = RpcServer(
             self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
         )

@@ -50,7 +50,7 @@ def test_forged_system_event_is_refused_and_audited(daemon, kernel):
                 return _events_of(daemon)["refused"] > 0
 
             wait_for(refused, 10, what="the daemon to refuse a forged sys. topic")
-            topic, event = audit.get(timeout=5)
+            _topic, event = audit.get(timeout=5)
             while event.get("request") != "publish":
                 _topic, event = audit.get(timeout=5)
             assert event["action"] == "refused" and "reserved" in event["reason"]
