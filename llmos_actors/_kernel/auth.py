@@ -76,7 +76,9 @@ class Policy:
         unknown = set(section) - {"roles", "key_role", "user_modules", "limits"}
         if unknown:
             raise ConfigError(f"[security]: unknown keys {', '.join(sorted(unknown))}")
-        roles = dict(section.get("roles") or {})
+        roles = section.get("roles") or {}
+        if not isinstance(roles, dict):
+            raise ConfigError('[security] roles must be a table: roles = { "uid:1001" = "user" }')
         for who, role in roles.items():
             if role not in ROLES:
                 raise ConfigError(f"[security] roles: {who!r} has role {role!r}; roles are {ROLES}")

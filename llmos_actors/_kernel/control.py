@@ -98,15 +98,18 @@ class ControlService:
             raise
         record = await d.spawn(request, owner=who.name)
         d.audit.record("spawn", who, actor=record.id, name=record.name, cls=record.cls, pid=record.pid)
-        return self._address_reply(record)
+        return self._address_reply(record, who)
 
     @staticmethod
-    def _address_reply(record: ActorRecord) -> dict:
-        return {**record.address(), "pid": record.pid, "cpus": record.cpus, "nice": record.nice}
+    def _address_reply(record: ActorRecord, who: Identity | None = None) -> dict:
+        address = record.address()
+        if who is not None and who.remote:  # a remote client reaches the actor over TCP (CurveZMQ)
+            address["endpoint"] = record.tcp_endpoint
+        return {**address, "pid": record.pid, "cpus": record.cpus, "nice": record.nice}
 
     def lookup(self, req: Request, name: Any) -> dict:
         record = self.daemon.table.find(_str_arg(name, "name"))
-        return self._address_reply(record)
+        return self._address_reply(record, identity_of(req))
 
     async def kill(self, req: Request, target: Any, force: bool = False, grace: Any = None, drain: bool = True) -> dict:
         record = self.daemon.table.find(_str_arg(target, "actor name"))

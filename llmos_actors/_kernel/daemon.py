@@ -36,6 +36,7 @@ from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .monitors import Monitors
+from .network import Network
 from .proctable import ActorRecord, ProcessTable
 from .quotas import Limits, Quotas
 from .resources import Inventory
@@ -210,7 +211,8 @@ class Daemon:
         self.sync = SyncObjects(self.loop, extra.get("sync"))
         self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
         self.scheduler = Scheduler(self)
-        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
+        self.network = Network(self)
+        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler, self.network]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

@@ -229,6 +229,8 @@ class Lifecycle:
             record.placement_note = info.get("nice_error", "")
             record.overflow = info.get("overflow", record.overflow)
             record.trap_exits = bool(info.get("trap_exits"))
+            tcp = info.get("tcp_endpoint")
+            record.tcp_endpoint = tcp if isinstance(tcp, str) and tcp.startswith("tcp://") else ""
         if record.ready is not None and not record.ready.done():
             record.ready.set_result(record)
         self.publish(

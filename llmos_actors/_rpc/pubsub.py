@@ -31,6 +31,7 @@ from .._wire.topics import array_body, check_topic, parse_delivery, pub_header
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET, Config
 from ..errors import CallTimeout, DaemonUnavailable, ProtocolError
 from .driver import LoopDriver
+from .tcp import secure_client
 
 #: The caller sends the queue itself once this many messages wait (it is far ahead of the loop).
 FLUSH_AT = TOPIC_BATCH_ITEMS
@@ -64,6 +65,7 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, config.topic_queue)
         self.sock.setsockopt(zmq.LINGER, 500)
         limit_inbound(self.sock, CONTROL_FRAME_BYTES)
+        secure_client(self.sock, config)
         self.sock.connect(config.endpoint(PUBLISH_SOCKET))
         if not self.sock.poll(int(config.connect_timeout * 1000), zmq.POLLIN):
             self.sock.close(linger=0)
@@ -186,6 +188,7 @@ class SubscriberSocket:
         self.sock.setsockopt(zmq.RCVBUF, 256 * 1024)
         self.sock.setsockopt(zmq.LINGER, 200)
         limit_inbound(self.sock, frame_limit(config.max_message_bytes))
+        secure_client(self.sock, config)
         self.sock.connect(config.endpoint(EVENTS_SOCKET))
         self.prefixes: list[str] = []
         self.dropped = 0

@@ -26,6 +26,7 @@ from .._pages.registry import set_default as set_default_pool
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
+from .._rpc.tcp import bind_actor_tcp
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
 from .._wire.limits import frame_limit
@@ -47,7 +48,7 @@ EXIT_FAILED = 1
 
 def config_from_dict(data: dict) -> Config:
     values = dict(data)
-    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir"):
+    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["preload"] = tuple(values.get("preload") or ())
@@ -121,6 +122,7 @@ class ActorRuntime:
         except FileNotFoundError:
             pass
         sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
+        self.tcp_endpoint, self.zap = bind_actor_tcp(sock, self.ctx, loop, self.config)
         self.server = RpcServer(
             self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
         )
@@ -153,6 +155,7 @@ class ActorRuntime:
                 "overflow": settings["overflow"],
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
                 "mailbox": settings["mailbox_policy"],
+                "tcp_endpoint": self.tcp_endpoint,
                 **self.placement,
             },
             self.spec.get("token"),
@@ -306,6 +309,8 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
+        if getattr(self, "zap", None) is not None:
+            self.zap.close()
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
