@@ -23,8 +23,19 @@ from . import (
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
-COMMANDS.append(keygen_cmd)
+COMMANDS = [
+    daemon_cmd,
+    status_cmd,
+    ps_cmd,
+    spawn_cmd,
+    call_cmd,
+    kill_cmd,
+    logs_cmd,
+    topics_cmd,
+    top_cmd,
+    bench_cmd,
+    keygen_cmd,
+]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
