@@ -17,7 +17,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from .docpage import DocPageError, check_doc, write_docs
 from .payload import PAYLOAD_BYTES
 from .runner import CaseResult, Result
