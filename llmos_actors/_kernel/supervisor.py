@@ -170,6 +170,7 @@ class Supervision(Service):
         loop: asyncio.AbstractEventLoop | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        publish: Callable[[str, dict], None] | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.table = table
@@ -185,7 +186,7 @@ class Supervision(Service):
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._deciding: ActorRecord | None = None
-        self.publish: Callable[[str, dict], None] = lambda topic, body: None
+        self.publish = publish or (lambda topic, body: None)
         self.restarts = 0
         self.gave_up = 0
 
@@ -279,7 +280,7 @@ class Supervision(Service):
             node.children.append(record.id)
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, record: ActorRecord) -> bool:
+    def decide_restart(self, record: ActorRecord) -> bool:
         """Whether the incarnation that just died gets a successor (called before the death is announced)."""
         node = self.nodes.get(record.supervisor) if record.supervisor else None
         if record.wanted_down or record.doomed:
@@ -490,7 +491,7 @@ class Supervision(Service):
         roots = [n for n in self.nodes.values() if n.parent is None]
         await asyncio.gather(*(self.stop_node(n, grace) for n in roots), return_exceptions=True)
 
-    def forget(self, record: ActorRecord) -> None:
+    def on_actor_exit(self, record: ActorRecord) -> None:
         """Exit hook: drop a standalone actor's history once it is gone for good."""
         if record.state == EXITED:
             self.standalone.pop(record.id, None)
