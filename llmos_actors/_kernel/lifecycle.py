@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import Config
 from ..errors import LlmosError, ProtocolError
@@ -39,6 +39,7 @@ from .proctable import (
     start_error,
 )
 from .resources import Inventory, nice_for
+from .service import Services
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -48,25 +49,6 @@ _CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_
 
 Notify = Callable[[ActorRecord, dict], None]
 Publish = Callable[[str, dict], None]
-
-
-class ActorEvents(Protocol):
-    """What the lifecycle tells the daemon's services (``service.Services``)."""
-
-    def record_created(self, record: ActorRecord) -> None: ...
-    def decide_restart(self, record: ActorRecord) -> bool: ...
-    def actor_exited(self, record: ActorRecord) -> None: ...
-
-
-class _NoEvents:
-    def record_created(self, record: ActorRecord) -> None:
-        pass
-
-    def decide_restart(self, record: ActorRecord) -> bool:
-        return False
-
-    def actor_exited(self, record: ActorRecord) -> None:
-        pass
 
 
 class Lifecycle:
@@ -88,7 +70,7 @@ class Lifecycle:
         logs: LogCollector,
         notify: Notify,
         *,
-        events: ActorEvents | None = None,
+        events: Services | None = None,
         publish: Publish | None = None,
     ) -> None:
         self.config = config
@@ -98,7 +80,7 @@ class Lifecycle:
         self.zygote = zygote
         self.logs = logs
         self.notify = notify
-        self.events: ActorEvents = events if events is not None else _NoEvents()
+        self.events = events if events is not None else Services()
         self.publish: Publish = publish or (lambda topic, body: None)
         self.outputs: dict[str, Any] = {}
         self.restart_times: list[float] = []

@@ -149,9 +149,9 @@ class ActorRuntime:
             self.actor_id,
             {
                 "pid": os.getpid(),
-                "overflow": settings["overflow"],
+                "overflow": settings.overflow,
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
-                "mailbox": settings["mailbox_policy"],
+                "mailbox": settings.mailbox_policy,
                 **self.placement,
             },
             timeout=self.config.spawn_timeout,
