@@ -12,9 +12,9 @@ import os
 import time
 from typing import Any
 
-from .. import __version__
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
+from .._version import __version__
 from .._wire import protocol as P
 from ..errors import ActorNotFound, LimitExceeded, PermissionDenied, ProtocolError
 from .auth import DAEMON, Gate, Identity
