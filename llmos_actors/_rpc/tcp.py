@@ -17,7 +17,7 @@ import zmq
 
 from ..config import Config
 from ..errors import ConfigError, ProtocolError
-from ..keys import load_public_key, load_secret_key
+from .keyfiles import load_public_key, load_secret_key
 from .zap import ZapHandler, curve_client, curve_server
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from ..keys import load_authorized_keys
+from .keyfiles import load_authorized_keys
 
 log = logging.getLogger(__name__)
 
