@@ -220,6 +220,7 @@ class Daemon:
         self.events.audit = self.audit
         self.events.max_prefixes = self.limits.subscriptions
         self.events.max_subscribers = self.limits.subscribers
+        self.sync.max_waiters = self.limits.waiters
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

@@ -298,7 +298,22 @@ class PagesService(Service):
 
     def _op_free(self, conn: Peer, oid: Any) -> tuple[dict, None]:
         try:
+            obj = self.store.lookup(oid)
+            creator = obj.creator
+            if creator is not None and creator != conn.pid and _alive(creator):
+                message = f"object {oid} belongs to process {creator}: only it may free it (others may read it)"
+                return {"error": "denied", "message": message}, None
             self.store.free(oid)
         except ObjectMissing as exc:
             return {"error": "missing", "message": str(exc)}, None
         return {}, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

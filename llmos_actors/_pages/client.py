@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ObjectLost, PoolExhausted, ProtocolError
+from ..errors import ObjectLost, PermissionDenied, PoolExhausted, ProtocolError
 from . import channel as C
 from .mapping import U8, LocalBlock, PagesMapping
 
@@ -230,6 +230,8 @@ class PageClient(PagesMapping):
             self._unlock()
         if reply.get("error") == "missing":
             raise ObjectLost(reply.get("message", f"no object {oid!r}"))
+        if reply.get("error") == "denied":
+            raise PermissionDenied(reply.get("message", f"object {oid!r} is not yours to free"))
 
     def numbers(self) -> dict[str, int]:
         """This process's side: blocks mapped and live leases (for tests and debugging)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class StoredObject:
     block: Block | None
     last_used: float
     path: Path | None = None
+    creator: int | None = None  # the process that stored it (only it, while it lives, may free it)
 
 
 class ObjectStore:
@@ -68,9 +70,10 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ operations
     def put(self, pid: int, block: Block, meta: list, *, detached: bool) -> str:
-        oid = f"{self.pool.pool_id:016x}-{next(self._ids)}"
+        # The random tail makes ids unguessable: holding an id means having been given it.
+        oid = f"{self.pool.pool_id:016x}-{next(self._ids)}-{secrets.token_hex(8)}"
         block.store += 1
-        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock())
+        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock(), creator=pid)
         return oid
 
     def lookup(self, oid: Any) -> StoredObject:
