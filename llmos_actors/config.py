@@ -38,7 +38,14 @@ OVERFLOW_POLICIES = ("block", "raise", "drop")
 
 
 def default_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the daemon's sockets live: $LLMOS_RUNTIME_DIR, $XDG_RUNTIME_DIR/llmos, /run/llmos (root), /tmp."""
+    """Where the daemon's sockets live: $LLMOS_RUNTIME_DIR, $XDG_RUNTIME_DIR/llmos, /run/llmos (root).
+
+    There is no shared fallback (a predictable path under /tmp could be made first by
+    another user): without ``$XDG_RUNTIME_DIR`` a directory must be given.
+
+    Raises:
+        ConfigError: none of those applies.
+    """
     env = os.environ if env is None else env
     if env.get("LLMOS_RUNTIME_DIR"):
         return Path(env["LLMOS_RUNTIME_DIR"]).expanduser()
@@ -46,7 +53,10 @@ def default_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
         return Path(env["XDG_RUNTIME_DIR"]) / "llmos"
     if os.geteuid() == 0:
         return Path("/run/llmos")
-    return Path(f"/tmp/llmos-{os.getuid()}")
+    raise ConfigError(
+        "no runtime directory: $XDG_RUNTIME_DIR is not set; set LLMOS_RUNTIME_DIR (or --runtime-dir) to a "
+        "private directory (there is no /tmp fallback: another user could create it first)"
+    )
 
 
 def default_state_dir(runtime_dir: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -263,7 +273,12 @@ def load_config(
     flags = flags or {}
     # Directories: flags > environment > file > defaults (one daemon instance per shell).
     runtime_dir = flags.get("runtime_dir") or env.get("LLMOS_RUNTIME_DIR") or settings.get("runtime_dir")
-    settings["runtime_dir"] = Path(runtime_dir).expanduser() if runtime_dir else default_runtime_dir(env)
+    if runtime_dir:
+        settings["runtime_dir"] = Path(runtime_dir).expanduser()
+    elif flags.get("connect"):  # a remote daemon: no local directory is used
+        settings["runtime_dir"] = Path("/nonexistent/llmos-remote")
+    else:
+        settings["runtime_dir"] = default_runtime_dir(env)
     state_dir = flags.get("state_dir") or env.get("LLMOS_STATE_DIR") or settings.get("state_dir")
     values = {k: _coerce(k, v) if k != "extra" else v for k, v in settings.items()}
     values["runtime_dir"] = Path(values["runtime_dir"]).absolute()

@@ -60,18 +60,35 @@ class AlreadyRunning(LlmosError):
 def prepare_runtime_dir(path: Path) -> None:
     """Create the runtime dir with mode 0700, or check an existing one is ours and private.
 
+    Checked without following links (``lstat``, ``O_NOFOLLOW``): a symlink planted in its
+    place by another user is refused, never followed.
+
     Raises:
-        ConfigError: it belongs to another user, or is not a directory.
+        ConfigError: a symlink, not a directory, or another user's.
     """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"runtime_dir {path} is not a directory")
-    if st.st_uid != os.geteuid():
-        raise ConfigError(f"runtime_dir {path} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    (path / ACTORS_DIR).mkdir(mode=0o700, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    for directory in (path, path / ACTORS_DIR):
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            os.mkdir(directory, 0o700)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError(f"runtime_dir {directory} is not a directory (or is a symlink): {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid():
+                raise ConfigError(
+                    f"runtime_dir {directory} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})"
+                )
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
 
 def config_as_dict(config: Config) -> dict:
@@ -371,6 +388,7 @@ class Daemon:
 
 def run_daemon(config: Config) -> int:
     """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+    os.umask(0o077)  # sockets, logs and keys are the daemon's user's alone
     apply_gc_threshold(config.gc_threshold)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

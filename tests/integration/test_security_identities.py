@@ -68,3 +68,10 @@ def test_others_may_read_what_they_were_given_never_free_it(kernel):
     actor.call("free", theirs)  # its owner may
     kernel.free(mine)
     kernel.kill(actor)
+
+
+def test_sockets_are_the_daemons_users_alone(daemon):
+    rd = daemon.runtime_dir
+    assert rd.stat().st_mode & 0o777 == 0o700
+    for name in ("control", "events", "publish"):
+        assert (rd / name).stat().st_mode & 0o077 == 0, name
