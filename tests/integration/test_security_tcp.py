@@ -7,7 +7,6 @@ One daemon listening on loopback; a key pair per client made with ``llmos keygen
 from __future__ import annotations
 
 import shutil
-import socket
 
 import msgpack
 import pytest
@@ -16,32 +15,9 @@ import zmq
 import llmos_actors as llmos
 from llmos_actors._wire import protocol as P
 from llmos_actors.keys import generate_keypair
-from llmos_actors.testing import short_tmpdir, start_daemon
+from llmos_actors.testing import free_tcp_ports, short_tmpdir, start_daemon
 
 from actors import Counter
-
-
-def _free_port_run() -> int:
-    """A port P with P, P+1 and P+2 free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port > 65000:
-            continue
-        try:
-            socks = []
-            for p in (port + 1, port + 2):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +36,7 @@ def keys():
 
 @pytest.fixture(scope="module")
 def daemon(keys):
-    port = _free_port_run()
+    port = free_tcp_ports(3)
     with start_daemon(
         grace=2.0,
         connect_timeout=2.0,
