@@ -82,9 +82,7 @@ def prepare_runtime_dir(path: Path) -> None:
         try:
             st = os.fstat(fd)
             if st.st_uid != os.geteuid():
-                raise ConfigError(
-                    f"runtime_dir {directory} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})"
-                )
+                raise ConfigError(f"runtime_dir {directory} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
             if stat.S_IMODE(st.st_mode) != 0o700:
                 os.fchmod(fd, 0o700)
         finally:
@@ -238,6 +236,7 @@ class Daemon:
         self.events.max_prefixes = self.limits.subscriptions
         self.events.max_subscribers = self.limits.subscribers
         self.sync.max_waiters = self.limits.waiters
+        self.pages.limits = self.limits
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

@@ -23,13 +23,11 @@ class Limits:
     #: Prefixes one subscriber socket may hold, and subscriber sockets in all.
     subscriptions: int = 1024
     subscribers: int = 4096
-    #: Sync objects one connection may create, and waiters one connection may have queued.
-    sync_objects: int = 10_000
+    #: Waits one connection may have queued on sync objects (their number is ``[sync] max_objects``).
     waiters: int = 10_000
-    #: Objects and bytes one identity may keep in the store, and page transfers in flight.
+    #: Objects and bytes one process may keep in the store.
     stored_objects: int = 100_000
     stored_bytes: int = 1 << 40
-    transfers: int = 100_000
     #: Replies queued to one client that does not read them, before it is cut off (messages).
     send_queue: int = 10_000
     #: Largest message any daemon socket accepts (bytes; larger ones are dropped by libzmq unread).

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ObjectLost, PermissionDenied, PoolExhausted, ProtocolError
+from ..errors import LimitExceeded, ObjectLost, PermissionDenied, PoolExhausted, ProtocolError
 from . import channel as C
 from .mapping import U8, LocalBlock, PagesMapping
 
@@ -187,6 +187,8 @@ class PageClient(PagesMapping):
             reply = self._request(C.PUT, block.start, block.gen, meta, detached)
         finally:
             self._unlock()
+        if reply.get("error") == "limit":
+            raise LimitExceeded(reply.get("message", "put refused: a [limits] quota was reached"))
         if "oid" not in reply:
             raise ProtocolError(f"put failed: {reply.get('message', reply)}")
         return reply["oid"]

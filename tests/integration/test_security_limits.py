@@ -26,7 +26,7 @@ def daemon():
     with start_daemon(
         grace=2.0,
         max_message_bytes=1 * MiB,
-        limits={"send_queue": 20, "actors": 3, "subscriptions": 5},
+        limits={"send_queue": 20, "actors": 3, "subscriptions": 5, "waiters": 3, "stored_objects": 2},
     ) as handle:
         yield handle
 
@@ -121,6 +121,39 @@ def test_subscription_quota_names_the_limit(kernel):
     finally:
         for s in subs:
             s.close()
+
+
+def test_waiter_quota_names_the_limit(daemon, kernel):
+    import os
+
+    m = kernel.mutex("quota-m")
+    assert m.acquire(timeout=5)
+    sock = _raw_dealer(daemon)
+    try:
+        who = {"pid": os.getpid(), "owner": "w"}
+        for ticket in range(1, 5):
+            head = P.request_header(P.CALL, ticket, "sync_acquire")
+            sock.send_multipart([head, msgpack.packb([["mutex", "quota-m", None, who, 30.0, ticket], {}])])
+        assert sock.poll(5000)
+        head, body = sock.recv_multipart()
+        reply = msgpack.unpackb(head)
+        assert reply["id"] == 4 and reply["kind"] == "err"
+        assert "[limits] waiters = 3" in msgpack.unpackb(body)["message"]
+    finally:
+        sock.close(0)
+        m.release()
+
+
+def test_store_quota_names_the_limit(kernel):
+    import numpy as np
+
+    refs = [kernel.put(np.zeros(100_000)) for _ in range(2)]
+    with pytest.raises(llmos.LimitExceeded, match=r"\[limits\] stored_objects = 2"):
+        kernel.put(np.zeros(100_000))
+    kernel.free(refs[0])
+    refs[0] = kernel.put(np.zeros(100_000))  # room again
+    for ref in refs:
+        kernel.free(ref)
 
 
 def test_limits_are_checked_at_start(tmp_path):
