@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import secrets
 import time
 from typing import Any
 
@@ -134,8 +135,12 @@ class PageClient(PagesMapping):
         return block, readonly, offset
 
     def sent(self, block: LocalBlock, fanout: bool) -> tuple[int, int]:
-        """Register a handle to ``block`` that is about to leave in a message; returns its token."""
-        seq = next(self.seq)
+        """Register a handle to ``block`` that is about to leave in a message; returns its token.
+
+        The token's ``seq`` is random, not a counter: only a process that was sent the
+        handle can name the transfer, so no stranger can take (or spoil) it by guessing.
+        """
+        seq = secrets.randbits(62)
         self.lock.acquire()
         try:
             if block.arena:

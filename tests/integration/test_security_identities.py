@@ -6,6 +6,7 @@ holder, guessing its object ids, freeing what it was given.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -75,3 +76,28 @@ def test_sockets_are_the_daemons_users_alone(daemon):
     assert rd.stat().st_mode & 0o777 == 0o700
     for name in ("control", "events", "publish"):
         assert (rd / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_transfer_tokens_cannot_be_guessed(daemon, kernel):
+    from llmos_actors._pages.registry import client_for
+
+    client = client_for(daemon.runtime_dir)
+    seen: list[tuple[int, int]] = []
+    original = client.sent
+
+    def spy(block, fanout):
+        token = original(block, fanout)
+        seen.append(token)
+        return token
+
+    client.sent = spy
+    try:
+        actor = kernel.spawn(PageUser)
+        for _ in range(3):
+            assert actor.call("total", np.ones(200_000)) == 200_000.0
+    finally:
+        del client.sent
+    seqs = [seq for _pid, seq in seen]
+    assert len(seqs) >= 3 and len(set(seqs)) == len(seqs)
+    assert all(abs(b - a) > 1_000_000 for a, b in itertools.pairwise(seqs))
+    kernel.kill(actor)
