@@ -117,6 +117,15 @@ class Policy:
         if who.role == "user" and method in ADMIN_METHODS:
             raise PermissionDenied(f"{who.name} (user) may not call {method!r}")
 
+    def topic_verdict(self, peer_address: str | None, user_id: str | None, action: str) -> str:
+        """Why a topic socket's peer may not ``action`` ("publish" or "subscribe"); "" if it may."""
+        who = self.identify(peer_address, user_id)
+        if who is None:
+            return f"connection {user_id or peer_address or '?'} has no role on this daemon"
+        if action == "publish" and who.role == "observer":
+            return f"{who.name} (observer) may not publish"
+        return ""
+
     def check_spawn(self, who: Identity, cls: str) -> None:
         """Raises: PermissionDenied: a user spawning a class outside ``user_modules``."""
         if who.role == "admin":

@@ -233,6 +233,7 @@ class Daemon:
         self.network = add(Network(self))
         self.audit.publish = publish
         self.events.audit = self.audit
+        self.events.may = self.policy.topic_verdict
         self.events.max_prefixes = self.limits.subscriptions
         self.events.max_subscribers = self.limits.subscribers
         self.sync.max_waiters = self.limits.waiters

@@ -31,7 +31,7 @@ from .._wire.codec import error_payload
 from .._wire.limits import CONTROL_FRAME_BYTES, frame_limit, limit_inbound
 from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header, refuse_topic
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET
-from ..errors import LimitExceeded, ProtocolError
+from ..errors import LimitExceeded, PermissionDenied, ProtocolError
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ class EventBus(Service):
         self.refused = 0
         self._held: dict[str, int] = {}  # prefixes held per peer process
         self._peer = ""  # the peer of the control message being handled
+        #: ``may(peer_address, user_id, action) -> why not ("" if allowed)``: roles (the daemon sets it).
+        self.may: Any = None
+        self._verdicts: dict[tuple, str] = {}
         self.published = 0
         self.delivered = 0
         self.dropped = 0
@@ -207,7 +210,7 @@ class EventBus(Service):
                 self.malformed += 1
                 continue
             raw = topic.bytes
-            why = refuse_topic(raw)
+            why = refuse_topic(raw) or self._refuse_role(topic, "publish")
             if why:
                 self._refuse_published(topic, why)
                 continue
@@ -218,6 +221,23 @@ class EventBus(Service):
         else:
             self.loop.call_soon(self._on_published)
         self._check_subscribers()
+
+    def _refuse_role(self, frame: Any, action: str) -> str:
+        """Why the sender of ``frame`` may not ``action`` ("" if it may): its role, from the transport."""
+        if self.may is None:
+            return ""
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            user = None
+        key = (_peer_of(frame), user, action)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self.may(key[0], user, action)
+            if len(self._verdicts) > 4096:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
     def _refuse_published(self, topic_frame: Any, why: str) -> None:
         self.refused += 1
@@ -250,10 +270,18 @@ class EventBus(Service):
             ident, _, head_raw, body = (p.bytes for p in parts)
             msg_id = 0
             try:
+                denied = self._refuse_role(parts[0], "subscribe")
+                if denied:
+                    head = P.parse_header(head_raw)
+                    msg_id = head["id"]
+                    self.refused += 1
+                    if self.audit is not None:
+                        self.audit.refused("subscribe", f"peer:{self._peer}", denied)
+                    raise PermissionDenied(denied)
                 head = P.parse_header(head_raw)
                 msg_id = head["id"]
                 self._control(ident, head, msgpack.unpackb(body))
-            except (ProtocolError, ValueError, TypeError, LimitExceeded) as exc:
+            except (ProtocolError, ValueError, TypeError, LimitExceeded, PermissionDenied) as exc:
                 self._reply(ident, msg_id, P.ERR, error_payload(exc, with_traceback=False))
         else:
             self.loop.call_soon(self._on_subscriber)

@@ -152,3 +152,36 @@ def test_keygen_cli(tmp_path, capsys):
 def test_plain_tcp_is_never_offered():
     with pytest.raises(llmos.ConfigError, match="plain TCP"):
         llmos.connect("tcp://127.0.0.1:7700")
+
+
+def test_observers_subscribe_but_never_publish(daemon, keys):
+    import time
+
+    from llmos_actors.testing import wait_for
+
+    with daemon.connect() as local, local.subscribe("obs.") as seen, _remote(daemon, keys, "watcher") as watcher:
+        before = local.status()["topics"]["refused"]
+        with watcher.subscribe("obs.") as theirs:
+            deadline = time.monotonic() + 10
+            while True:  # an observer may subscribe: it hears what others publish
+                local.publish("obs.local", 1)
+                try:
+                    assert theirs.get(timeout=0.2) == ("obs.local", 1)
+                    break
+                except TimeoutError:
+                    assert time.monotonic() < deadline
+            while True:
+                try:
+                    seen.get(timeout=0.2)
+                except TimeoutError:
+                    break
+
+            def refused():
+                watcher.publish("obs.forged", 2)
+                return local.status()["topics"]["refused"] > before
+
+            wait_for(refused, 10, what="the daemon to refuse an observer's publish")
+            with pytest.raises(TimeoutError):
+                while True:
+                    topic, _ = seen.get(timeout=0.3)
+                    assert topic != "obs.forged"
