@@ -7,6 +7,7 @@ target must survive anything, answer what it can, and keep nothing of the rest.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import random
@@ -213,17 +214,22 @@ def pages(path: str, n: int, seed: int) -> None:
             ring.close()
 
 
-def tcp_handshake(host: str, port: int, n: int, seed: int) -> None:
-    """Raw bytes at a CurveZMQ port: greetings cut short, mutated, or noise, before any key is checked."""
+def tcp_handshake(host: str, port: int, n: int, seed: int, per_connection: int = 20) -> None:
+    """``n`` raw frames at a CurveZMQ port, ``per_connection`` per connection: greetings cut short,
+    mutated, or noise, before any key is checked (connections reset, so no TIME_WAIT piles up)."""
     rng = random.Random(seed)
     greeting = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + b"\0" + b"\0" * 31
-    for _ in range(n):
+    linger = struct.pack("ii", 1, 0)
+    for _ in range(max(1, n // per_connection)):
         with socket.create_connection((host, port), timeout=2) as s:
-            s.settimeout(0.05)
-            data = greeting if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 200))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            s.settimeout(0.01)
             try:
-                s.sendall(mutate(rng, data) if rng.random() < 0.7 else data)
-                s.recv(256)
+                for _ in range(per_connection):
+                    data = greeting if rng.random() < 0.5 else rng.randbytes(rng.randint(1, 200))
+                    s.sendall(mutate(rng, data) if rng.random() < 0.7 else data)
+                with contextlib.suppress(TimeoutError):
+                    s.recv(256)
             except OSError:
                 pass
 

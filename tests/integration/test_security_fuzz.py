@@ -84,7 +84,7 @@ def run_target(setup, target: str, n: int, seed: int) -> None:
     elif target == "tcp_actor":
         F.router(_tcp_endpoint_of_actor(setup), n, seed, setup["curve"])
     elif target == "tcp_handshake":
-        F.tcp_handshake("127.0.0.1", setup["port"], max(1, n // 20), seed)  # each input is a connection
+        F.tcp_handshake("127.0.0.1", setup["port"], n, seed)
 
 
 def _tcp_endpoint_of_actor(setup) -> str:
@@ -143,6 +143,7 @@ def test_fuzz(setup, warmed, target):
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("target", TARGETS)
 def test_fuzz_long(setup, warmed, target):
     run_target(setup, target, LONG_FRAMES, seed=2000 + TARGETS.index(target))
