@@ -55,7 +55,8 @@ class ControlService:
         self.server = server
         self.started = time.time()
         self.handlers: dict[str, Any] = {name: getattr(self, name) for name in PUBLIC_METHODS}
-        self.invoker = Invoker(server, self.handlers.get, pass_request=True, label="the daemon")
+        self.invoker = AuditedInvoker(server, self.handlers.get, pass_request=True, label="the daemon")
+        self.invoker.audit = daemon.audit
         # Every request passes the gate first: who sent it (from the transport), and may they?
         server.on_request = Gate(daemon.policy, server, daemon.audit, self.invoker)
 
@@ -214,3 +215,17 @@ class ControlService:
 def identity_of(req: Request) -> Identity:
     """Who sent ``req`` (set by the gate; the daemon itself for requests it makes internally)."""
     return getattr(req, "peer", None) or DAEMON
+
+
+class AuditedInvoker(Invoker):
+    """The daemon's invoker: a request refused as malformed or over a limit is audited too.
+
+    (Permission refusals are audited where they are decided, with what was asked.)
+    """
+
+    audit: Any = None
+
+    def fail(self, req: Request, exc: BaseException, *, traceback: bool = True) -> None:
+        if self.audit is not None and isinstance(exc, (ProtocolError, LimitExceeded)):
+            self.audit.refused(str(req.method)[:100], identity_of(req), str(exc)[:300])
+        super().fail(req, exc, traceback=traceback)

@@ -220,3 +220,12 @@ def test_async_audit(daemon):
             await k.audit({"action": "async"})
 
     asyncio.run(main())
+
+
+def test_malformed_requests_are_audited(kernel):
+    with kernel.subscribe("sys.audit") as audit:
+        with pytest.raises(llmos.ProtocolError):
+            kernel._control("spawn", {"cls": "x:Y", "name": 7})
+        _, event = audit.get(timeout=5)
+        assert event["action"] == "refused" and event["request"] == "spawn" and "name" in event["reason"]
+        assert event["by"].startswith("uid:")
