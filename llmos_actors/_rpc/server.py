@@ -17,18 +17,16 @@ import zmq
 from .._wire import protocol as P
 from .._wire.codec import Codec, error_payload
 from .._wire.fastpack import unpackb as _unpackb
-from .._wire.limits import limit_inbound
 from ..errors import ProtocolError
 from .driver import LoopDriver
 from .frames import get_option as _get
 from .frames import recv_message, send_message
+from .router import make_router  # noqa: F401  (where callers have always found it)
 
 log = logging.getLogger(__name__)
 
 #: Messages read per wake-up before other callbacks get a turn.
 DRAIN_LIMIT = 256
-#: Zmq messages the ROUTER queues inbound before senders block (each may be a batch).
-RECV_HWM = 128
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
@@ -74,25 +72,6 @@ def _property(frame: Any, name: str) -> str | None:
         return frame.get(name)
     except (zmq.ZMQError, AttributeError):
         return None
-
-
-def make_router(ctx: zmq.Context, endpoint: str, *, max_bytes: int = 0, send_queue: int = 0) -> zmq.Socket:
-    """A ROUTER bound at ``endpoint`` with our options (unroutable replies raise).
-
-    Args:
-        max_bytes: largest frame accepted (``MAXMSGSIZE``; a peer sending more is disconnected unread).
-        send_queue: replies queued per caller (0: unbounded, replies never drop); a caller whose
-            queue is full is cut off (see ``RpcServer``).
-    """
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.SNDHWM, send_queue)
-    if max_bytes:
-        limit_inbound(sock, max_bytes)
-    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.bind(endpoint)
-    return sock
 
 
 class RpcServer:
