@@ -52,7 +52,7 @@ class ActorRecord:
     ready: asyncio.Future | None = None
     exited_event: asyncio.Event = field(default_factory=asyncio.Event)
     placement_note: str = ""
-    # -- supervision (issue 5) -------------------------------------------------------
+    # -- supervision -------------------------------------------------------
     supervisor: str = ""  # id of the supervisor it belongs to ("" = standalone)
     limits: dict = field(default_factory=dict)  # per-actor intensity/period/backoff overrides
     wanted_down: bool = False  # stopped by request: never restarted
