@@ -41,9 +41,6 @@ PUMP_SLICE = 0.0005
 #: Within a slice, seconds between looks at the socket (an EVENTS query: well under a
 #: microsecond), so an urgent call that arrived waits for at most one running method.
 INTAKE_EVERY = 0.0002
-#: Topic messages per mailbox entry: a topic batch (up to 1,024) is queued in pieces, so
-#: urgent calls get a look-in between them, as between calls.
-TOPIC_CHUNK = P.BATCH_MAX_ITEMS
 
 
 _PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
@@ -131,12 +128,8 @@ class ActorExecutor(Invoker):
             self.stats["topic_drops"] = self.stats.get("topic_drops", 0) + len(items)
             return
         self.topic_queued += len(items)
-        put = self.mailbox.put
-        if len(items) <= TOPIC_CHUNK:
-            put(TopicDelivery(fn, kind, topic, items), None, None)
-        else:
-            for start in range(0, len(items), TOPIC_CHUNK):
-                put(TopicDelivery(fn, kind, topic, items[start : start + TOPIC_CHUNK]), None, None)
+        for piece in TopicDelivery.pieces(fn, kind, topic, items):
+            self.mailbox.put(piece, None, None)
         self.schedule_pump()
 
     def _pump_after_read(self) -> None:
