@@ -333,13 +333,14 @@ def test_the_owner_reads_its_small_values_without_the_daemon(kernel):
     assert own.find(small_ref.id) is not None and own.find(big_ref.id) is None
     assert kernel.get(big_ref) == big  # read from the pool
     u = kernel.spawn(PageUser)
-    u.call("free", small_ref)  # another process frees it: the pool's copy goes...
+    with pytest.raises(llmos.PermissionDenied):
+        u.call("free", small_ref)  # another process may read it, never free it (docs/security.md)
+    assert u.call("get_value", small_ref) == small
+    assert kernel.get(small_ref) == small
+    kernel.free(small_ref)  # the owner frees it: the pool's copy and its own go
+    assert own.find(small_ref.id) is None
     with pytest.raises(llmos.ObjectLost):
         u.call("get_value", small_ref)
-    assert kernel.get(small_ref) == small  # ...the owner still reads what it stored (documented)
-    with pytest.raises(llmos.ObjectLost):
-        kernel.free(small_ref)  # already freed in the pool; its own copy goes too
-    assert own.find(small_ref.id) is None
     kernel.free(big_ref)
 
 
