@@ -283,8 +283,9 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
-        if getattr(self, "zap", None) is not None:
-            self.zap.close()
+        zap = getattr(self, "zap", None)
+        if zap is not None:
+            zap.close()
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
