@@ -11,7 +11,6 @@ import logging
 
 __version__ = "0.1.0"
 
-from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from .actor import Actor
@@ -39,6 +38,7 @@ from .errors import (
     ResourceUnavailable,
     SupervisorError,
 )
+from .pages import empty, full, in_pages, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from .pool_dispatcher import PoolDispatcher
 from .pools import AsyncPool, Pool
 from .refs import ActorRef, AsyncActorRef, CallOptions
@@ -115,6 +115,7 @@ __all__ = [
     "connect_async",
     "empty",
     "full",
+    "in_pages",
     "in_pool",
     "load_config",
     "move",

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._rpc.waiters import AsyncWaiter, LlmosFuture, StreamWaiter, SyncWaiter
+from ._ops import Awaiting, Blocking, Surface
+from ._rpc.waiters import AsyncWaiter, BlockingWaiter, LlmosFuture, StreamWaiter
 from ._wire import fastpack
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
@@ -70,7 +71,9 @@ _NO_BUFS: list = []
 _packb = fastpack.packb
 
 
-class _BaseRef:
+class RefOps(Surface):
+    """What both flavours of ref share: the address, options, equality, encoding a request."""
+
     __slots__ = ("_addr", "_conn", "_kernel", "_opts")
 
     def __init__(self, address: ActorAddress, kernel: Any, options: CallOptions = DEFAULT_OPTIONS) -> None:
@@ -102,7 +105,7 @@ class _BaseRef:
         return self._addr.to_dict()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _BaseRef) and other._addr.id == self._addr.id
+        return isinstance(other, RefOps) and other._addr.id == self._addr.id
 
     def __hash__(self) -> int:
         return hash(self._addr.id)
@@ -130,7 +133,7 @@ class _BaseRef:
         return conn, msg_id, head, body, bufs, deadline
 
 
-def wait_sync(conn: Connection, msg_id: int, waiter: SyncWaiter, deadline: float | None, what: str) -> Any:
+def wait_blocking(conn: Connection, msg_id: int, waiter: BlockingWaiter, deadline: float | None, what: str) -> Any:
     """Block until ``waiter`` resolves or the deadline passes (then forget the request)."""
     if not waiter.done:
         try:
@@ -145,7 +148,13 @@ def wait_sync(conn: Connection, msg_id: int, waiter: SyncWaiter, deadline: float
     return waiter.result()
 
 
-class ActorRef(_BaseRef):
+# ``call``, ``ask``, ``tell`` and ``stream`` are written per flavour, not as ``_ops`` operations:
+# they are the data plane, where ``llmos bench`` cases 1_1_actor_calls_sync (``ActorRef.call``),
+# 1_1_actor_calls_pipelined (``ActorRef.ask``), 1_1_actor_calls_async (``AsyncActorRef.ask``) and
+# tell_throughput (``ActorRef.tell``) measure every allocation and lock on the way.
+
+
+class ActorRef(RefOps, Blocking):
     """A synchronous handle on an actor: ``call`` blocks, ``ask`` returns a future, ``tell`` returns at once."""
 
     __slots__ = ()
@@ -162,9 +171,9 @@ class ActorRef(_BaseRef):
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
-        waiter = SyncWaiter()
-        conn.call_sync(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
-        return wait_sync(conn, msg_id, waiter, deadline, f"call {method!r}")
+        waiter = BlockingWaiter()
+        conn.call_blocking(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
+        return wait_blocking(conn, msg_id, waiter, deadline, f"call {method!r}")
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
         """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
@@ -210,7 +219,7 @@ class ActorRef(_BaseRef):
         return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 
 
-class AsyncActorRef(_BaseRef):
+class AsyncActorRef(RefOps, Awaiting):
     """An asyncio handle on an actor: ``await ref.call(...)``; many calls may be in flight."""
 
     __slots__ = ()

@@ -11,6 +11,5 @@ client.py     a process's view of the pool: mapping, leases, arenas, channel
 handles.py    encode/decode of page handles (wire payloads, validation)
 codec.py      the pool-aware ``ArrayCodec`` that clients, actors and replies use
 cuda.py       CUDA tensors by CUDA IPC handle (torch's own sharing)
-api.py        public functions: empty/zeros/full, np_*, share, move, ObjectRef, kernel mixins
 bench.py      benchmark cases (tensor passing, put/get)
 """

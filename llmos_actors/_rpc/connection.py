@@ -353,7 +353,7 @@ class Connection:
             index -= 1
         outbox.insert(index, item)
 
-    def call_sync(
+    def call_blocking(
         self,
         msg_id: int,
         head: bytes,
@@ -413,7 +413,7 @@ class Connection:
         try:
             if waiter is not None:
                 self.pending[msg_id] = waiter  # type: ignore[index]
-            self._check_open()  # after registering: see call_sync
+            self._check_open()  # after registering: see call_blocking
             # Requests that expect a reply are never dropped: if the peer is not reading, they
             # wait in the outbox (the caller holds a future for each, so it bounds them itself).
             if self.outbox:

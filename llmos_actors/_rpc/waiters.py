@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import CallTimeout, ClosedError
 
 
-class SyncWaiter:
+class BlockingWaiter:
     """A thread blocked in ``ref.call()``: sleeps on a lock released by ``resolve``."""
 
     __slots__ = ("_lock", "done", "ok", "value")
@@ -77,19 +77,6 @@ class AsyncWaiter:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
-
-
-class CallbackWaiter:
-    """Calls ``fn(ok, value)`` on whichever thread reads the reply (internal uses)."""
-
-    __slots__ = ("fn",)
-    streaming = False
-
-    def __init__(self, fn) -> None:
-        self.fn = fn
-
-    def resolve(self, ok: bool, value: Any) -> None:
-        self.fn(ok, value)
 
 
 _END = object()

@@ -1,34 +1,35 @@
-"""The public face of the pages: allocate in the pool, share or move, put and get objects.
+"""Shared-memory pages for clients: allocate tensors in pages, share or move them, put and get objects.
 
 ``llmos.empty/zeros/full`` return torch tensors and ``llmos.np_empty/np_zeros/np_full``
-numpy arrays whose memory is pool pages, so sending them costs the same whatever their
-size. Without ``kernel=`` they use this process's default pool: inside an actor, its
-daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
-none, the default runtime dir's).
+numpy arrays whose memory is shared-memory pages, so sending them costs the same whatever
+their size. Without ``kernel=`` they use this process's default page pool: inside an actor,
+its daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
+none, the default runtime dir's). (Actor pools, ``kernel.pool``, are another thing: ``pools``.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LlmosError, ProtocolError
-from .codec import Shared
-from .objref import ObjectRef
+from ._ops import Surface, offload, operation
+from ._pages.codec import Shared
+from ._pages.objref import ObjectRef
+from .errors import LlmosError, ProtocolError
 
 if TYPE_CHECKING:  # numpy and the client load on first use: `import llmos_actors` stays light
     import numpy as np
 
-    from .._rpc.core import ClientCore
-    from .._wire.codec import Codec
-    from .client import PageClient
+    from ._pages.client import PageClient
+    from ._rpc.core import ClientCore
+    from ._wire.codec import Codec
 
 
 # ---------------------------------------------------------------------------- which pool
 def _client(kernel: Any) -> PageClient:
-    from .registry import client_for, default_client
+    from ._pages.registry import client_for, default_client
 
     if kernel is not None:
         arrays = kernel._core.codec.arrays
@@ -38,7 +39,7 @@ def _client(kernel: Any) -> PageClient:
     else:
         client = default_client()
         if client is None:
-            from ..config import load_config
+            from .config import load_config
 
             client = client_for(load_config().runtime_dir)
     if not client.attach():
@@ -133,13 +134,19 @@ def move(value: Any) -> Shared:
     return Shared(value, "m")
 
 
-def in_pool(value: Any, *, kernel: Any = None) -> bool:
-    """Whether a tensor's or array's memory lies in the pool (so sending it costs no copy)."""
-    from . import handles
+def in_pages(value: Any, *, kernel: Any = None) -> bool:
+    """Whether a tensor's or array's memory lies in shared-memory pages (so sending it costs no copy)."""
+    from ._pages import handles
 
     client = _client(kernel)
     view = handles.describe(value)
     return client.locate(view.low, view.span) is not None
+
+
+def in_pool(value: Any, *, kernel: Any = None) -> bool:
+    """Deprecated name of ``in_pages`` ("pool" now means actor pools only); removed in the next release."""
+    warnings.warn("llmos.in_pool is renamed llmos.in_pages", DeprecationWarning, stacklevel=2)
+    return in_pages(value, kernel=kernel)
 
 
 # ---------------------------------------------------------------------------- object store
@@ -150,7 +157,7 @@ KIND_VALUE = "v"
 def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = False) -> ObjectRef:
     import numpy as np
 
-    from . import handles
+    from ._pages import handles
 
     torch = sys.modules.get("torch")
     kind = None
@@ -183,7 +190,7 @@ def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = 
 
 
 def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None = None) -> Any:
-    from . import handles
+    from ._pages import handles
 
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"kernel.get takes an ObjectRef, not {type(ref).__name__}")
@@ -203,12 +210,18 @@ def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None 
     return handles.build(kind, dt, itemsize, base, shape, strides, first, writable=False)
 
 
-class PoolAllocators:
-    """``llmos.empty/zeros/full`` and their numpy twins in this kernel's pool (sync and async
-    handles alike: allocating never waits on the daemon for long)."""
+class PageOps(Surface):
+    """Kernel methods of the page pool: allocators in this kernel's pages (plain functions in both
+    flavours: allocating never waits on the daemon for long) and the object store (``put``/``get``/
+    ``free`` may wait for room or for the daemon: the asyncio flavour runs them in a thread)."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
 
     def empty(self, shape: Any, dtype: Any = None) -> Any:
-        """``llmos.empty`` in this kernel's pool."""
+        """``llmos.empty`` in this kernel's pages."""
         return empty(shape, dtype, kernel=self)
 
     def zeros(self, shape: Any, dtype: Any = None) -> Any:
@@ -226,19 +239,11 @@ class PoolAllocators:
     def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
         return np_full(shape, fill_value, dtype, kernel=self)
 
+    @operation
+    def put(self, value: Any, *, detached: bool = False) -> Any:
+        """Store a value in the pages; returns a ref anyone can ``get``.
 
-class PagesKernel(PoolAllocators):
-    """Kernel methods of the page pool (mixed into ``Kernel``)."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-    def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        """Store a value in the pool; returns a ref anyone can ``get``.
-
-        A tensor already in the pool is stored without a copy (do not write to it afterwards);
+        A tensor already in the pages is stored without a copy (do not write to it afterwards);
         any other array or tensor is copied in once; any other message value (numbers,
         strings, lists, maps...) is stored packed and ``get`` returns a copy of it (this process
         reads its own small values back without the daemon: ``_pages.owned``). The object
@@ -249,38 +254,21 @@ class PagesKernel(PoolAllocators):
         Raises:
             PoolExhausted: no room, even after spilling and waiting.
         """
-        return put_value(_client(self), value, self._core.codec, detached=detached)
+        return (yield offload(put_value, _client(self), value, self._core.codec, detached=detached))
 
+    @operation
     def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
         """The stored array or tensor, mapped read-only, without a copy (other values: unpacked).
 
         Raises:
             ObjectLost: freed, its owner exited, or another daemon's.
         """
-        return get_value(_client(self), ref, self._core.codec, timeout)
-
-    def free(self, ref: ObjectRef) -> None:
-        """Drop a stored object (its pages go once nobody maps them)."""
-        _client(self).free(ref.id)
-
-
-class AsyncPagesKernel(PoolAllocators):
-    """``AsyncKernel`` methods of the page pool: ``put``/``get``/``free`` are coroutines
-    (they may wait for room), the allocators are plain functions."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-    async def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        return await asyncio.to_thread(put_value, _client(self), value, self._core.codec, detached=detached)
-
-    async def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
         client, codec = _client(self), self._core.codec
         if isinstance(ref, ObjectRef) and (own := client.own_values.find(ref.id)) is not None:
             return codec.unpack(own)  # this process's own value: no thread, no daemon
-        return await asyncio.to_thread(get_value, client, ref, codec, timeout)
+        return (yield offload(get_value, client, ref, codec, timeout))
 
-    async def free(self, ref: ObjectRef) -> None:
-        await asyncio.to_thread(_client(self).free, ref.id)
+    @operation
+    def free(self, ref: ObjectRef) -> Any:
+        """Drop a stored object (its pages go once nobody maps them)."""
+        yield offload(_client(self).free, ref.id)
