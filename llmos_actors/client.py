@@ -240,7 +240,7 @@ class Kernel(KernelOps, Blocking):
         async def later() -> None:
             try:
                 await conn.wait_alive_async(deadline)
-                conn.send_now(msg_id, head, body, bufs, fut, prio)
+                conn.request(msg_id, head, body, bufs, fut, prio)
             except BaseException as exc:
                 fut.resolve(False, exc)
 
@@ -335,7 +335,7 @@ class AsyncKernel(KernelOps, Awaiting):
         core = self._core
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
-        core.control.submit(msg_id, head, body, bufs, waiter)
+        core.control.request(msg_id, head, body, bufs, waiter)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
         return waiter.future

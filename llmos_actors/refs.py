@@ -177,13 +177,27 @@ class ActorRef(RefOps, Blocking):
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
         """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
+        conn = self._conn
+        if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str and conn.dead is None:
+            # The hot path, as in ``tell``: plain data, no options. Anything unusual takes the general road.
+            try:
+                body = _packb([args, kwargs])
+            except (TypeError, ValueError, OverflowError):
+                body = b""
+            if body and len(body) <= conn.max_bytes:
+                fut = LlmosFuture()
+                fut._conn = conn
+                msg_id = self._kernel._core.next_id()
+                conn.request(msg_id, P.request_header(P.CALL, msg_id, method), body, _NO_BUFS, fut)
+                return fut
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         fut = LlmosFuture()
+        fut._conn = conn
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.
             self._kernel._send_when_alive(conn, msg_id, head, body, bufs, fut, deadline, self._opts.priority)
         else:
-            conn.send_now(msg_id, head, body, bufs, fut, self._opts.priority)
+            conn.request(msg_id, head, body, bufs, fut, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
         return fut
@@ -195,7 +209,7 @@ class ActorRef(RefOps, Blocking):
         """
         conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
         waiter = StreamWaiter()
-        conn.send_now(msg_id, head, body, bufs, waiter)
+        conn.request(msg_id, head, body, bufs, waiter)
         return StreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
 
     def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
@@ -212,11 +226,11 @@ class ActorRef(RefOps, Blocking):
             except (TypeError, ValueError, OverflowError):
                 body = b""
             if body and len(body) <= conn.max_bytes:
-                return conn.enqueue(P.tell_header(method), body, _NO_BUFS)
+                return conn.tell(P.tell_header(method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
-        return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
+        return conn.tell(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 
 
 class AsyncActorRef(RefOps, Awaiting):
@@ -248,7 +262,7 @@ class AsyncActorRef(RefOps, Awaiting):
                 return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
-        conn.submit(msg_id, head, body, bufs, waiter, self._opts.priority)
+        conn.request(msg_id, head, body, bufs, waiter, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
         return waiter.future
@@ -257,7 +271,7 @@ class AsyncActorRef(RefOps, Awaiting):
         """Call a generator method: ``async for item in ref.stream(...)``."""
         conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
         waiter = StreamWaiter(self._kernel._loop)
-        conn.submit(msg_id, head, body, bufs, waiter)
+        conn.request(msg_id, head, body, bufs, waiter)
         return AsyncStreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
 
     async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
@@ -265,4 +279,4 @@ class AsyncActorRef(RefOps, Awaiting):
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             await conn.wait_alive_async(deadline)
-        return await conn.enqueue_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)
+        return await conn.tell_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)

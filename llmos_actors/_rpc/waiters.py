@@ -33,6 +33,9 @@ class BlockingWaiter:
         self.ok, self.value, self.done = ok, value, True
         self._lock.release()
 
+    def finished(self) -> bool:
+        return self.done
+
     def wait(self, timeout: float | None) -> bool:
         """True once resolved; False if ``timeout`` seconds passed first."""
         if self.done:
@@ -45,17 +48,52 @@ class BlockingWaiter:
         raise self.value
 
 
+_FINISHED = "FINISHED"  # concurrent.futures' state names
+_PENDING = "PENDING"
+
+
 class LlmosFuture(concurrent.futures.Future):
-    """The future ``ref.ask()`` returns: a ``concurrent.futures.Future`` you may also ``await``."""
+    """The future ``ref.ask()`` returns: a ``concurrent.futures.Future`` you may also ``await``.
+
+    ``result()`` on a pending one first reads replies on the caller's thread (``Connection.pump``),
+    so a caller that waits for its asks costs no thread hand-off per batch.
+    """
 
     streaming = False
+    _conn: Any = None
 
     def resolve(self, ok: bool, value: Any) -> None:
-        if self.set_running_or_notify_cancel():
+        # One locked section instead of set_running_or_notify_cancel + set_result (two).
+        with self._condition:
+            if self._state != _PENDING:
+                if self._state == concurrent.futures._base.CANCELLED:
+                    self.set_running_or_notify_cancel()
+                return
             if ok:
-                self.set_result(value)
+                self._result = value
             else:
-                self.set_exception(value)
+                self._exception = value
+            self._state = _FINISHED
+            for waiter in self._waiters:
+                if ok:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+    def finished(self) -> bool:
+        return self._state != _PENDING
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _PENDING and self._conn is not None:
+            self._conn.pump(self)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state == _PENDING and self._conn is not None:
+            self._conn.pump(self)
+        return super().exception(timeout)
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()
