@@ -239,9 +239,3 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         RemoteError,
     )
 }
-
-
-def register_wire_error(cls: type[LlmosError]) -> type[LlmosError]:
-    """Make an error class from another module travel by its ``code``."""
-    WIRE_ERRORS[cls.code] = cls
-    return cls

@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _validate
 from ._ops import Awaiting, Blocking, Step, Surface, operation
 from .errors import CallTimeout, ClosedError
 
 if TYPE_CHECKING:
     from ._rpc.core import ClientCore
-
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 
 
 def target_id(ref_or_name: Any) -> str:
@@ -49,28 +48,17 @@ def _supervisor_spec(
     parent: Any,
     restart: str,
 ) -> dict:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-    if intensity is not None and (type(intensity) is not int or intensity < 0):
-        raise ValueError(f"intensity must be an int >= 0, not {intensity!r}")
-    for key, value in (("period", period), ("backoff", backoff), ("backoff_max", backoff_max)):
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{key} must be a number of seconds >= 0, not {value!r}")
-    if period is not None and period <= 0:
-        raise ValueError("period must be > 0 seconds")
-    spec: dict[str, Any] = {"strategy": strategy, "restart": restart}
-    item: Any
-    for key, item in (
-        ("intensity", intensity),
-        ("period", period),
-        ("backoff", backoff),
-        ("backoff_max", backoff_max),
-        ("name", name),
-    ):
-        if item is not None:
-            spec[key] = item
+    """The ``supervisor_new`` request, checked here with the daemon's own rules (``_validate``)."""
+    limits = {"intensity": intensity, "period": period, "backoff": backoff, "backoff_max": backoff_max}
+    spec: dict[str, Any] = {
+        "strategy": _validate.strategy(strategy),
+        "restart": _validate.restart_policy(restart),
+        **_validate.restart_limits(limits, "supervisor"),
+    }
+    if name is not None:
+        spec["name"] = _validate.supervisor_name(name)
     if parent is not None:
-        spec["parent"] = parent if isinstance(parent, str) else parent.id
+        spec["parent"] = target_id(parent)
     return spec
 
 

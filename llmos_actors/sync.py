@@ -24,31 +24,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import _validate
 from ._ops import Awaiting, Blocking, Surface, operation
 from .errors import CallTimeout
 
 #: Seconds the client waits beyond a request's own timeout for the daemon's answer.
 _SLACK = 10.0
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
-        raise ValueError(f"a sync object name must be a string of 1 to 200 characters, not {name!r}")
-    return name
-
-
-def _check_timeout(timeout: Any) -> float | None:
-    if timeout is None:
-        return None
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-        raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return float(timeout)
-
-
-def _positive(value: Any, what: str) -> int:
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{what} must be an int >= 1, not {value!r}")
-    return value
 
 
 class _Handle(Surface):
@@ -58,10 +39,10 @@ class _Handle(Surface):
 
     def __init__(self, kernel: Any, name: str, params: dict | None = None, timeout: float | None = None) -> None:
         self._kernel = kernel
-        self.name = _check_name(name)
+        self.name = _validate.sync_name(name)
         self._params = params or {}
         #: Default timeout of the ``with`` form (None: wait as long as it takes).
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _validate.timeout(timeout)
 
     def _who(self) -> dict:
         """The holder: this process and the current thread (blocking flavour) or asyncio task."""
@@ -105,7 +86,7 @@ class MutexOps(_Handle):
         Raises:
             DeadlockError: this holder already holds it, or waiting would close a cycle of waiters.
         """
-        timeout = 0.0 if not blocking else _check_timeout(timeout)
+        timeout = 0.0 if not blocking else _validate.timeout(timeout)
         who = self._who()
         return (
             yield from self._wait("sync_acquire", self.kind, self.name, self._params, who, timeout, timeout=timeout)
@@ -137,7 +118,7 @@ class SemaphoreOps(MutexOps):
     kind = "semaphore"
 
     def __init__(self, kernel: Any, name: str, n: int, timeout: float | None = None) -> None:
-        super().__init__(kernel, name, {"n": _positive(n, "semaphore count n")}, timeout)
+        super().__init__(kernel, name, {"n": _validate.semaphore_count(n)}, timeout)
         self.n = n
 
 
@@ -153,7 +134,7 @@ class ConditionOps(MutexOps):
         Raises:
             LockError: you do not hold the lock.
         """
-        timeout = _check_timeout(timeout)
+        timeout = _validate.timeout(timeout)
         return (yield from self._wait("cond_wait", self.name, self._who(), timeout, timeout=timeout))
 
     @operation
@@ -172,7 +153,7 @@ class ConditionOps(MutexOps):
     @operation
     def notify(self, n: int = 1) -> Any:
         """Wake up to ``n`` waiters (oldest first); you must hold the lock. Returns how many woke."""
-        return (yield self._daemon("cond_notify", self.name, self._who(), n))
+        return (yield self._daemon("cond_notify", self.name, self._who(), _validate.notify_count(n)))
 
     @operation
     def notify_all(self) -> Any:
@@ -186,7 +167,7 @@ class BarrierOps(_Handle):
     kind = "barrier"
 
     def __init__(self, kernel: Any, name: str, parties: int) -> None:
-        super().__init__(kernel, name, {"parties": _positive(parties, "barrier parties")})
+        super().__init__(kernel, name, {"parties": _validate.barrier_parties(parties)})
         self.parties = parties
 
     @operation
@@ -196,7 +177,7 @@ class BarrierOps(_Handle):
         Raises:
             CallTimeout: not enough parties arrived within ``timeout`` (this caller leaves the barrier).
         """
-        timeout = _check_timeout(timeout)
+        timeout = _validate.timeout(timeout)
         return (yield from self._wait("barrier_wait", self.name, self.parties, self._who(), timeout, timeout=timeout))
 
 
@@ -220,7 +201,7 @@ class EventOps(_Handle):
     @operation
     def wait(self, timeout: float | None = None) -> Any:
         """True once set; False if ``timeout`` passed first."""
-        timeout = _check_timeout(timeout)
+        timeout = _validate.timeout(timeout)
         return (yield from self._wait("event_wait", self.name, self._who(), timeout, timeout=timeout))
 
 
@@ -293,4 +274,4 @@ class SyncObjectOps(Surface):
     @operation
     def sync_delete(self, name: str) -> Any:
         """Forget an idle object (nobody holds or waits on it); False if there was none."""
-        return (yield self._daemon("sync_delete", _check_name(name)))
+        return (yield self._daemon("sync_delete", _validate.sync_name(name)))
