@@ -83,6 +83,16 @@ class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, PageOps):
         return self._twin(RefOps)(address, self)
 
     @operation
+    def _hello(self) -> Any:
+        """Introduce this client to the daemon (its pid, our protocol) and keep what it says of itself."""
+        try:
+            self.daemon_info = yield self._daemon("hello", _hello_payload(), timeout=self.config.connect_timeout)
+        except CallTimeout as exc:
+            raise DaemonUnavailable(
+                f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
+            ) from exc
+
+    @operation
     def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Start an actor in its own process and return a ref once it is ready.
 
@@ -199,12 +209,7 @@ class Kernel(KernelOps, Blocking):
                 raise
             self._io, self._core_obj = io, core
         try:
-            self.daemon_info = self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
-        except CallTimeout as exc:
-            self.close()
-            raise DaemonUnavailable(
-                f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
-            ) from exc
+            self._hello()
         except BaseException:
             self.close()
             raise
@@ -314,12 +319,10 @@ class AsyncKernel(KernelOps, Awaiting):
             self._loop = loop
             self._core_obj = ClientCore(self.config, LoopDriver(loop), self.ref, ctx=self._ctx)
             try:
-                self.daemon_info = await self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
-            except CallTimeout as exc:
+                await self._hello()
+            except BaseException:
                 await self.close()
-                raise DaemonUnavailable(
-                    f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
-                ) from exc
+                raise
         return self
 
     def __await__(self):

@@ -133,6 +133,16 @@ class RefOps(Surface):
         return conn, msg_id, head, body, bufs, deadline
 
 
+def _plain_body(args: tuple, kwargs: dict, max_bytes: int) -> bytes:
+    """The body of a call of plain data, packed without the codec's hooks; b"" when it needs them
+    (refs, arrays, tensors) or is too big: then the general road says why."""
+    try:
+        body = _packb([args, kwargs])
+    except (TypeError, ValueError, OverflowError):
+        return b""
+    return body if len(body) <= max_bytes else b""
+
+
 def wait_blocking(conn: Connection, msg_id: int, waiter: BlockingWaiter, deadline: float | None, what: str) -> Any:
     """Block until ``waiter`` resolves or the deadline passes (then forget the request)."""
     if not waiter.done:
@@ -180,11 +190,8 @@ class ActorRef(RefOps, Blocking):
         conn = self._conn
         if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str and conn.dead is None:
             # The hot path, as in ``tell``: plain data, no options. Anything unusual takes the general road.
-            try:
-                body = _packb([args, kwargs])
-            except (TypeError, ValueError, OverflowError):
-                body = b""
-            if body and len(body) <= conn.max_bytes:
+            body = _plain_body(args, kwargs, conn.max_bytes)
+            if body:
                 fut = LlmosFuture()
                 fut._conn = conn
                 msg_id = self._kernel._core.next_id()
@@ -221,11 +228,8 @@ class ActorRef(RefOps, Blocking):
         conn = self._conn
         if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str:
             # The hot path: plain data, no options. Anything unusual takes the general road.
-            try:
-                body = _packb([args, kwargs])
-            except (TypeError, ValueError, OverflowError):
-                body = b""
-            if body and len(body) <= conn.max_bytes:
+            body = _plain_body(args, kwargs, conn.max_bytes)
+            if body:
                 return conn.tell(P.tell_header(method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:

@@ -284,12 +284,8 @@ class Connection(SocketLink):
         if self._closed or self.dead is None:
             return
         with self.lock:
-            self._closed = True
-            if self._armed:
-                self.driver.loop.remove_reader(self._fd)
-                self._armed = False
             self.outbox.clear()
-            self.sock.close(linger=0)
+            self._shut_locked(0)
         self._wake()
 
     def close(self, linger: float = 0.5) -> None:
@@ -302,10 +298,13 @@ class Connection(SocketLink):
                     self._flush_locked(block=False)
                 except Exception:
                     pass
-            self._closed = True
-            if self._armed:
-                self.driver.loop.remove_reader(self._fd)
-                self._armed = False
-            self.sock.close(linger=int(linger * 1000))
+            self._shut_locked(int(linger * 1000))
         self.fail_all(ClosedError(f"connection to {self.peer} was closed"), dead=False)
         self._wake()
+
+    def _shut_locked(self, linger_ms: int) -> None:
+        self._closed = True
+        if self._armed:
+            self.driver.loop.remove_reader(self._fd)
+            self._armed = False
+        self.sock.close(linger=linger_ms)

@@ -100,7 +100,7 @@ class SocketLink:
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._armed = False
         self._io_wanted = False
-        self._direct = 0  # sync callers reading their own reply right now
+        self._direct = 0  # blocked callers reading their own reply right now
         self._io_scheduled = False
         self._retry_scheduled = False
         self._closed = False
