@@ -25,7 +25,6 @@ def test_all_matches_exports():
         "supervision",
         "sync",
         "pages",
-        "bench_support",
         "pools",
         "pool_dispatcher",
         "scheduling",
