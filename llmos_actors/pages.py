@@ -2,7 +2,7 @@
 
 ``llmos.empty/zeros/full`` return torch tensors and ``llmos.np_empty/np_zeros/np_full``
 numpy arrays whose memory is shared-memory pages, so sending them costs the same whatever
-their size. Without ``kernel=`` they use this process's default page pool: inside an actor,
+their size. Without ``kernel=`` they use this process's default page region: inside an actor,
 its daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
 none, the default runtime dir's). (Actor pools, ``kernel.pool``, are another thing: ``pools``.)
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # numpy and the client load on first use: `import llmos_actor
     from ._wire.codec import Codec
 
 
-# ---------------------------------------------------------------------------- which pool
+# ---------------------------------------------------------------------------- which page region
 def _client(kernel: Any) -> PageClient:
     from ._pages.registry import client_for, default_client
 
@@ -35,7 +35,7 @@ def _client(kernel: Any) -> PageClient:
         arrays = kernel._core.codec.arrays
         client = getattr(arrays, "client", None)
         if client is None:
-            raise LlmosError("this kernel handle has no shared-memory pool attached")
+            raise LlmosError("this kernel handle has no shared-memory page region attached")
     else:
         client = default_client()
         if client is None:
@@ -43,7 +43,7 @@ def _client(kernel: Any) -> PageClient:
 
             client = client_for(load_config().runtime_dir)
     if not client.attach():
-        raise LlmosError(client.error or f"no shared-memory pool at {client.runtime_dir}")
+        raise LlmosError(client.error or f"no shared-memory page region at {client.runtime_dir}")
     return client
 
 
@@ -58,15 +58,15 @@ def _shape(shape: Any) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------------------- torch
 def empty(shape: Any, dtype: Any = None, *, kernel: Any = None) -> Any:
-    """An uninitialised CPU torch tensor whose memory is pool pages (sending it is O(1)).
+    """An uninitialised CPU torch tensor whose memory is shared pages (sending it is O(1)).
 
     Args:
         shape: an int or a sequence of ints.
         dtype: a torch dtype (default: ``torch.get_default_dtype()``).
-        kernel: whose pool (default: this process's default pool, see the module docstring).
+        kernel: whose page region (default: this process's default, see the module docstring).
 
     Raises:
-        PoolExhausted: no room in the pool, even after spilling and waiting.
+        PagesExhausted: no room in the page region, even after spilling and waiting.
     """
     import torch
 
@@ -91,7 +91,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = None) 
 
 # ---------------------------------------------------------------------------- numpy
 def np_empty(shape: Any, dtype: Any = float, *, kernel: Any = None) -> np.ndarray:
-    """An uninitialised numpy array in pool pages (the numpy twin of ``empty``)."""
+    """An uninitialised numpy array in shared pages (the numpy twin of ``empty``)."""
     import numpy as np
 
     dt = np.dtype(dtype)
@@ -120,7 +120,7 @@ def np_full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = Non
 
 # ---------------------------------------------------------------------------- sharing modes
 def share(value: Any) -> Shared:
-    """Send ``value`` (a pool tensor or array) as a *writable* share: the receiver's writes are seen here.
+    """Send ``value`` (a tensor or array in shared pages) as a *writable* share: the receiver's writes are seen here.
 
     The default share is read-only for the receiver (mapped read-only; torch tensors arrive as
     inference tensors, numpy arrays with ``writeable=False``).
@@ -130,7 +130,7 @@ def share(value: Any) -> Shared:
 
 def move(value: Any) -> Shared:
     """Send ``value`` and give it away: the receiver gets it writable, and here a torch tensor
-    becomes empty (a numpy array becomes read-only). Not in the pool yet: copied in once."""
+    becomes empty (a numpy array becomes read-only). Not in shared pages yet: copied in once."""
     return Shared(value, "m")
 
 
@@ -211,7 +211,7 @@ def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None 
 
 
 class PageOps(Surface):
-    """Kernel methods of the page pool: allocators in this kernel's pages (plain functions in both
+    """Kernel methods of the shared pages: allocators in this kernel's pages (plain functions in both
     flavours: allocating never waits on the daemon for long) and the object store (``put``/``get``/
     ``free`` may wait for room or for the daemon: the asyncio flavour runs them in a thread)."""
 
@@ -248,11 +248,11 @@ class PageOps(Surface):
         strings, lists, maps...) is stored packed and ``get`` returns a copy of it (this process
         reads its own small values back without the daemon: ``_pages.owned``). The object
         lives until ``free``, or until this process exits unless ``detached`` (refs are not
-        counted: drop one and the object stays). When the pool is full, objects no process maps
+        counted: drop one and the object stays). When the page region is full, objects no process maps
         are spilled to disk (least recently used first) and read back on ``get``.
 
         Raises:
-            PoolExhausted: no room, even after spilling and waiting.
+            PagesExhausted: no room, even after spilling and waiting.
         """
         return (yield offload(put_value, _client(self), value, self._core.codec, detached=detached))
 
