@@ -192,13 +192,13 @@ class ActorRef(RefOps, Blocking):
             # The hot path, as in ``tell``: plain data, no options. Anything unusual takes the general road.
             body = _plain_body(args, kwargs, conn.max_bytes)
             if body:
-                fut = LlmosFuture()
+                fut = LlmosFuture(conn.futures)
                 fut._conn = conn
                 msg_id = self._kernel._core.next_id()
                 conn.request(msg_id, P.request_header(P.CALL, msg_id, method), body, _NO_BUFS, fut)
                 return fut
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
-        fut = LlmosFuture()
+        fut = LlmosFuture(conn.futures)
         fut._conn = conn
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.

@@ -100,6 +100,8 @@ class SocketLink:
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._armed = False
         self._io_wanted = False
+        #: Shared by the futures of asks on this connection (``LlmosFuture``): one, not one each.
+        self.futures = threading.Condition()
         self._direct = 0  # blocked callers reading their own reply right now
         self._io_scheduled = False
         self._retry_scheduled = False
@@ -228,8 +230,10 @@ class SocketLink:
         while outbox:
             frames, count = outbox.next_frames()
             if not self._send_locked(frames, block=block, deadline=deadline):
+                outbox.stalled = True
                 return False
             outbox.pop(count)
+        outbox.stalled = False
         return True
 
     def _check_open(self) -> None:

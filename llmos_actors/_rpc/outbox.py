@@ -44,7 +44,7 @@ class Outbox:
         clock: seconds, monotonic (``time.monotonic``; tests pass a fake one).
     """
 
-    __slots__ = ("clock", "dropped", "items", "limit", "peer", "policy")
+    __slots__ = ("clock", "dropped", "items", "limit", "peer", "policy", "stalled")
 
     def __init__(
         self,
@@ -62,6 +62,8 @@ class Outbox:
         self.clock = clock
         self.items: deque[Item] = deque()
         self.dropped = 0
+        #: The peer stopped taking messages (the last flush left some here).
+        self.stalled = False
 
     def __len__(self) -> int:
         return len(self.items)
@@ -74,10 +76,12 @@ class Outbox:
         return len(self.items) >= self.limit
 
     def push(self, item: Item) -> None:
-        """Add a message; one of higher priority goes ahead of lower ones not yet sent."""
+        """Add a message. While the peer is ``stalled``, one of higher priority goes ahead of
+        lower ones held back here; otherwise messages leave in the order they were sent (the
+        actor's mailbox orders by priority, or keeps them FIFO if its policy says so)."""
         items = self.items
         prio = item[3]
-        if prio is None or prio <= DEFAULT_PRIO or not items:
+        if prio is None or prio <= DEFAULT_PRIO or not items or not self.stalled:
             items.append(item)
             return
         index = len(items)

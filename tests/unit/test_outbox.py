@@ -20,11 +20,19 @@ def _numbers(box: Outbox) -> list[int]:
     return [msgpack.unpackb(body)[0][0] for _, body, _, _ in box.items]
 
 
-def test_higher_priority_goes_ahead_and_equal_priorities_keep_their_order() -> None:
+def test_held_back_higher_priority_goes_ahead_and_equal_priorities_keep_their_order() -> None:
     box = Outbox("peer")
+    box.stalled = True  # the peer stopped reading: what waits here is reordered
     for n, prio in [(1, None), (2, 1), (3, 7), (4, 7), (5, 6), (6, None)]:
         box.push(_item(n, prio))
     assert _numbers(box) == [3, 4, 5, 1, 2, 6]
+
+
+def test_messages_leave_in_send_order_while_the_peer_reads() -> None:
+    box = Outbox("peer")
+    for n, prio in [(1, 1), (2, 7), (3, None)]:
+        box.push(_item(n, prio))
+    assert _numbers(box) == [1, 2, 3]  # a FIFO mailbox must see them as sent
 
 
 def test_one_policy_for_a_full_outbox() -> None:
