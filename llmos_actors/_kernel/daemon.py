@@ -198,7 +198,7 @@ class Daemon:
         self.monitors = add(Monitors(self.table, self.lifecycle, self.server))
         self.sync = add(SyncObjects(self.loop, extra.get("sync")))
         self.scheduler = add(
-            Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish)
+            Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish, self.spawn)
         )
 
     def _remove_stale_sockets(self) -> None:
@@ -288,7 +288,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ operations
     async def spawn(self, request: dict) -> ActorRecord:
-        self.supervision.check_spawn(request)
+        self.services.check_spawn(request)  # any service may refuse it before it forks
         return await self.lifecycle.spawn(request)
 
     async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from llmos_actors._kernel.service import Service, Services
 
 
@@ -64,6 +66,23 @@ def test_events_reach_every_service_in_order(caplog):
     ]
     assert "first: exit hook failed" in caplog.text
     assert [s.name for s in reversed(services)] == ["third", "second", "first"]
+
+
+def test_any_service_may_refuse_a_spawn():
+    class Limit(Service):
+        def check_spawn(self, request):
+            if request.get("cpus", 0) > 2:
+                raise ValueError("at most 2 cpus")
+            request.setdefault("priority", 4)
+
+    services = Services()
+    services.add(Service())
+    services.add(Limit())
+    request = {"cpus": 1}
+    services.check_spawn(request)
+    assert request == {"cpus": 1, "priority": 4}
+    with pytest.raises(ValueError, match="at most 2"):
+        services.check_spawn({"cpus": 3})
 
 
 def test_nobody_decides_means_no_restart():
