@@ -106,7 +106,7 @@ class LlmosFuture(concurrent.futures.Future):
                     waiter.add_exception(self)
             self._condition.notify_all()
         if self._done_callbacks:
-            self._invoke_callbacks()
+            self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def finished(self) -> bool:
         return self._state != _PENDING
