@@ -91,7 +91,7 @@ class ClientCore:
         sock.setsockopt(zmq.LINGER, 0)
         limit_inbound(sock, frame_limit(self.config.max_message_bytes))
         secure_client(sock, self.config)
-        # Blocking receives (a sync caller reading its own reply) give up after one slice.
+        # Blocking receives (a blocked caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
         conn = Connection(
