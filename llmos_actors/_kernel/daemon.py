@@ -193,7 +193,10 @@ class Daemon:
         self.sync = SyncObjects(self.loop, extra.get("sync"))
         self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
         self.scheduler = Scheduler(self)
-        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
+        from .metrics_http import MetricsService  # off unless [metrics] listen is set
+
+        self.metrics = MetricsService(self)
+        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler, self.metrics]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

@@ -120,6 +120,7 @@ class Scheduler(Service):
         self.daemon = daemon
         self.settings = scheduler_settings(dict(daemon.config.extra))
         self.decisions: deque[dict] = deque(maxlen=200)
+        self.decision_counts: dict[str, int] = {}  # by action, for the metrics
         self.last_by_actor: dict[str, str] = {}
         self.pools: dict[str, PoolRecord] = {}
         self.reniced: dict[str, int] = {}  # actor id -> nice it had before we raised it
@@ -158,6 +159,7 @@ class Scheduler(Service):
     def decide(self, action: str, target: str, reason: str, **detail: Any) -> None:
         entry = {"time": time.time(), "action": action, "target": target, "reason": reason, **detail}
         self.decisions.append(entry)
+        self.decision_counts[action] = self.decision_counts.get(action, 0) + 1
         self.last_by_actor[target] = f"{action}: {reason}"
         log.info("scheduler: %s %s: %s", action, target, reason)
         self.daemon.lifecycle.publish("sys.sched.decision", entry)

@@ -37,11 +37,37 @@ from .executor import ASYNC, SYNC, ActorExecutor, classify
 from .loader import load_class
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
 from .subscriptions import ActorSubscriptions, declared_subscriptions
+from .timings import CallTimings, metrics_enabled
 
 log = logging.getLogger("llmos_actors.actor")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+
+
+#: Most entries an actor's ``on_metrics()`` may report per heartbeat (the rest are left out).
+MAX_CUSTOM_METRICS = 64
+
+
+def actor_metrics(instance: Any) -> dict:
+    """What the actor's ``on_metrics()`` hook reports: numbers and histogram snapshots, bounded."""
+    hook = getattr(instance, "on_metrics", None)
+    if not callable(hook):
+        return {}
+    try:
+        values = hook()
+    except Exception:
+        log.exception("on_metrics raised")
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    out = {}
+    for key, value in values.items():
+        if len(out) >= MAX_CUSTOM_METRICS:
+            break
+        if isinstance(key, str) and (isinstance(value, (int, float, dict)) and not isinstance(value, bool)):
+            out[key] = value
+    return out
 
 
 def config_from_dict(data: dict) -> Config:
@@ -135,6 +161,8 @@ class ActorRuntime:
         settings = self._settings(instance)
         self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}", **settings)
         self.server.on_request = self.executor
+        if metrics_enabled(self.config.extra):
+            self.executor.timings = CallTimings()
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
@@ -269,6 +297,12 @@ class ActorRuntime:
             await asyncio.sleep(interval)
             stats = self.executor.snapshot()  # type: ignore[union-attr]
             stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
+            timings = self.executor.timings  # type: ignore[union-attr]
+            if timings is not None:
+                stats["timings"] = timings.snapshot()
+                custom = actor_metrics(self.instance)
+                if custom:
+                    stats["metrics"] = custom
             self.core.tell_daemon("heartbeat", self.actor_id, stats)
 
     def request_stop(self) -> None:

@@ -33,6 +33,7 @@ from ..actor import RESERVED_NAMES
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
 from ..scheduling import default_goal
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY, FifoMailbox, Mailbox
+from .timings import CallTimings
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ class ActorExecutor(Invoker):
         self._pump_scheduled = False
         self._pump_reads = True
         self._watching = False
+        #: Queue-wait and run-time histograms, when the daemon serves metrics (else None: no cost).
+        self.timings: CallTimings | None = None
         server.after_read = self._pump_after_read
 
     def make_mailbox(self, size: int) -> Mailbox:
@@ -290,6 +293,7 @@ class ActorExecutor(Invoker):
         inline = self.pool is None
         server = self.server
         base = self.priority
+        timings = self.timings
         while len(mailbox):
             if now >= look_at:
                 look_at = now + INTAKE_EVERY
@@ -306,6 +310,9 @@ class ActorExecutor(Invoker):
                         self._run_inline(entry, found[0])
                         if entry.prio is not None and entry.prio > base:
                             server.flush()  # an urgent caller does not wait for the slice's end
+                        if timings is not None:
+                            timings.wait.observe(now - mailbox.enqueued_at)
+                            timings.run.observe(monotonic() - now)
                     now = monotonic()
                     if now > end:
                         self.schedule_pump()
@@ -314,6 +321,8 @@ class ActorExecutor(Invoker):
             if not self._has_capacity(entry):
                 break
             mailbox.pop()
+            if timings is not None and type(entry) is Request:
+                timings.wait.observe(now - mailbox.enqueued_at)
             self._start(entry)
             now = monotonic()
             if now > end:
@@ -382,9 +391,12 @@ class ActorExecutor(Invoker):
         self.busy_sync += 1
         call = functools.partial(fn, *req.args, **req.kwargs)
         fut = self.loop.run_in_executor(self.pool, call)
+        start = time.monotonic()
 
         def done(f: asyncio.Future) -> None:
             self.busy_sync -= 1
+            if self.timings is not None:
+                self.timings.run.observe(time.monotonic() - start)
             exc = f.exception()
             if exc is not None:
                 self.fail(req, exc)
@@ -404,14 +416,16 @@ class ActorExecutor(Invoker):
         except Exception as exc:
             self.fail(req, exc)
             return
-        self._track_async(req, coro)
+        self._track_async(req, coro, time.monotonic() if self.timings is not None else None)
 
-    def _track_async(self, req: Request, awaitable: Any) -> None:
+    def _track_async(self, req: Request, awaitable: Any, start: float | None = None) -> None:
         self.busy_async += 1
         task = self.await_result(req, awaitable)
         self._active[(req.ident, req.id)] = task
 
         def release(_: Any) -> None:
+            if start is not None and self.timings is not None:
+                self.timings.run.observe(time.monotonic() - start)
             self.busy_async -= 1
             self._active.pop((req.ident, req.id), None)
             self.schedule_pump()
