@@ -31,6 +31,7 @@ from . import linux, sdnotify
 from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
+from .metrics_http import MetricsService, metrics_settings
 from .logs import LogCollector
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
@@ -101,6 +102,7 @@ class Daemon:
 
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
+        metrics_settings(config.extra)
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -193,9 +195,7 @@ class Daemon:
         self.sync = SyncObjects(self.loop, extra.get("sync"))
         self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
         self.scheduler = Scheduler(self)
-        from .metrics_http import MetricsService  # off unless [metrics] listen is set
-
-        self.metrics = MetricsService(self)
+        self.metrics = MetricsService(self)  # off unless [metrics] listen is set
         return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler, self.metrics]
 
     def _remove_stale_sockets(self) -> None:

@@ -295,15 +295,19 @@ class ActorRuntime:
         interval = self.config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            stats = self.executor.snapshot()  # type: ignore[union-attr]
-            stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            timings = self.executor.timings  # type: ignore[union-attr]
-            if timings is not None:
-                stats["timings"] = timings.snapshot()
-                custom = actor_metrics(self.instance)
-                if custom:
-                    stats["metrics"] = custom
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+            self._report()
+
+    def _report(self) -> None:
+        """Send the counters to the daemon (each second, and once more when stopping)."""
+        stats = self.executor.snapshot()  # type: ignore[union-attr]
+        stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
+        timings = self.executor.timings  # type: ignore[union-attr]
+        if timings is not None:
+            stats["timings"] = timings.snapshot()
+            custom = actor_metrics(self.instance)
+            if custom:
+                stats["metrics"] = custom
+        self.core.tell_daemon("heartbeat", self.actor_id, stats)
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -323,6 +327,10 @@ class ActorRuntime:
         grace = float(mode.get("grace") or 0.0)
         # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
         await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
+        try:
+            self._report()  # the last counts: a short-lived actor's calls are not lost to the metrics
+        except Exception:
+            pass
         try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None

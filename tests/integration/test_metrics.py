@@ -1,0 +1,226 @@
+"""The daemon's /metrics listener, scraped and parsed with prometheus_client after known workloads."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytest.importorskip("prometheus_client")
+pytest.importorskip("aiohttp")
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+import llmos_actors as llmos  # noqa: E402
+from llmos_actors.testing import start_daemon, wait_for  # noqa: E402
+from tests.actors import Counter, SlowStop  # noqa: E402
+
+METRICS = {"listen": "127.0.0.1:0"}
+
+
+def scrape(url: str) -> dict[str, list]:
+    """Samples by name: ``{sample name: [(labels, value), ...]}``."""
+    text = urllib.request.urlopen(url + "metrics", timeout=10).read().decode()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("llmos_"), family.name
+        assert family.documentation, f"{family.name} has no HELP text"
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def value(samples: dict, metric: str, /, **labels: str) -> float | None:
+    for got, v in samples.get(metric, []):
+        if all(got.get(k) == want for k, want in labels.items()):
+            return v
+    return None
+
+
+def scrape_until(url: str, metric: str, expected: float, **labels: str) -> dict:
+    """Scrape until ``metric{labels}`` reads ``expected`` (heartbeats bring counts once a second)."""
+    found: list[dict] = []
+
+    def ready() -> bool:
+        found[:] = [scrape(url)]
+        return value(found[0], metric, **labels) == expected
+
+    wait_for(ready, timeout=15, interval=0.1, what=f"{metric}{labels} == {expected}")
+    return found[0]
+
+
+def test_counters_and_histograms_match_a_known_workload() -> None:
+    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+        url = kernel.status()["metrics"]["url"]
+        c = kernel.spawn(Counter, name="counted")
+        for _ in range(40):
+            c.call("incr")
+        for _ in range(7):
+            with pytest.raises(llmos.MethodNotFound):
+                c.call("no_such_method")
+        s = scrape_until(url, "llmos_actor_calls_total", 47, name="counted")
+        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="ok") == 40
+        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="error") == 7
+        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="expired") == 0
+        # Every request waited in the mailbox; only the 40 that found a method ran.
+        assert value(s, "llmos_actor_queue_wait_seconds_count", name="counted") == 47
+        assert value(s, "llmos_actor_run_seconds_count", name="counted") == 40
+        assert value(s, "llmos_actor_run_seconds_bucket", name="counted", le="+Inf") == 40
+        buckets = [v for labels, v in s["llmos_actor_run_seconds_bucket"] if labels["name"] == "counted"]
+        assert buckets == sorted(buckets), "buckets are cumulative"
+        assert 0 < value(s, "llmos_actor_run_seconds_sum", name="counted") < 40 * 1.0
+        assert value(s, "llmos_actor_up", name="counted") == 1
+        # A method that spins 0.15 s: its run lands in the right bucket, its CPU time is seen.
+        spinner = kernel.spawn(SlowStop, name="spinner")
+        spinner.call("busy", 0.15)
+        s = scrape_until(url, "llmos_actor_run_seconds_count", 1, name="spinner")
+        assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.1") == 0
+        assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.25") == 1
+        assert 0.15 <= value(s, "llmos_actor_run_seconds_sum", name="spinner") < 0.25
+        assert value(s, "llmos_actor_cpu_seconds_total", name="spinner") >= 0.02  # a shared machine gives less than wall
+        assert value(s, "llmos_actors", state="running") == 2
+        assert value(s, "llmos_actor_rss_bytes", name="counted") > 1_000_000
+        assert value(s, "llmos_daemon_rss_bytes") > 0
+        assert value(s, "llmos_daemon_open_fds") > 0
+        assert value(s, "llmos_daemon_loop_lag_seconds") is not None
+        assert value(s, "llmos_topic_published_total") is not None
+        assert value(s, "llmos_metrics_folded_actors") == 0
+        # A kill is counted as the actor's exit; its counters stay until the table forgets it.
+        kernel.kill(c)
+        s = scrape(url)
+        assert value(s, "llmos_actor_up", name="counted") == 0
+        assert value(s, "llmos_actor_calls_total", name="counted") == 47
+
+
+class Reporter(llmos.Actor):
+    """An actor with the ``on_metrics`` hook (what an LLM device reports)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+    def generate(self, n: int) -> int:
+        self.tokens += n
+        return self.tokens
+
+    def on_metrics(self) -> dict:
+        return {
+            "llm_tokens_total": self.tokens,
+            "llm_batch_size": 3,
+            "llm_kv_blocks_used": 5,
+            "llm_ttft_seconds": {"le": [0.01, 0.1, 1.0], "counts": [1, 2, 2], "sum": 0.06, "count": 2},
+            "Bad Key": 1,
+            "queue_len": 2,
+        }
+
+
+def test_on_metrics_becomes_llm_metrics() -> None:
+    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+        url = kernel.status()["metrics"]["url"]
+        llm = kernel.spawn(Reporter, name="llm")
+        llm.call("generate", 12)
+        s = scrape_until(url, "llmos_llm_tokens_total", 12, name="llm")
+        assert value(s, "llmos_llm_batch_size", name="llm") == 3
+        assert value(s, "llmos_llm_kv_blocks_used", name="llm") == 5
+        assert value(s, "llmos_llm_ttft_seconds_bucket", name="llm", le="0.1") == 2
+        assert value(s, "llmos_llm_ttft_seconds_count", name="llm") == 2
+        assert value(s, "llmos_custom_queue_len", name="llm") == 2
+        assert not any("Bad" in name for name in s)
+        with pytest.raises(llmos.MethodNotFound):
+            llm.call("on_metrics")  # a hook, not a remote method
+
+
+def test_labels_stay_bounded_with_a_thousand_short_lived_actors() -> None:
+    cap, kept = 40, 150
+    with start_daemon(metrics={**METRICS, "max_actors": cap}, keep_exited=kept) as d:
+        with d.connect() as kernel:
+            url = kernel.status()["metrics"]["url"]
+        folded_seen = 0.0
+
+        async def churn() -> None:
+            nonlocal folded_seen
+            async with llmos.connect_async(runtime_dir=d.runtime_dir) as k:
+
+                async def one(i: int) -> None:
+                    ref = await k.spawn(Counter, name=f"short{i}")
+                    await ref.call("incr")
+                    await k.kill(ref, force=True)
+
+                for start in range(0, 1000, 8):
+                    await asyncio.gather(*(one(i) for i in range(start, start + 8)))
+                    if start % 200 == 0:  # scrapes while the table churns: the cap holds at every one
+                        s = await asyncio.to_thread(scrape, url)
+                        names = {labels["name"] for labels, _ in s["llmos_actor_calls_total"]}
+                        assert len(names) <= cap + 1
+                        folded_seen = value(s, "llmos_metrics_folded_actors_total") or 0.0
+
+        asyncio.run(churn())
+        s = scrape(url)
+        names = {labels["name"] for labels, _ in s["llmos_actor_calls_total"]}
+        assert len(names) == cap + 1 and "_overflow" in names
+        # The table keeps ``kept`` exited actors; all but ``cap`` are summed under _overflow,
+        # and their calls with them (each made one call: its last heartbeat says so).
+        assert value(s, "llmos_metrics_folded_actors") == kept - cap
+        assert value(s, "llmos_actor_calls_total", name="_overflow") == kept - cap
+        assert sum(v for _, v in s["llmos_actor_calls_total"]) == kept
+        assert value(s, "llmos_metrics_folded_actors_total") >= max(folded_seen, kept - cap)
+        assert value(s, "llmos_metrics_actor_cap") == cap
+
+
+def _request(url: str, method: str, path: str, headers: dict | None = None) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+def test_listener_serves_nothing_but_get() -> None:
+    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+        url = kernel.status()["metrics"]["url"]
+        kernel.spawn(Counter, name="target")
+        for path in ("/metrics", "/", "/api/state", "/static/app.js"):
+            assert _request(url, "GET", path)[0] == 200
+            assert _request(url, "HEAD", path)[0] == 200
+            for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+                status, headers = _request(url, method, path)
+                assert status == 405, (method, path)
+                assert headers.get("Allow") == "GET, HEAD"
+        # Without the admin role the dashboard's actions are refused like any other write.
+        assert _request(url, "POST", "/api/actors/target/kill", {"X-Llmos-Action": "1"})[0] == 405
+        assert _request(url, "GET", "/static/../metrics_app.py")[0] == 404
+        assert kernel.lookup("target").call("get") == 0  # still alive
+
+
+def test_admin_actions_need_the_role_and_the_header() -> None:
+    with start_daemon(metrics={**METRICS, "admin": True}) as d, d.connect() as kernel:
+        url = kernel.status()["metrics"]["url"]
+        kernel.spawn(Counter, name="victim")
+        assert _request(url, "POST", "/api/actors/victim/kill")[0] == 403  # a cross-site form cannot add it
+        assert _request(url, "POST", "/api/actors/victim/explode", {"X-Llmos-Action": "1"})[0] == 404
+        assert _request(url, "POST", "/api/actors/victim/kill", {"X-Llmos-Action": "1"})[0] == 200
+        wait_for(lambda: not any(r["name"] == "victim" and r["state"] != "exited" for r in kernel.ps()), what="killed")
+        assert _request(url, "PUT", "/metrics")[0] == 405
+
+
+def test_listener_is_off_by_default() -> None:
+    with start_daemon() as d, d.connect() as kernel:
+        assert "metrics" not in kernel.status()
+
+
+def test_non_loopback_listen_fails_the_daemon_start() -> None:
+    with pytest.raises(llmos.LlmosError, match="allow_remote"), start_daemon(metrics={"listen": "0.0.0.0:0"}):
+        pass
+
+
+def test_unreachable_port_means_refused() -> None:
+    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+        url = kernel.status()["metrics"]["url"]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "metrics", timeout=5)
