@@ -31,8 +31,8 @@ from . import linux, sdnotify
 from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
-from .metrics_http import MetricsService, metrics_settings
 from .logs import LogCollector
+from .metrics_http import MetricsService, metrics_settings
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory

@@ -163,6 +163,9 @@ class ActorRuntime:
         self.server.on_request = self.executor
         if metrics_enabled(self.config.extra):
             self.executor.timings = CallTimings()
+        if self.core.tracer is not None:
+            self.executor.tracer = self.core.tracer
+            self.executor.span_prefix = self.name
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
@@ -348,6 +351,8 @@ class ActorRuntime:
         if self._kernel is not None:
             self._kernel.close()
         if self.core is not None:
+            if self.core.tracer is not None:
+                self.core.tracer.shutdown()  # export what is left before the process exits
             self.core.close()
         self.ctx.term()
 

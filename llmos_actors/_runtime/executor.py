@@ -194,6 +194,9 @@ class ActorExecutor(Invoker):
         self._watching = False
         #: Queue-wait and run-time histograms, when the daemon serves metrics (else None: no cost).
         self.timings: CallTimings | None = None
+        #: Server spans of traced calls ([tracing] enabled), else None: no cost.
+        self.tracer: Any = None
+        self.span_prefix = "actor"  # span names: "<actor name>.<method>"
         server.after_read = self._pump_after_read
 
     def make_mailbox(self, size: int) -> Mailbox:
@@ -294,6 +297,7 @@ class ActorExecutor(Invoker):
         server = self.server
         base = self.priority
         timings = self.timings
+        tracer = self.tracer
         while len(mailbox):
             if now >= look_at:
                 look_at = now + INTAKE_EVERY
@@ -307,7 +311,10 @@ class ActorExecutor(Invoker):
                         break  # a plain method is running (reply-later awaits do not count)
                     mailbox.pop()
                     if entry.deadline is None or not self.expired(entry):
-                        self._run_inline(entry, found[0])
+                        if tracer is None:
+                            self._run_inline(entry, found[0])
+                        else:
+                            self._run_traced(entry, found[0], SYNC)
                         if entry.prio is not None and entry.prio > base:
                             server.flush()  # an urgent caller does not wait for the slice's end
                         if timings is not None:
@@ -364,12 +371,49 @@ class ActorExecutor(Invoker):
         if kind in (GEN, AGEN):
             self.fail(req, LlmosError(f"{req.method!r} is a generator: call it with ref.stream()"), traceback=False)
             return
-        if kind == ASYNC:
+        if self.tracer is not None:
+            self._run_traced(req, fn, kind)
+        elif kind == ASYNC:
             self._run_async(req, fn)
         elif self.pool is not None:
             self._run_in_pool(req, fn)
         else:
             self._run_inline(req, fn)
+
+    def _run_traced(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
+        """Run a request inside a server span when its header carries trace context.
+
+        The span is current while the method starts (an ``async`` method's task copies it),
+        so calls it makes continue the trace; it ends when the outcome is known.
+        """
+        tracer = self.tracer
+        span, token = tracer.enter(req.head, f"{self.span_prefix}.{req.method}", {"llmos.method": req.method})
+        failed = self.stats.get("failed", 0)
+        try:
+            if kind == ASYNC:
+                self._run_async(req, fn)
+            elif self.pool is not None:
+                self._run_in_pool(req, fn)
+            else:
+                self._run_inline(req, fn)
+        finally:
+            if token is not None:
+                tracer.leave(token)
+        if span is None:
+            return
+        task = self._active.get((req.ident, req.id))
+        if task is None:
+            if self.stats.get("failed", 0) != failed:
+                tracer.fail(span, "the method raised")
+            span.end()
+            return
+
+        def end(t: asyncio.Future) -> None:
+            if t.cancelled() or t.exception() is not None:
+                tracer.fail(span, "the method raised or was cancelled")
+            span.end()
+
+        task.add_done_callback(end)
 
     def _run_inline(self, req: Request, fn: Callable[..., Any]) -> None:
         self.busy_sync = 1
