@@ -28,6 +28,16 @@ function spark(values, width = 90, height = 18) {
   const step = width / Math.max(1, POINTS - 1);
   const offset = POINTS - values.length;
   const pts = values.map((v, i) => `${((offset + i) * step).toFixed(1)},${(height - 1 - (v / max) * (height - 2)).toFixed(1)}`);
+  const base = document.createElementNS(ns, "rect");
+  base.setAttribute("width", width);
+  base.setAttribute("height", height);
+  svg.append(base);
+  if (pts.length) {
+    const area = document.createElementNS(ns, "polygon");
+    const x0 = (offset * step).toFixed(1);
+    area.setAttribute("points", `${x0},${height} ${pts.join(" ")} ${((POINTS - 1) * step).toFixed(1)},${height}`);
+    svg.append(area);
+  }
   const line = document.createElementNS(ns, "polyline");
   line.setAttribute("points", pts.join(" "));
   svg.append(line);
@@ -65,7 +75,7 @@ function record(state) {
     let h = history.get(a.id);
     if (!h) { h = { t: now, calls: a.stats.calls, series: { calls: [], queue: [], cpu: [] } }; history.set(a.id, h); }
     const dt = now - h.t;
-    if (dt > 0) push(h.series.calls, Math.max(0, (a.stats.calls - h.calls) / dt));
+    if (dt > 0) push(h.series.calls, a.state === "exited" ? 0 : Math.max(0, (a.stats.calls - h.calls) / dt));
     h.t = now;
     h.calls = a.stats.calls;
     push(h.series.queue, a.stats.queued || 0);
