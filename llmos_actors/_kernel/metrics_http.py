@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "max_actors": 200,
     "interval": 1.0,
     "max_streams": 16,
+    "timings": None,  # actors' latency histograms: on with listen unless set
 }
 #: Seconds between the loop-lag probe's wake-ups.
 LAG_PROBE = 0.25
@@ -43,6 +44,8 @@ def metrics_settings(extra: Any) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"unknown [metrics] keys: {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
     out = {**DEFAULTS, **section}
+    if out["timings"] is not None and not isinstance(out["timings"], bool):
+        raise ConfigError("[metrics] timings must be true or false")
     for key in ("allow_remote", "admin"):
         if not isinstance(out[key], bool):
             raise ConfigError(f"[metrics] {key} must be true or false")

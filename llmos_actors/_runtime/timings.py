@@ -1,6 +1,7 @@
 """Queue-wait and run-time histograms of one actor, for its heartbeat (and so for ``/metrics``).
 
-Recorded only when the daemon serves metrics (``[metrics] listen``): the executor then
+Recorded only when the daemon serves metrics (``[metrics] listen``, or ``timings = true``
+for ``llmos stats`` without a listener): the executor then
 holds a ``CallTimings`` and adds two bucket increments per call, reusing the clock
 readings its pump takes anyway. Nothing here locks or does I/O; the heartbeat sends a
 copy of the counts once a second and the daemon turns them into Prometheus histograms.
@@ -9,6 +10,7 @@ copy of the counts once a second and the daemon turns them into Prometheus histo
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import Any
 
 #: Upper bounds (seconds) of the buckets; the last bucket (+Inf) is implicit.
 BUCKETS: tuple[float, ...] = (
@@ -70,7 +72,10 @@ class CallTimings:
         return {"queue_wait": self.wait.snapshot(), "run": self.run.snapshot()}
 
 
-def metrics_enabled(extra: dict) -> bool:
-    """Whether the daemon of this config serves metrics (then actors time their calls)."""
-    section = extra.get("metrics")
-    return isinstance(section, dict) and bool(section.get("listen"))
+def metrics_enabled(extra: Any) -> bool:
+    """Whether actors time their calls: ``[metrics] timings``, which follows ``listen`` unless set."""
+    section = extra.get("metrics") if hasattr(extra, "get") else None
+    if not isinstance(section, dict):
+        return False
+    timings = section.get("timings")
+    return bool(section.get("listen")) if timings is None else bool(timings)
