@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import actors, ours
+from . import actors, metrics_cases, ours
 from .context import BenchContext
 from .workload import Workload
 
@@ -325,6 +325,8 @@ CASES: dict[str, Case] = {
         ),
     )
 }
+# What metrics and tracing cost: the 1:1 call cases against daemons with them on (own daemons).
+CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.variants()})
 
 
 class UnknownCase(ValueError):
