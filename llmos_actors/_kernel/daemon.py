@@ -32,7 +32,7 @@ from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
-from .metrics_http import MetricsService, metrics_settings
+from .metrics_http import MetricsService, check_sections
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
@@ -102,7 +102,7 @@ class Daemon:
 
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
-        metrics_settings(config.extra)
+        check_sections(config.extra)  # [metrics], [tracing]
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:

@@ -63,6 +63,12 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def _field(stats: dict, key: str, kind: type) -> Any:
+    """``stats[key]`` if it is a ``kind`` (heartbeats are checked, not trusted), else an empty one."""
+    value = stats.get(key)
+    return value if isinstance(value, kind) else kind()
+
+
 def _histogram(snap: Any) -> tuple[list[float], list[float], float, float] | None:
     """Validate a histogram snapshot ``{"le", "counts" (cumulative), "sum", "count"}``."""
     if not isinstance(snap, dict):
@@ -213,11 +219,11 @@ class KernelCollector:
             calls.add_metric(labels, _num(s.get("calls")))
             for outcome, key in OUTCOMES:
                 outcomes.add_metric([*labels, outcome], _num(s.get(key)))
-            levels = s.get("levels") if isinstance(s.get("levels"), list) else []
+            levels = _field(s, "levels", list)
             for level in range(LEVELS):
                 depth.add_metric([*labels, str(level)], _num(levels[level]) if level < len(levels) else 0.0)
             active.add_metric(labels, _num(s.get("active")))
-            timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
+            timings = _field(s, "timings", dict)
             for family, key in ((wait, "queue_wait"), (run, "run")):
                 h = _histogram(timings.get(key))
                 if h is not None:
@@ -252,7 +258,7 @@ class KernelCollector:
                     sums[key] = sums.get(key, 0.0) + _num(s.get(key))
                 sums["restarts"] = sums.get("restarts", 0.0) + record.restarts
                 sums["cpu"] = sums.get("cpu", 0.0) + self._cpu.get(record.id, 0.0)
-                timings = s.get("timings") if isinstance(s.get("timings"), dict) else {}
+                timings = _field(s, "timings", dict)
                 for key, acc in hists.items():
                     h = _histogram(timings.get(key))
                     if h is not None:

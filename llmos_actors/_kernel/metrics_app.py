@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -52,6 +53,8 @@ class MetricsApp:
         self.address: tuple[str, int] = (settings["host"], settings["port"])
         self.streams = 0
         self.scrapes = 0
+        self._state: dict | None = None
+        self._state_at = 0.0
 
     @property
     def url(self) -> str:
@@ -70,9 +73,9 @@ class MetricsApp:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings["host"], self.settings["port"])
         await site.start()
-        server = site._server  # the bound socket tells the port when 0 was asked for
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.address = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        server: Any = site._server  # the bound socket tells the port when 0 was asked for
+        if server is not None and server.sockets:
+            self.address = server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -107,16 +110,19 @@ class MetricsApp:
         return self._file(name)
 
     def _file(self, name: str) -> web.Response:
-        data = resources.files(__package__).joinpath("dashboard", name).read_bytes()
+        data = resources.files(__package__).joinpath("dashboard").joinpath(name).read_bytes()
         return web.Response(
             body=data, content_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache", **SECURITY_HEADERS}
         )
 
     def state(self, request: web.Request) -> dict:
-        out = dashboard_state(self.daemon, self.settings["max_actors"])
-        out["daemon"]["loop_lag"] = self.loop_lag()
-        out["admin"] = is_admin(request, self.settings)
-        return out
+        """The dashboard's state; built at most twice per interval however many pages watch."""
+        now = time.monotonic()
+        if self._state is None or now - self._state_at >= self.settings["interval"] / 2:
+            self._state = dashboard_state(self.daemon, self.settings["max_actors"])
+            self._state["daemon"]["loop_lag"] = self.loop_lag()
+            self._state_at = now
+        return {**self._state, "admin": is_admin(request, self.settings)}
 
     async def h_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state(request))

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any
 
+from .._rpc.tracing import tracing_settings
 from ..errors import ConfigError
 from .service import Service
 
@@ -58,6 +59,19 @@ def metrics_settings(extra: Any) -> dict[str, Any]:
     if out["listen"]:
         out["host"], out["port"] = parse_listen(out["listen"], allow_remote=out["allow_remote"])
     return out
+
+
+def check_sections(extra: Any) -> dict[str, Any]:
+    """Check ``[metrics]`` and ``[tracing]`` before the daemon starts; returns the metrics settings.
+
+    Raises:
+        ConfigError: naming the bad key.
+    """
+    try:
+        tracing_settings(extra)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return metrics_settings(extra)
 
 
 def parse_listen(listen: Any, *, allow_remote: bool) -> tuple[str, int]:

@@ -61,7 +61,7 @@ def actor_metrics(instance: Any) -> dict:
         return {}
     if not isinstance(values, dict):
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in values.items():
         if len(out) >= MAX_CUSTOM_METRICS:
             break

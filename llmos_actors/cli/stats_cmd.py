@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print("\n".join(_lines(row, result, "since start", None)))
             return Exit.OK
-        before, p99s = timings, deque(maxlen=30)
+        before, p99s = timings, deque[float](maxlen=30)
         while True:
             time.sleep(args.interval)  # the refresh period of a live view
             row = _find(kernel, args.name) or row

@@ -16,6 +16,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 from llmos_actors.testing import start_daemon, wait_for  # noqa: E402
 from tests.actors import Counter  # noqa: E402
+from tests.metrics_actors import Reporter  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -64,8 +65,15 @@ def test_dashboard_shows_a_live_workload_and_follows_a_kill(browser: object) -> 
         for i in range(200):
             refs["alpha"].call("incr")
             refs["beta"].tell("incr") if i % 2 else refs["gamma"].call("incr")
+        kernel.spawn(Reporter, name="llm").call("generate", 7)  # an LLM device's numbers (on_metrics)
         driver.get(url)  # type: ignore[attr-defined]
         wait_for(lambda: all(row_state(driver, n) == "running" for n in refs), timeout=20, interval=0.1, what="3 rows")
+        panel = '#llm [data-llm="llm"]'
+        wait_for(
+            lambda: "5 used of 20" in "".join(e.text for e in driver.find_elements("css selector", panel)),  # type: ignore[attr-defined]
+            timeout=10,
+            what="the LLM device's KV blocks",
+        )
         wait_for(
             lambda: driver.find_element("id", "live").text == "live",  # type: ignore[attr-defined]
             timeout=10,

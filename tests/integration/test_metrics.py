@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import llmos_actors as llmos
 from llmos_actors.testing import start_daemon, wait_for
 from tests.actors import Counter, SlowStop
+from tests.metrics_actors import Reporter
 
 METRICS = {"listen": "127.0.0.1:0"}
 
@@ -94,27 +95,6 @@ def test_counters_and_histograms_match_a_known_workload() -> None:
         s = scrape(url)
         assert value(s, "llmos_actor_up", name="counted") == 0
         assert value(s, "llmos_actor_calls_total", name="counted") == 47
-
-
-class Reporter(llmos.Actor):
-    """An actor with the ``on_metrics`` hook (what an LLM device reports)."""
-
-    def __init__(self) -> None:
-        self.tokens = 0
-
-    def generate(self, n: int) -> int:
-        self.tokens += n
-        return self.tokens
-
-    def on_metrics(self) -> dict:
-        return {
-            "llm_tokens_total": self.tokens,
-            "llm_batch_size": 3,
-            "llm_kv_blocks_used": 5,
-            "llm_ttft_seconds": {"le": [0.01, 0.1, 1.0], "counts": [1, 2, 2], "sum": 0.06, "count": 2},
-            "Bad Key": 1,
-            "queue_len": 2,
-        }
 
 
 def test_on_metrics_becomes_llm_metrics() -> None:
