@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +20,13 @@ from tests.actors import Counter, SlowStop
 from tests.metrics_actors import Reporter
 
 METRICS = {"listen": "127.0.0.1:0"}
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[llmos.Kernel, str]]:
+    """One daemon serving metrics for the tests that only read (each uses its own actor names)."""
+    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+        yield kernel, kernel.status()["metrics"]["url"]
 
 
 def scrape(url: str) -> dict[str, list]:
@@ -52,65 +60,63 @@ def scrape_until(url: str, metric: str, expected: float, **labels: str) -> dict:
     return found[0]
 
 
-def test_counters_and_histograms_match_a_known_workload() -> None:
-    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
-        url = kernel.status()["metrics"]["url"]
-        c = kernel.spawn(Counter, name="counted")
-        for _ in range(40):
-            c.call("incr")
-        for _ in range(7):
-            with pytest.raises(llmos.MethodNotFound):
-                c.call("no_such_method")
-        s = scrape_until(url, "llmos_actor_calls_total", 47, name="counted")
-        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="ok") == 40
-        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="error") == 7
-        assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="expired") == 0
-        # Every request waited in the mailbox; only the 40 that found a method ran.
-        assert value(s, "llmos_actor_queue_wait_seconds_count", name="counted") == 47
-        assert value(s, "llmos_actor_run_seconds_count", name="counted") == 40
-        assert value(s, "llmos_actor_run_seconds_bucket", name="counted", le="+Inf") == 40
-        buckets = [v for labels, v in s["llmos_actor_run_seconds_bucket"] if labels["name"] == "counted"]
-        assert buckets == sorted(buckets), "buckets are cumulative"
-        assert 0 < value(s, "llmos_actor_run_seconds_sum", name="counted") < 40 * 1.0
-        assert value(s, "llmos_actor_up", name="counted") == 1
-        # A method that spins 0.15 s: its run lands in the right bucket, its CPU time is seen.
-        spinner = kernel.spawn(SlowStop, name="spinner")
-        spinner.call("busy", 0.15)
-        s = scrape_until(url, "llmos_actor_run_seconds_count", 1, name="spinner")
-        assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.1") == 0
-        assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.25") == 1
-        assert 0.15 <= value(s, "llmos_actor_run_seconds_sum", name="spinner") < 0.25
-        assert (
-            value(s, "llmos_actor_cpu_seconds_total", name="spinner") >= 0.02
-        )  # a shared machine gives less than wall
-        assert value(s, "llmos_actors", state="running") == 2
-        assert value(s, "llmos_actor_rss_bytes", name="counted") > 1_000_000
-        assert value(s, "llmos_daemon_rss_bytes") > 0
-        assert value(s, "llmos_daemon_open_fds") > 0
-        assert value(s, "llmos_daemon_loop_lag_seconds") is not None
-        assert value(s, "llmos_topic_published_total") is not None
-        assert value(s, "llmos_metrics_folded_actors") == 0
-        # A kill is counted as the actor's exit; its counters stay until the table forgets it.
-        kernel.kill(c)
-        s = scrape(url)
-        assert value(s, "llmos_actor_up", name="counted") == 0
-        assert value(s, "llmos_actor_calls_total", name="counted") == 47
-
-
-def test_on_metrics_becomes_llm_metrics() -> None:
-    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
-        url = kernel.status()["metrics"]["url"]
-        llm = kernel.spawn(Reporter, name="llm")
-        llm.call("generate", 12)
-        s = scrape_until(url, "llmos_llm_tokens_total", 12, name="llm")
-        assert value(s, "llmos_llm_batch_size", name="llm") == 3
-        assert value(s, "llmos_llm_kv_blocks_used", name="llm") == 5
-        assert value(s, "llmos_llm_ttft_seconds_bucket", name="llm", le="0.1") == 2
-        assert value(s, "llmos_llm_ttft_seconds_count", name="llm") == 2
-        assert value(s, "llmos_custom_queue_len", name="llm") == 2
-        assert not any("Bad" in name for name in s)
+def test_counters_and_histograms_match_a_known_workload(served: tuple[llmos.Kernel, str]) -> None:
+    kernel, url = served
+    c = kernel.spawn(Counter, name="counted")
+    for _ in range(40):
+        c.call("incr")
+    for _ in range(7):
         with pytest.raises(llmos.MethodNotFound):
-            llm.call("on_metrics")  # a hook, not a remote method
+            c.call("no_such_method")
+    s = scrape_until(url, "llmos_actor_calls_total", 47, name="counted")
+    assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="ok") == 40
+    assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="error") == 7
+    assert value(s, "llmos_actor_outcomes_total", name="counted", outcome="expired") == 0
+    # Every request waited in the mailbox; only the 40 that found a method ran.
+    assert value(s, "llmos_actor_queue_wait_seconds_count", name="counted") == 47
+    assert value(s, "llmos_actor_run_seconds_count", name="counted") == 40
+    assert value(s, "llmos_actor_run_seconds_bucket", name="counted", le="+Inf") == 40
+    buckets = [v for labels, v in s["llmos_actor_run_seconds_bucket"] if labels["name"] == "counted"]
+    assert buckets == sorted(buckets), "buckets are cumulative"
+    assert 0 < value(s, "llmos_actor_run_seconds_sum", name="counted") < 40 * 1.0
+    assert value(s, "llmos_actor_up", name="counted") == 1
+    # A method that spins 0.15 s: its run lands in the right bucket, its CPU time is seen.
+    spinner = kernel.spawn(SlowStop, name="spinner")
+    spinner.call("busy", 0.15)
+    s = scrape_until(url, "llmos_actor_run_seconds_count", 1, name="spinner")
+    assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.1") == 0
+    assert value(s, "llmos_actor_run_seconds_bucket", name="spinner", le="0.25") == 1
+    assert 0.15 <= value(s, "llmos_actor_run_seconds_sum", name="spinner") < 0.25
+    assert value(s, "llmos_actor_cpu_seconds_total", name="spinner") >= 0.02  # a shared machine gives less than wall
+    assert value(s, "llmos_actors", state="running") >= 2
+    assert value(s, "llmos_actor_rss_bytes", name="counted") > 1_000_000
+    assert value(s, "llmos_daemon_rss_bytes") > 0
+    assert value(s, "llmos_daemon_open_fds") > 0
+    assert value(s, "llmos_daemon_loop_lag_seconds") is not None
+    assert value(s, "llmos_topic_published_total") is not None
+    assert value(s, "llmos_metrics_folded_actors") == 0
+    # A kill is counted as the actor's exit; its counters stay until the table forgets it.
+    kernel.kill(c)
+    kernel.kill(spinner)
+    s = scrape(url)
+    assert value(s, "llmos_actor_up", name="counted") == 0
+    assert value(s, "llmos_actor_calls_total", name="counted") == 47
+
+
+def test_on_metrics_becomes_llm_metrics(served: tuple[llmos.Kernel, str]) -> None:
+    kernel, url = served
+    llm = kernel.spawn(Reporter, name="llm")
+    llm.call("generate", 12)
+    s = scrape_until(url, "llmos_llm_tokens_total", 12, name="llm")
+    assert value(s, "llmos_llm_batch_size", name="llm") == 3
+    assert value(s, "llmos_llm_kv_blocks_used", name="llm") == 5
+    assert value(s, "llmos_llm_ttft_seconds_bucket", name="llm", le="0.1") == 2
+    assert value(s, "llmos_llm_ttft_seconds_count", name="llm") == 2
+    assert value(s, "llmos_custom_queue_len", name="llm") == 2
+    assert not any("Bad" in name for name in s)
+    with pytest.raises(llmos.MethodNotFound):
+        llm.call("on_metrics")  # a hook, not a remote method
+    kernel.kill(llm)
 
 
 @pytest.mark.slow
@@ -152,21 +158,21 @@ def _request(url: str, method: str, path: str, headers: dict | None = None) -> t
         conn.close()
 
 
-def test_listener_serves_nothing_but_get() -> None:
-    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
-        url = kernel.status()["metrics"]["url"]
-        kernel.spawn(Counter, name="target")
-        for path in ("/metrics", "/", "/api/state", "/static/app.js"):
-            assert _request(url, "GET", path)[0] == 200
-            assert _request(url, "HEAD", path)[0] == 200
-            for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
-                status, headers = _request(url, method, path)
-                assert status == 405, (method, path)
-                assert headers.get("Allow") == "GET, HEAD"
-        # Without the admin role the dashboard's actions are refused like any other write.
-        assert _request(url, "POST", "/api/actors/target/kill", {"X-Llmos-Action": "1"})[0] == 405
-        assert _request(url, "GET", "/static/../metrics_app.py")[0] == 404
-        assert kernel.lookup("target").call("get") == 0  # still alive
+def test_listener_serves_nothing_but_get(served: tuple[llmos.Kernel, str]) -> None:
+    kernel, url = served
+    kernel.spawn(Counter, name="target")
+    for path in ("/metrics", "/", "/api/state", "/static/app.js"):
+        assert _request(url, "GET", path)[0] == 200
+        assert _request(url, "HEAD", path)[0] == 200
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            status, headers = _request(url, method, path)
+            assert status == 405, (method, path)
+            assert headers.get("Allow") == "GET, HEAD"
+    # Without the admin role the dashboard's actions are refused like any other write.
+    assert _request(url, "POST", "/api/actors/target/kill", {"X-Llmos-Action": "1"})[0] == 405
+    assert _request(url, "GET", "/static/../metrics_app.py")[0] == 404
+    assert kernel.lookup("target").call("get") == 0  # still alive
+    kernel.kill("target")
 
 
 def test_admin_actions_need_the_role_and_the_header() -> None:

@@ -200,11 +200,12 @@ function renderLLM(state) {
     const total = (m.kv_blocks_used || 0) + (m.kv_blocks_free || 0);
     const bar = el("div", { class: "bar" }, el("div"));
     bar.firstChild.style.width = total ? `${((100 * (m.kv_blocks_used || 0)) / total).toFixed(1)}%` : "0%";
-    return el("div", { "data-llm": a.name || a.id }, el("strong", {}, a.name || a.id), bar, dl([
-      ["batch", m.batch_size ?? ""], ["running / waiting", `${m.running ?? ""} / ${m.waiting ?? ""}`],
-      ["KV blocks", total ? `${m.kv_blocks_used} used of ${total}` : ""], ["tokens", m.tokens_total ?? m.tokens ?? ""],
-      ["preemptions", m.preemptions_total ?? ""], ["prefix-cache hits", m.prefix_cache_hits_total ?? ""],
-    ]));
+    const rows = [
+      ["batch", m.batch_size], ["running", m.running], ["waiting", m.waiting],
+      ["KV blocks", total ? `${m.kv_blocks_used} used of ${total}` : null], ["tokens", m.tokens_total],
+      ["tokens/s", m.tokens_per_second], ["preemptions", m.preemptions_total], ["prefix-cache hits", m.prefix_cache_hits_total],
+    ].filter(([, v]) => v != null);
+    return el("div", { "data-llm": a.name || a.id }, el("strong", {}, a.name || a.id), bar, dl(rows));
   }));
 }
 
