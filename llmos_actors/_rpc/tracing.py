@@ -108,22 +108,26 @@ class CallTracer:
             otlp = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
             self.provider.add_span_processor(BatchSpanProcessor(otlp))
         self.tracer = self.provider.get_tracer("llmos_actors")
+        self._current_span = trace.get_current_span
+        self._no_span = trace.INVALID_SPAN
+        self._random = random.random
         self._client_kind = trace.SpanKind.CLIENT
         self._server_kind = trace.SpanKind.SERVER
 
     # ------------------------------------------------------------------ caller side
     def outgoing(self, method: str, extra: dict | None) -> dict | None:
         """The header extras of a call: with ``"tp"`` if it belongs to a sampled trace."""
-        ctx = self._trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            if not ctx.trace_flags.sampled:
-                return extra
-        else:
-            if self.ratio <= 0.0 or random.random() >= self.ratio:
+        span = self._current_span()
+        if span is self._no_span:  # outside any span (the common case): sample a new trace
+            if self._random() >= self.ratio:
                 return extra
             root = self.tracer.start_span(f"call {method}", kind=self._client_kind)
             root.end()  # marks where the trace began; the actor's span measures the call
             ctx = root.get_span_context()
+        else:
+            ctx = span.get_span_context()
+            if not ctx.is_valid or not ctx.trace_flags.sampled:
+                return extra
         tp = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
         return {**extra, HEADER: tp} if extra else {HEADER: tp}
 
