@@ -132,18 +132,21 @@ class CallTracer:
         return {**extra, HEADER: tp} if extra else {HEADER: tp}
 
     # ------------------------------------------------------------------ actor side
-    def enter(self, head: dict, name: str, attributes: dict) -> tuple[Any, Any]:
-        """Start the server span of a request whose header carries a traceparent, and make it current.
+    def enter(self, head: dict, actor: str, method: str) -> tuple[Any, Any]:
+        """Start the server span ``actor.method`` of a request whose header carries a traceparent,
+        and make it current.
 
         Returns ``(span, token)``; ``(None, None)`` when the request is not traced.
         """
         tp = head.get(HEADER)
-        if type(tp) is not str or len(tp) > MAX_TRACEPARENT:
+        if tp is None or type(tp) is not str or len(tp) > MAX_TRACEPARENT:
             return None, None
         parent = self._propagator.extract({"traceparent": tp})
         if not self._trace.get_current_span(parent).get_span_context().is_valid:
             return None, None
-        span = self.tracer.start_span(name, context=parent, kind=self._server_kind, attributes=attributes)
+        span = self.tracer.start_span(
+            f"{actor}.{method}", context=parent, kind=self._server_kind, attributes={"llmos.method": method}
+        )
         token = self._context.attach(self._trace.set_span_in_context(span))
         return span, token
 

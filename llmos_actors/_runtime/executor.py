@@ -387,7 +387,7 @@ class ActorExecutor(Invoker):
         so calls it makes continue the trace; it ends when the outcome is known.
         """
         tracer = self.tracer
-        span, token = tracer.enter(req.head, f"{self.span_prefix}.{req.method}", {"llmos.method": req.method})
+        span, token = tracer.enter(req.head, self.span_prefix, req.method)
         failed = self.stats.get("failed", 0)
         try:
             if kind == ASYNC:
