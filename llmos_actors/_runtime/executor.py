@@ -311,6 +311,9 @@ class ActorExecutor(Invoker):
                         break  # a plain method is running (reply-later awaits do not count)
                     mailbox.pop()
                     if entry.deadline is None or not self.expired(entry):
+                        if timings is not None:  # (an intake since ``now`` may have queued this entry)
+                            now = monotonic()
+                            timings.wait.observe(now - mailbox.enqueued_at)
                         if tracer is None:
                             self._run_inline(entry, found[0])
                         else:
@@ -318,7 +321,6 @@ class ActorExecutor(Invoker):
                         if entry.prio is not None and entry.prio > base:
                             server.flush()  # an urgent caller does not wait for the slice's end
                         if timings is not None:
-                            timings.wait.observe(now - mailbox.enqueued_at)
                             timings.run.observe(monotonic() - now)
                     now = monotonic()
                     if now > end:
@@ -329,7 +331,7 @@ class ActorExecutor(Invoker):
                 break
             mailbox.pop()
             if timings is not None and type(entry) is Request:
-                timings.wait.observe(now - mailbox.enqueued_at)
+                timings.wait.observe(monotonic() - mailbox.enqueued_at)
             self._start(entry)
             now = monotonic()
             if now > end:
