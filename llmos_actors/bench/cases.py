@@ -284,8 +284,8 @@ CASES: dict[str, Case] = {
         ),
     )
 }
-# What metrics and tracing cost: the 1:1 call cases against daemons with them on (own daemons).
-CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.variants()})
+# What metrics and tracing cost: the 1:1 call cases against daemons with them off and on (own daemons).
+CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.cases()})
 
 
 class UnknownCase(ValueError):
