@@ -110,12 +110,30 @@ def test_admin_sees_kill_and_restart_buttons(browser: object) -> None:
     with start_daemon(metrics={"listen": "127.0.0.1:0", "admin": True}) as d, d.connect() as kernel:
         url = kernel.status()["metrics"]["url"]
         kernel.spawn(Counter, name="doomed")
+        sup = kernel.supervisor(name="tree", strategy="one_for_one")
+        sup.spawn(Counter, name="phoenix", restart="permanent")
         driver.get(url)  # type: ignore[attr-defined]
         wait_for(lambda: row_state(driver, "doomed") == "running", timeout=20, interval=0.1, what="the row")
-        buttons = driver.find_elements("css selector", '#actors tr[data-actor="doomed"] button')  # type: ignore[attr-defined]
-        assert [b.text for b in buttons] == ["kill", "restart"]
+        tree = driver.find_element("css selector", '#tree [data-supervisor="tree"]')  # type: ignore[attr-defined]
+        assert "phoenix" in tree.text and "one_for_one" in tree.text
         driver.execute_script("window.confirm = () => true;")  # type: ignore[attr-defined]
-        buttons[0].click()
+
+        def button(actor: str, label: str) -> object:
+            css = f'#actors tr[data-actor="{actor}"] button'
+            buttons = driver.find_elements("css selector", css)  # type: ignore[attr-defined]
+            assert [b.text for b in buttons] == ["kill", "restart"]
+            return next(b for b in buttons if b.text == label)
+
+        button("doomed", "kill").click()  # type: ignore[attr-defined]
         wait_for(lambda: row_state(driver, "doomed") == "exited", timeout=15, interval=0.1, what="killed from the page")
+        pid = next(r["pid"] for r in kernel.ps() if r["name"] == "phoenix")
+        button("phoenix", "restart").click()  # type: ignore[attr-defined]
+        wait_for(
+            lambda: any(r["name"] == "phoenix" and r["restarts"] == 1 and r["state"] == "running" for r in kernel.ps()),
+            timeout=20,
+            what="restarted by its supervisor",
+        )
+        assert next(r["pid"] for r in kernel.ps() if r["name"] == "phoenix") != pid
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[attr-defined]
         assert not errors, errors
+        sup.stop()
