@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 
 #: Per-actor numbers the dashboard plots or lists (from heartbeats).
 ACTOR_STATS = ("calls", "done", "failed", "queued", "active", "streams", "topic_drops")
@@ -81,5 +81,5 @@ def dashboard_state(daemon: Any, max_actors: int) -> dict:
             "busy": sync_status.get("busy", [])[:20],
             "deadlocks_detected": sync_status.get("deadlocks_detected", 0),
         },
-        "scheduler": {"decisions": list(sched.decisions)[-20:], "pools": len(sched.pools)},
+        "scheduler": {"decisions": list(sched.decide.recent)[-20:], "pools": len(sched.pools.by_name)},
     }

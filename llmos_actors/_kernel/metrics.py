@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .. import __version__
+from .._version import __version__
 from .proctable import ActorRecord
 
 OVERFLOW = "_overflow"
@@ -489,9 +489,9 @@ def _scheduler(sched: Any) -> Iterator[Metric]:
         "Decisions of the adaptive scheduler, by kind (move, renice, grow, ...).",
         labels=["kind"],
     )
-    for kind, n in sorted(getattr(sched, "decision_counts", {}).items()):
+    for kind, n in sorted(sched.decide.counts.items()):
         decisions.add_metric([kind], float(n))
     pools = GaugeMetricFamily("llmos_scheduler_pools", "Actor pools the scheduler sizes.")
-    pools.add_metric([], float(len(sched.pools)))
+    pools.add_metric([], float(len(sched.pools.by_name)))
     yield decisions
     yield pools
