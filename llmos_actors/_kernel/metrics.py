@@ -457,29 +457,26 @@ def _sync(sync: Any) -> Iterator[Metric]:
     )
     longest = GaugeMetricFamily("llmos_sync_longest_wait_seconds", "Longest wait on a sync object going on now.")
     granted = CounterMetricFamily("llmos_sync_granted", "Acquires and waits granted, by kind.", labels=["kind"])
-    now = time.monotonic()
+    now = sync.ledger.clock.time()
     by_kind: dict[str, list[float]] = {}
     worst = 0.0
     for obj in sync.objects.values():
         acc = by_kind.setdefault(obj.kind, [0.0, 0.0, 0.0, 0.0])
         acc[0] += 1
         acc[3] += _num(getattr(obj, "granted", 0))
-        for attr in ("queue", "sleepers", "arrived", "waiters"):
-            for w in getattr(obj, attr, ()) or ():
-                since = getattr(w, "since", None)
-                if since is None:
-                    continue
+        for queue in obj.queues():
+            for w in queue:
                 acc[1] += 1
-                acc[2] += now - since
-                worst = max(worst, now - since)
+                acc[2] += now - w.since
+                worst = max(worst, now - w.since)
     for kind, (n, w, secs, g) in sorted(by_kind.items()):
         objects.add_metric([kind], n)
         waiters.add_metric([kind], w)
         waiting.add_metric([kind], secs)
         granted.add_metric([kind], g)
     longest.add_metric([], worst)
-    deadlocks = CounterMetricFamily("llmos_sync_deadlocks", "Deadlocks the kernel detected (and broke).")
-    deadlocks.add_metric([], float(sync.deadlocks_detected))
+    deadlocks = CounterMetricFamily("llmos_sync_deadlocks", "Deadlocks the kernel detected (and refused).")
+    deadlocks.add_metric([], float(sync.ledger.deadlocks_detected))
     yield from (objects, waiters, waiting, longest, granted, deadlocks)
 
 

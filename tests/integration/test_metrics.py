@@ -6,6 +6,7 @@ import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,7 +16,7 @@ pytest.importorskip("aiohttp")
 from prometheus_client.parser import text_string_to_metric_families
 
 import llmos_actors as llmos
-from llmos_actors.testing import start_daemon, wait_for
+from llmos_actors.testing import DaemonHandle, start_daemon, wait_for
 from tests.actors import Counter, SlowStop
 from tests.metrics_actors import Reporter
 
@@ -23,9 +24,15 @@ METRICS = {"listen": "127.0.0.1:0"}
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[llmos.Kernel, str]]:
+def served_daemon() -> Iterator[DaemonHandle]:
     """One daemon serving metrics for the tests that only read (each uses its own actor names)."""
-    with start_daemon(metrics=METRICS) as d, d.connect() as kernel:
+    with start_daemon(metrics=METRICS) as d:
+        yield d
+
+
+@pytest.fixture
+def served(served_daemon: DaemonHandle) -> Iterator[tuple[llmos.Kernel, str]]:
+    with served_daemon.connect() as kernel:
         yield kernel, kernel.status()["metrics"]["url"]
 
 
@@ -144,6 +151,25 @@ def test_labels_stay_bounded_with_a_thousand_short_lived_actors() -> None:
         assert sum(v for _, v in s["llmos_actor_calls_total"]) == kept
         assert value(s, "llmos_metrics_folded_actors_total") >= max(folded_seen, kept - cap)
         assert value(s, "llmos_metrics_actor_cap") == cap
+
+
+def test_sync_waits_are_seen_while_they_last(served_daemon: DaemonHandle, served: tuple[llmos.Kernel, str]) -> None:
+    kernel, url = served
+    lock = kernel.mutex("metrics-m")
+    assert lock.acquire()
+    with served_daemon.connect() as other, ThreadPoolExecutor(1) as pool:
+        theirs = other.mutex("metrics-m")
+        waiting = pool.submit(theirs.acquire, True, 30.0)
+        s = scrape_until(url, "llmos_sync_waiters", 1, kind="mutex")
+        first = value(s, "llmos_sync_wait_seconds", kind="mutex")
+        # Its wait grows while it lasts (scraped again once the daemon's clock has moved on).
+        wait_for(lambda: value(scrape(url), "llmos_sync_longest_wait_seconds") > first, what="a longer wait")
+        lock.release()
+        assert waiting.result(timeout=10) is True
+        pool.submit(theirs.release).result(timeout=10)  # the holder is that thread
+    s = scrape(url)
+    assert value(s, "llmos_sync_waiters", kind="mutex") == 0
+    assert value(s, "llmos_sync_granted_total", kind="mutex") >= 2
 
 
 def _request(url: str, method: str, path: str, headers: dict | None = None) -> tuple[int, dict]:
