@@ -25,9 +25,17 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .._version import __version__
+from .metrics_services import (
+    OVERFLOW,
+    num,
+    pages_metrics,
+    scheduler_metrics,
+    supervision_metrics,
+    sync_metrics,
+    topic_metrics,
+)
 from .proctable import ActorRecord
 
-OVERFLOW = "_overflow"
 ACTOR_LABELS = ("name", "class")
 OUTCOMES = (
     ("ok", "done"),
@@ -57,10 +65,6 @@ LLM_HELP = {
 
 def _label(record: ActorRecord) -> tuple[str, str]:
     return (record.name or record.id, record.cls)
-
-
-def _num(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _field(stats: dict, key: str, kind: type) -> Any:
@@ -216,13 +220,13 @@ class KernelCollector:
         for record in own:
             labels = list(_label(record))
             s = record.stats
-            calls.add_metric(labels, _num(s.get("calls")))
+            calls.add_metric(labels, num(s.get("calls")))
             for outcome, key in OUTCOMES:
-                outcomes.add_metric([*labels, outcome], _num(s.get(key)))
+                outcomes.add_metric([*labels, outcome], num(s.get(key)))
             levels = _field(s, "levels", list)
             for level in range(LEVELS):
-                depth.add_metric([*labels, str(level)], _num(levels[level]) if level < len(levels) else 0.0)
-            active.add_metric(labels, _num(s.get("active")))
+                depth.add_metric([*labels, str(level)], num(levels[level]) if level < len(levels) else 0.0)
+            active.add_metric(labels, num(s.get("active")))
             timings = _field(s, "timings", dict)
             for family, key in ((wait, "queue_wait"), (run, "run")):
                 h = _histogram(timings.get(key))
@@ -236,7 +240,7 @@ class KernelCollector:
                 core.add_metric(labels, usage["core"])
             nice.add_metric(labels, float(record.nice))
             up.add_metric(labels, 1.0 if record.state == "running" else 0.0)
-            topic_drops.add_metric(labels, _num(s.get("topic_drops")))
+            topic_drops.add_metric(labels, num(s.get("topic_drops")))
             custom.add(labels, s.get("metrics"))
         if folded:
             labels = [OVERFLOW, OVERFLOW]
@@ -255,7 +259,7 @@ class KernelCollector:
                     "topic_drops",
                     "queued",
                 ):
-                    sums[key] = sums.get(key, 0.0) + _num(s.get(key))
+                    sums[key] = sums.get(key, 0.0) + num(s.get(key))
                 sums["restarts"] = sums.get("restarts", 0.0) + record.restarts
                 sums["cpu"] = sums.get("cpu", 0.0) + self._cpu.get(record.id, 0.0)
                 timings = _field(s, "timings", dict)
@@ -319,11 +323,11 @@ class KernelCollector:
 
     def _services(self) -> Iterator[Metric]:
         d = self.daemon
-        yield from _supervision(d.supervision, self.max_actors)
-        yield from _pages(d.pages.status())
-        yield from _topics(d.events, self.max_actors)
-        yield from _sync(d.sync)
-        yield from _scheduler(d.scheduler)
+        yield from supervision_metrics(d.supervision, self.max_actors)
+        yield from pages_metrics(d.pages.status())
+        yield from topic_metrics(d.events, self.max_actors)
+        yield from sync_metrics(d.sync)
+        yield from scheduler_metrics(d.scheduler)
 
 
 class _Custom:
@@ -363,132 +367,3 @@ class _Custom:
 
     def families(self) -> list[Metric]:
         return list(self.fams.values())
-
-
-def _supervision(sup: Any, cap: int) -> Iterator[Metric]:
-    restarts = CounterMetricFamily("llmos_supervisor_restarts", "Restarts a supervisor made.", labels=["supervisor"])
-    failed = GaugeMetricFamily(
-        "llmos_supervisor_failed", "1 if a supervisor gave up (restart intensity exceeded).", labels=["supervisor"]
-    )
-    for node in list(sup.nodes.values())[:cap]:
-        label = node.name or node.id
-        restarts.add_metric([label], float(node.restarts))
-        failed.add_metric([label], 1.0 if node.state == "failed" else 0.0)
-    total = CounterMetricFamily("llmos_supervision_restarts", "Actor restarts the daemon made, in all.")
-    total.add_metric([], float(sup.restarts))
-    gave_up = CounterMetricFamily(
-        "llmos_supervision_give_ups", "Times a restart limit was exceeded and restarts stopped."
-    )
-    gave_up.add_metric([], float(sup.gave_up))
-    yield from (restarts, failed, total, gave_up)
-
-
-def _pages(status: dict) -> Iterator[Metric]:
-    if not status.get("pool_bytes"):
-        return
-    gauges = {
-        "pool_bytes": "Size of the shared-memory page pool.",
-        "used_bytes": "Bytes of the page pool in use.",
-        "resident_bytes": "Bytes of the page pool backed by memory now.",
-        "largest_free_bytes": "Largest free run of pages.",
-        "holders": "Processes holding pages.",
-        "transfers": "Page transfers in flight (handed over, not yet taken).",
-        "objects": "Objects in the object store.",
-        "objects_spilled": "Objects spilled to disk now.",
-    }
-    for key, help_text in gauges.items():
-        g = GaugeMetricFamily(f"llmos_pages_{key}", help_text)
-        g.add_metric([], _num(status.get(key)))
-        yield g
-    free = GaugeMetricFamily("llmos_pages_free_bytes", "Bytes of the page pool free.")
-    free.add_metric([], _num(status.get("pool_bytes")) - _num(status.get("used_bytes")))
-    yield free
-    counters = {
-        "spills": "Objects spilled from the pool to disk.",
-        "restores": "Spilled objects read back into the pool.",
-        "spilled_bytes": "Bytes spilled to disk.",
-        "restored_bytes": "Bytes read back from disk.",
-        "expired_transfers": "Page transfers never taken before their deadline.",
-        "exhausted": "Allocations refused because the pool was full.",
-    }
-    for key, help_text in counters.items():
-        c = CounterMetricFamily(f"llmos_pages_{key}", help_text)
-        c.add_metric([], _num(status.get(key)))
-        yield c
-
-
-def _topics(bus: Any, cap: int) -> Iterator[Metric]:
-    for key, help_text in (
-        ("published", "Topic messages published."),
-        ("delivered", "Topic messages delivered to subscribers."),
-        ("dropped", "Topic messages dropped because a subscriber's queue was full."),
-    ):
-        c = CounterMetricFamily(f"llmos_topic_{key}", help_text)
-        c.add_metric([], _num(getattr(bus, key, 0)))
-        yield c
-    subs = GaugeMetricFamily("llmos_topic_subscribers", "Connected topic subscribers.")
-    subs.add_metric([], float(len(bus.subscribers)))
-    yield subs
-    delivered = CounterMetricFamily(
-        "llmos_topic_subscriber_delivered", "Topic messages delivered, per subscriber.", labels=["subscriber"]
-    )
-    dropped = CounterMetricFamily(
-        "llmos_topic_subscriber_dropped", "Topic messages dropped, per subscriber.", labels=["subscriber"]
-    )
-    rows = sorted((s.describe() for s in bus.subscribers.values()), key=lambda r: -r["dropped"])
-    seen: dict[str, list[float]] = {}
-    for i, row in enumerate(rows):
-        who = str(row["who"])[:64] if i < cap else OVERFLOW
-        acc = seen.setdefault(who, [0.0, 0.0])
-        acc[0] += row["delivered"]
-        acc[1] += row["dropped"]
-    for who, (n_delivered, n_dropped) in seen.items():
-        delivered.add_metric([who], n_delivered)
-        dropped.add_metric([who], n_dropped)
-    yield delivered
-    yield dropped
-
-
-def _sync(sync: Any) -> Iterator[Metric]:
-    objects = GaugeMetricFamily("llmos_sync_objects", "Kernel sync objects, by kind.", labels=["kind"])
-    waiters = GaugeMetricFamily("llmos_sync_waiters", "Requests waiting on sync objects now, by kind.", labels=["kind"])
-    waiting = GaugeMetricFamily(
-        "llmos_sync_wait_seconds", "Seconds the current waiters have waited, in all, by kind.", labels=["kind"]
-    )
-    longest = GaugeMetricFamily("llmos_sync_longest_wait_seconds", "Longest wait on a sync object going on now.")
-    granted = CounterMetricFamily("llmos_sync_granted", "Acquires and waits granted, by kind.", labels=["kind"])
-    now = sync.ledger.clock.time()
-    by_kind: dict[str, list[float]] = {}
-    worst = 0.0
-    for obj in sync.objects.values():
-        acc = by_kind.setdefault(obj.kind, [0.0, 0.0, 0.0, 0.0])
-        acc[0] += 1
-        acc[3] += _num(getattr(obj, "granted", 0))
-        for queue in obj.queues():
-            for w in queue:
-                acc[1] += 1
-                acc[2] += now - w.since
-                worst = max(worst, now - w.since)
-    for kind, (n, w, secs, g) in sorted(by_kind.items()):
-        objects.add_metric([kind], n)
-        waiters.add_metric([kind], w)
-        waiting.add_metric([kind], secs)
-        granted.add_metric([kind], g)
-    longest.add_metric([], worst)
-    deadlocks = CounterMetricFamily("llmos_sync_deadlocks", "Deadlocks the kernel detected (and refused).")
-    deadlocks.add_metric([], float(sync.ledger.deadlocks_detected))
-    yield from (objects, waiters, waiting, longest, granted, deadlocks)
-
-
-def _scheduler(sched: Any) -> Iterator[Metric]:
-    decisions = CounterMetricFamily(
-        "llmos_scheduler_decisions",
-        "Decisions of the adaptive scheduler, by kind (move, renice, grow, ...).",
-        labels=["kind"],
-    )
-    for kind, n in sorted(sched.decide.counts.items()):
-        decisions.add_metric([kind], float(n))
-    pools = GaugeMetricFamily("llmos_scheduler_pools", "Actor pools the scheduler sizes.")
-    pools.add_metric([], float(len(sched.pools.by_name)))
-    yield decisions
-    yield pools
