@@ -22,7 +22,7 @@ import zmq
 
 from .._pages.codec import PageArrayCodec
 from .._pages.objref import ObjectRef
-from .._pages.registry import set_default as set_default_pool
+from .._pages.registry import set_default as set_default_pages
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
@@ -139,7 +139,7 @@ class ActorRuntime:
             arrays=PageArrayCodec(self.config.runtime_dir),
         )
         self.server_codec = codec
-        set_default_pool(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pool
+        set_default_pages(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pages
         sock_path = self.config.runtime_dir / "a" / self.actor_id
         try:
             sock_path.unlink()  # a previous incarnation's socket file
@@ -197,9 +197,9 @@ class ActorRuntime:
     # ------------------------------------------------------------------ monitors and links
     def monitor(self, target: Any) -> int:
         """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
-        from ..supervision import _target
+        from ..supervision import target_id
 
-        name = _target(target)
+        name = target_id(target)
         ref = self.core.next_id()
         self._monitors[ref] = name
         self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)
