@@ -9,8 +9,8 @@ carries that span's ``traceparent`` in the header under ``"tp"``; the actor runs
 method inside a server span that is its child, so nested calls from there continue
 the trace: client -> agent -> tool actor -> LLM device is one trace. A call made
 outside any span starts a new trace with probability ``sample_ratio`` (the decision
-is made once, at the root; unsampled calls carry nothing). Plain ``tell``s without
-options take a path that carries no trace context.
+is made once, at the root; unsampled calls carry nothing). The synchronous client's plain
+``tell``s and ``ask``s without options take a fast path that carries no trace context.
 """
 
 from __future__ import annotations
