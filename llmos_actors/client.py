@@ -26,6 +26,7 @@ from .config import CONTROL_SOCKET, Config, load_config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .pools import AsyncPoolsMixin, PoolsMixin
 from .refs import ActorRef, AsyncActorRef, wait_sync
+from .snapshots import AsyncSnapshotMixin, SnapshotMixin
 from .supervision import AsyncSupervisionMixin, SupervisionMixin
 from .sync import AsyncSyncMixin, SyncMixin
 from .topics import AsyncTopicsMixin, TopicsMixin
@@ -67,7 +68,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
+class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, SnapshotMixin, PagesKernel):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -264,7 +265,9 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncPagesKernel):
+class AsyncKernel(
+    AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncSnapshotMixin, AsyncPagesKernel
+):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and

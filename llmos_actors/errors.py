@@ -183,6 +183,18 @@ class ObjectLost(LlmosError, LookupError):
     code = "object_lost"
 
 
+class SnapshotError(LlmosError):
+    """An actor's snapshot could not be taken, stored or restored (the previous one is kept)."""
+
+    code = "snapshot"
+
+
+class JournalError(LlmosError):
+    """The daemon's journal cannot be opened or read (corrupt, truncated, or from a newer daemon)."""
+
+    code = "journal"
+
+
 class RemoteError(LlmosError):
     """The actor's method raised; carries the remote type, message and traceback.
 
@@ -236,6 +248,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         DeadlockError,
         PoolExhausted,
         ObjectLost,
+        SnapshotError,
+        JournalError,
         RemoteError,
     )
 }

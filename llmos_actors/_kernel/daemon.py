@@ -37,6 +37,8 @@ from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Service
+from .state.service import StateService
+from .state.settings import open_journal
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
 from .zygote_link import ZygoteLink
@@ -104,6 +106,7 @@ class Daemon:
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
+            self.journal = open_journal(config)  # a corrupt journal stops us here, naming the file
             await self._start(loop)
             sdnotify.notify(f"READY=1\nSTATUS=serving {config.runtime_dir}\nMAINPID={os.getpid()}")
             log.info("llmos daemon %s ready at %s (pid %d)", __version__, config.runtime_dir, os.getpid())
@@ -193,7 +196,8 @@ class Daemon:
         self.sync = SyncObjects(self.loop, extra.get("sync"))
         self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
         self.scheduler = Scheduler(self)
-        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
+        self.state = StateService(self)  # last: it wraps the others' handlers and replays the journal
+        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler, self.state]
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

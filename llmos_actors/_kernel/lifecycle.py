@@ -34,7 +34,7 @@ from .zygote_link import ZygoteLink
 log = logging.getLogger(__name__)
 
 #: Settings of the spawn request that the actor process itself needs.
-_CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
+_CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency", "snapshot")
 
 Notify = Callable[[ActorRecord, dict], None]
 
@@ -76,14 +76,18 @@ class Lifecycle:
         self.spawn_times: list[float] = []
 
     # ------------------------------------------------------------------ spawning
-    def new_record(self, request: dict) -> ActorRecord:
-        """Validate a spawn request and enter it in the table (state: starting)."""
+    def new_record(self, request: dict, actor_id: str | None = None) -> ActorRecord:
+        """Validate a spawn request and enter it in the table (state: starting).
+
+        Args:
+            actor_id: the id it had before the daemon restarted (recovery); else a new one.
+        """
         cls = request.get("cls")
         if not isinstance(cls, str) or ":" not in cls:
             raise ProtocolError("spawn request needs 'cls' as 'module:Class'")
         if not isinstance(request.get("args", b""), bytes):
             raise ProtocolError("spawn request 'args' must be packed bytes")
-        actor_id = self.table.new_id()
+        actor_id = actor_id or self.table.new_id()
         record = ActorRecord(
             id=actor_id,
             name=request.get("name") or "",
@@ -101,14 +105,14 @@ class Lifecycle:
         self.table.add(record)
         return record
 
-    async def spawn(self, request: dict) -> ActorRecord:
+    async def spawn(self, request: dict, *, actor_id: str | None = None) -> ActorRecord:
         """Start a new actor and return its record once it is READY.
 
         Raises:
             ActorImportError / ActorDiedError: it failed to start (reason attached).
             ResourceUnavailable / NameTaken: refused before forking.
         """
-        record = self.new_record(request)
+        record = self.new_record(request, actor_id)
         try:
             placement = self.inventory.place(record.id, request.get("cpus"), request.get("gpus"), record.exclusive)
         except BaseException:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class ObjectStore:
         self.objects: dict[str, StoredObject] = {}
         self._ids = itertools.count(1)
         self.counters = {"spills": 0, "restores": 0, "spilled_bytes": 0, "restored_bytes": 0}
+        #: Told of detached objects put (``"put"``) and freed (``"free"``), so they can outlive the daemon.
+        self.on_detached: Callable[[str, StoredObject], None] | None = None
 
     def prepare(self) -> None:
         """Start with an empty spill directory (spilled objects belong to one daemon run)."""
@@ -70,7 +73,9 @@ class ObjectStore:
     def put(self, pid: int, block: Block, meta: list, *, detached: bool) -> str:
         oid = f"{self.pool.pool_id:016x}-{next(self._ids)}"
         block.store += 1
-        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock())
+        obj = self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock())
+        if detached and self.on_detached is not None:
+            self.on_detached("put", obj)
         return oid
 
     def lookup(self, oid: Any) -> StoredObject:
@@ -104,6 +109,8 @@ class ObjectStore:
     def free(self, oid: Any) -> None:
         obj = self.lookup(oid)
         del self.objects[obj.oid]
+        if obj.owner is None and self.on_detached is not None:
+            self.on_detached("free", obj)
         self._drop(obj)
 
     def owner_exited(self, pid: int) -> int:
@@ -148,19 +155,30 @@ class ObjectStore:
                 return True
         return alloc.largest() >= pages
 
-    def _spill(self, obj: StoredObject) -> None:
+    def write_to(self, obj: StoredObject, path: Path, *, sync: bool = False) -> int:
+        """Write an object's bytes (in memory) to ``path``; returns their size."""
         block = obj.block
         assert block is not None
         ps = self.pool.page_size
         _kind, _dtype, _shape, _strides, base_off, span, _first = obj.meta
         size = base_off + span
-        path = self.spill_dir / f"{obj.oid}.bin"
         view = memoryview(self.pool.data)
         try:
             with open(path, "wb") as fh:
                 fh.write(view[block.start * ps : block.start * ps + size])
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         finally:
             view.release()
+        return size
+
+    def _spill(self, obj: StoredObject) -> None:
+        block = obj.block
+        assert block is not None
+        ps = self.pool.page_size
+        path = self.spill_dir / f"{obj.oid}.bin"
+        size = self.write_to(obj, path)
         obj.path = path
         obj.block = None
         block.store -= 1

@@ -36,6 +36,7 @@ from . import process
 from .executor import ASYNC, SYNC, ActorExecutor, classify
 from .loader import load_class
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
+from .snapshots import ActorSnapshots
 from .subscriptions import ActorSubscriptions, declared_subscriptions
 
 log = logging.getLogger("llmos_actors.actor")
@@ -66,6 +67,7 @@ class ActorRuntime:
         self.core: ClientCore = None  # type: ignore[assignment]  # set by connect()
         self.executor: ActorExecutor | None = None
         self._monitors: dict[int, str] = {}
+        self.snapshots = ActorSnapshots(self)
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -156,6 +158,8 @@ class ActorRuntime:
             },
             timeout=self.config.spawn_timeout,
         )
+        self.snapshots.listen()
+        await self.snapshots.report_restore()
         heartbeat = loop.create_task(self._heartbeat())
         await self._stopping.wait()
         heartbeat.cancel()
@@ -240,9 +244,11 @@ class ActorRuntime:
             instance = cls.__new__(cls)
             instance._llmos_runtime = self
             cls.__init__(instance, *args, **kwargs)
+            await self.snapshots.restore(instance, codec)
             result = instance.on_start()
         else:
             instance = cls(*args, **kwargs)
+            await self.snapshots.restore(instance, codec)
             on_start = getattr(instance, "on_start", None)
             result = on_start() if callable(on_start) else None
         if asyncio.iscoroutine(result):
@@ -289,6 +295,7 @@ class ActorRuntime:
         grace = float(mode.get("grace") or 0.0)
         # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
         await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
+        await self.snapshots.at_stop()
         try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None
