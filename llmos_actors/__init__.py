@@ -29,6 +29,7 @@ from .errors import (
     InvalidArgument,
     InvalidSupervisorArgument,
     InvalidSyncArgument,
+    JournalError,
     LlmosError,
     LockError,
     MailboxFull,
@@ -39,6 +40,7 @@ from .errors import (
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
+    SnapshotError,
     SupervisorError,
 )
 from .pool_dispatcher import PoolDispatcher
@@ -101,7 +103,9 @@ __all__ = [
     "Monitor",
     "Mutex",
     "NameTaken",
+    "JournalError",
     "ObjectLost",
+    "SnapshotError",
     "ObjectRef",
     "Pool",
     "PoolDispatcher",

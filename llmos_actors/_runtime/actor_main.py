@@ -146,6 +146,7 @@ class ActorRuntime:
             await self._shutdown()
             return EXIT_FAILED
         self.server.start()
+        self.snapshots.listen()  # before READY: a snapshot may be asked for as soon as spawn returns
         await self.kernel_async()._control(
             "actor_ready",
             self.actor_id,
@@ -158,7 +159,6 @@ class ActorRuntime:
             },
             timeout=self.config.spawn_timeout,
         )
-        self.snapshots.listen()
         await self.snapshots.report_restore()
         heartbeat = loop.create_task(self._heartbeat())
         await self._stopping.wait()
