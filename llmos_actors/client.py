@@ -121,6 +121,7 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, SnapshotMixin
 
     def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
         core = self._core
+        core.link.wait_back()
         conn = core.control
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = SyncWaiter()
@@ -317,12 +318,18 @@ class AsyncKernel(
 
     def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
         core = self._core
+        if core.link.lost:  # the daemon went away: wait (bounded) for it, then ask
+            return asyncio.ensure_future(self._control_when_back(method, args, kwargs, timeout))
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
         core.control.submit(msg_id, head, body, bufs, waiter)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
         return waiter.future
+
+    async def _control_when_back(self, method: str, args: tuple, kwargs: dict, timeout: float | None) -> Any:
+        await self._core.link.wait_back_async()
+        return await self._control(method, *args, timeout=timeout, **kwargs)
 
     def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
         self._loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what)  # type: ignore[union-attr]

@@ -68,6 +68,7 @@ class Subscription:
         self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
         self._lock = threading.Lock()
         self._closed = False
+        self._resubscribe = False
         try:
             self._sub.subscribe([prefix])
         except BaseException:
@@ -93,6 +94,9 @@ class Subscription:
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"subscription to {self.prefix!r} is closed")
+                if self._resubscribe:
+                    self._resubscribe = False
+                    sub.resubscribe()
                 if sub.buffer:
                     return sub.buffer.popleft()
                 left = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - time.monotonic())
@@ -102,6 +106,10 @@ class Subscription:
                         return sub.buffer.popleft()
             if deadline is not None and time.monotonic() >= deadline:
                 raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
+
+    def daemon_back(self) -> None:
+        """The daemon restarted: register again at the next read (on the reading thread)."""
+        self._resubscribe = True
 
     def __iter__(self) -> Subscription:
         return self
@@ -137,6 +145,7 @@ class AsyncSubscription:
         self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
         self._ready = asyncio.Event()
         self._closed = False
+        self._resubscribe = False
 
     async def _start(self, timeout: float = 10.0) -> AsyncSubscription:
         self._loop.add_reader(self._sub.fd, self._ready.set)
@@ -177,6 +186,9 @@ class AsyncSubscription:
         while True:
             if self._closed:
                 raise ClosedError(f"subscription to {self.prefix!r} is closed")
+            if self._resubscribe:
+                self._resubscribe = False
+                sub.resubscribe()
             if not sub.buffer:
                 sub.read_available(64)
             if sub.buffer:
@@ -185,6 +197,11 @@ class AsyncSubscription:
             if left is not None and left <= 0:
                 raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
             await self._wait(left)
+
+    def daemon_back(self) -> None:
+        """The daemon restarted: register again (on this subscription's loop)."""
+        self._resubscribe = True
+        self._loop.call_soon_threadsafe(self._ready.set)
 
     def __aiter__(self) -> AsyncSubscription:
         return self

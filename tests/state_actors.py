@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from llmos_actors import Actor
 
@@ -14,6 +15,17 @@ class Keeper(Actor):
         self.n = start
         self.items: list = []
         self.restored_from: object = None
+        self.slow_snapshot = 0.0
+
+    def sleep(self, seconds: float, marker: str = "") -> float:
+        if marker:
+            open(marker, "w").close()  # the caller knows the call is running
+        time.sleep(seconds)
+        return seconds
+
+    def set_slow_snapshot(self, seconds: float, marker: str = "") -> None:
+        self.slow_snapshot = seconds
+        self.marker = marker
 
     def incr(self, by: int = 1) -> int:
         self.n += by
@@ -27,6 +39,10 @@ class Keeper(Actor):
         return {"n": self.n, "items": self.items, "restored": self.restored_from is not None, "pid": os.getpid()}
 
     def on_snapshot(self) -> dict:
+        if self.slow_snapshot:
+            if self.marker:
+                open(self.marker, "w").close()
+            time.sleep(self.slow_snapshot)
         return {"n": self.n, "items": self.items}
 
     def on_restore(self, value: dict) -> None:

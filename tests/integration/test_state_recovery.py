@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmos_actors import SnapshotError, connect
+from llmos_actors import ActorDiedError, DaemonUnavailable, SnapshotError, connect
 from llmos_actors.errors import LlmosError
 from llmos_actors.testing import DaemonHandle, short_tmpdir, start_daemon, wait_for
 
@@ -96,9 +97,20 @@ def test_kill9_brings_back_permanent_actors_with_their_snapshot(rdir: Path) -> N
             assert info["size"] > 0 and Path(info["file"]).exists()
             keep.call("incr", 1000)  # after the last acknowledged snapshot: lost with the crash
             old_pid = keep.call("get")["pid"]
-            kill9(d)
-            with pytest.raises(LlmosError):
-                keep.options(timeout=1.0).call("get")
+            mon = client.monitor(keep)
+            sub = client.subscribe("news.")
+            other = d.connect()
+            marks = rdir.parent / "calling", rdir.parent / "snapshotting"
+            other.spawn("state_actors:Keeper", name="slowsnap").call("set_slow_snapshot", 60.0, str(marks[1]))
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                in_flight = pool.submit(keep.call, "sleep", 60.0, str(marks[0]))
+                pending = pool.submit(other.snapshot, "slowsnap", timeout=60.0)
+                wait_for(lambda: marks[0].exists() and marks[1].exists(), 20, what="both requests running")
+                kill9(d)
+                with pytest.raises(ActorDiedError, match="died with its daemon"):
+                    in_flight.result(20)
+                with pytest.raises(DaemonUnavailable, match="went away"):
+                    pending.result(20)
             with daemon_at(rdir) as d2:
                 k = d2.kernels[0]
                 names = {r["name"]: r for r in k.ps()}
@@ -108,8 +120,23 @@ def test_kill9_brings_back_permanent_actors_with_their_snapshot(rdir: Path) -> N
                 got = wait_for(lambda: _try(keep, "get"), 30, what="keep answers again")
                 assert got["n"] == 42 and got["items"] == ["x"] and got["restored"]
                 assert got["pid"] != old_pid
+                # Its monitor and subscription were registered again on reconnect.
+                k.publish("news.x", 1)
+                assert wait_for(lambda: _publish_and_get(k, sub), 20) == ("news.x", 1)
+                k.kill("keep", force=True)
+                down = wait_for(lambda: [n for n in mon.notices if not n.restarting], 20, what="down notice")
+                assert down[0].name == "keep"
+                sub.close()
         finally:
             client.close()
+
+
+def _publish_and_get(k: object, sub: object) -> object:
+    k.publish("news.x", 1)  # type: ignore[attr-defined]
+    try:
+        return sub.get(timeout=0.2)  # type: ignore[attr-defined]
+    except LlmosError:
+        return None
 
 
 def _try(ref: object, method: str) -> object:

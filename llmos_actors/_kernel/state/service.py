@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: Policies of actors that should live: recorded in the journal and brought back.
 DURABLE = ("permanent", "transient")
+#: Requests about actors by id or name that wait for recovery (a reconnecting client re-watches at once).
+AFTER_RECOVERY = ("watch", "monitor", "link", "lookup")
 #: Sync handlers after which a new object's definition may exist.
 SYNC_HANDLERS = ("sync_acquire", "cond_wait", "barrier_wait", "event_set", "event_clear", "event_wait")
 
@@ -70,6 +72,8 @@ class StateService(Service):
         if self.journal is None:
             self.recovered.set()
             return
+        for name in AFTER_RECOVERY:
+            self._wrap(name, self._after_recovery)
         self._wrap("supervisor_new", self._supervisor_new)
         self._wrap("supervisor_stop", self._supervisor_stop)
         self._wrap("pool_create", self._pool_create)
@@ -122,10 +126,17 @@ class StateService(Service):
         if inner is None:
             return
 
+        wait = name != "ps"  # the rest could clash with what recovery brings back (names, ids)
+
         async def handler(req: Request, *args: Any, **kwargs: Any) -> Any:
+            if wait and not self.recovered.is_set():
+                await self.recovered.wait()
             return await wrapper(inner, req, *args, **kwargs)
 
         handlers[name] = handler
+
+    async def _after_recovery(self, inner: Callable[..., Any], req: Request, *a: Any, **kw: Any) -> Any:
+        return await self._call(inner, req, *a, **kw)  # _wrap waited for recovery
 
     @staticmethod
     async def _call(inner: Callable[..., Any], req: Request, *args: Any, **kwargs: Any) -> Any:
