@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .monitors import Monitors
 from .proctable import ActorRecord, ProcessTable
+from .reload import reload
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Service
@@ -90,6 +92,8 @@ class Daemon:
         self._lifeline_r: int | None = None
         self.usage: dict[int, psutil.Process] = {}
         self.services: list[Service] = []
+        #: Reads the config again (SIGHUP); set by ``run_daemon`` when it knows where the config came from.
+        self.read_config: Callable[[], Config] | None = None
 
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
@@ -168,6 +172,8 @@ class Daemon:
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        if self.read_config is not None:  # systemctl reload: re-read the config, apply what can change live
+            loop.add_signal_handler(signal.SIGHUP, lambda: reload(self, self.read_config))  # type: ignore[arg-type]
         await self.zygote.start()
         self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
         self.services = self._build_services()
@@ -342,6 +348,7 @@ class Daemon:
             "fork_server": self.zygote.describe(),
             "counters": dict(self.driver.stats),
             "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
+            "last_reload": getattr(self, "last_reload", None),
         }
         for service in self.services:
             section = service.status()
@@ -350,12 +357,17 @@ class Daemon:
         return info
 
 
-def run_daemon(config: Config) -> int:
-    """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+def run_daemon(config: Config, read_config: Callable[[], Config] | None = None) -> int:
+    """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does).
+
+    Args:
+        read_config: builds the config again from its sources (on SIGHUP).
+    """
     apply_gc_threshold(config.gc_threshold)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     daemon = Daemon(config)
+    daemon.read_config = read_config
     try:
         return loop.run_until_complete(daemon.run())
     finally:

@@ -34,15 +34,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = load_config(
-        {
-            "runtime_dir": args.runtime_dir,
-            "state_dir": args.state_dir,
-            "grace": args.grace,
-            "preload": args.preload,
-        },
-        config_file=args.config,
-    )
+    flags = {"runtime_dir": args.runtime_dir, "state_dir": args.state_dir, "grace": args.grace, "preload": args.preload}
+    config = load_config(flags, config_file=args.config)
     from .._kernel.state.settings import set_aside
 
     try:
@@ -50,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             aside = set_aside(config)
             if aside is not None:
                 logging.getLogger("llmos_actors").warning("--fresh: the previous state is in %s", aside)
-        return run_daemon(config)
+        return run_daemon(config, lambda: load_config(flags, config_file=args.config))
     except JournalError as exc:
         err(str(exc))
         return Exit.ERROR

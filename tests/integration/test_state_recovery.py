@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -247,3 +248,23 @@ def test_snapshot_failures_keep_the_previous_one(rdir: Path) -> None:
             timeout=60,
         )
         assert out.returncode == 0 and '"size"' in out.stdout, out.stderr
+
+
+def test_sighup_reloads_live_keys_and_names_the_others(rdir: Path) -> None:
+    with daemon_at(rdir) as d:
+        k = d.kernels[0]
+        config_file = rdir.parent / "llmosd.toml"
+        config_file.write_text(
+            "grace = 3.5\nheartbeat_interval = 0.2\nprefork = 1\n"
+            "[scheduler]\ninterval = 0.7\n[supervisor]\nintensity = 9\n[state]\nsnapshot_keep = 4\n"
+        )
+        d.process.send_signal(signal.SIGHUP)
+        result = wait_for(lambda: k.status()["last_reload"], 30, what="the reload")
+        assert set(result["applied"]) == {"grace", "scheduler", "supervisor", "state"}
+        assert result["needs_restart"] == ["prefork"]
+        assert k.status()["scheduler"]["settings"]["interval"] == 0.7
+        config_file.write_text("grace = 'soon'\n")  # a bad file changes nothing
+        d.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "error" in k.status()["last_reload"], 30, what="the failed reload")
+        assert k.status()["scheduler"]["settings"]["interval"] == 0.7
+        assert d.process.poll() is None
