@@ -285,6 +285,11 @@ CASES: dict[str, Case] = {
     )
 }
 
+# Durable state (recovery, the journal's cost): their own module, registered here.
+from .state_cases import state_cases  # noqa: E402  (it needs Case, defined above)
+
+CASES.update((c.name, c) for c in state_cases(Case))
+
 
 class UnknownCase(ValueError):
     """A case name (or pattern) that matches nothing in the registry."""
