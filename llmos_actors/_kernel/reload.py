@@ -16,9 +16,9 @@ from typing import Any
 
 from ..config import Config
 from . import sdnotify
+from .restart_policy import DEFAULT_LIMITS, check_limits
 from .scheduler import scheduler_settings
 from .state.settings import state_settings
-from .supervisor import DEFAULT_LIMITS, check_limits
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def apply(daemon: Any, new: Config) -> dict:
     daemon.lifecycle.config = config
     daemon.table.keep_exited = config.keep_exited
     daemon.scheduler.settings = sched
+    daemon.scheduler.pools.settings = sched
     daemon.supervision.defaults = limits
     daemon.sync.max_objects = max_objects
     daemon.state.snapshots.store.keep = state.snapshot_keep

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from ..supervisor import RestartHistory, SupervisorNode
+from ..restart_policy import RestartHistory, SupervisorNode
 from . import journal as J
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ async def recover(state: Any) -> dict:
     pools = 0
     for row in journal.specs("pools"):
         try:
-            await d.scheduler.pool_create(None, dict(row["spec"]))
+            await d.scheduler.pools.h_create(None, dict(row["spec"]))
             pools += 1
         except Exception as exc:
             log.warning("pool %s not recovered: %s", row["name"], exc)

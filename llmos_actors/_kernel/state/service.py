@@ -17,8 +17,8 @@ from typing import Any
 from ..._rpc.server import Request
 from ...errors import ProtocolError, SnapshotError
 from ..proctable import EXITED, ActorRecord
+from ..restart_policy import LIMIT_KEYS
 from ..service import Service
-from ..supervisor import LIMIT_KEYS
 from . import journal as J
 from .objects import DurableObjects
 from .recovery import recover
@@ -64,7 +64,6 @@ class StateService(Service):
 
     async def start(self) -> None:
         d = self.daemon
-        d.lifecycle.exit_hooks.append(self._on_exit)
         self.snapshots.start(d.loop)
         self._wrap("spawn", self._spawn)
         self._wrap("kill", self._kill)
@@ -161,7 +160,7 @@ class StateService(Service):
             self.journaled.add(record.id)
             await self._write(J.put_actor(record.id, self.journal.next_seq(), record.name, spec))
             if not record.live:  # it died while being written down
-                self._on_exit(record)
+                self.on_actor_exit(record)
                 await self._write()
         return reply
 
@@ -177,7 +176,7 @@ class StateService(Service):
         stop = getattr(self.daemon, "_stop", None)
         return stop is not None and stop.is_set()
 
-    def _on_exit(self, record: ActorRecord) -> None:
+    def on_actor_exit(self, record: ActorRecord) -> None:
         if record.state != EXITED or self._stopping() or record.id in self.problems:
             return
         self._forget(record)
