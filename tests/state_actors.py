@@ -101,3 +101,19 @@ class Plain(Actor):
 
     def pid(self) -> int:
         return os.getpid()
+
+
+class Follower(Actor):
+    """Subscribes at run time (``actor_subscribe``), not by decorator."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def follow(self, prefix: str) -> None:
+        self.actor_subscribe(prefix, "on_news")
+
+    def on_news(self, topic: str, msg: object) -> None:
+        self.seen.append([topic, msg])
+
+    def seen_list(self) -> list:
+        return self.seen

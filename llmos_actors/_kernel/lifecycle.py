@@ -45,7 +45,9 @@ from .zygote_link import ZygoteLink
 log = logging.getLogger(__name__)
 
 #: Settings of the spawn request that the actor process itself needs.
-_CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency", "snapshot")
+_CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
+#: What the daemon adds for a new incarnation: its latest snapshot, its ``actor_subscribe`` subscriptions.
+_CHILD_KEYS += ("snapshot", "subscriptions")
 
 Notify = Callable[[ActorRecord, dict], None]
 Publish = Callable[[str, dict], None]

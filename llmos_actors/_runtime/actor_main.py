@@ -140,7 +140,7 @@ class ActorRuntime:
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
-            await self.subscriptions.start(declared_subscriptions(instance))
+            await self.subscriptions.start(declared_subscriptions(instance) + self.snapshots.subscriptions())
         except BaseException as exc:
             await self._report_failure(exc)
             await self._shutdown()
@@ -204,6 +204,7 @@ class ActorRuntime:
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
         self.subscriptions.add(prefix, method)
+        self.core.tell_daemon("actor_subscribed", self.actor_id, prefix, method)  # kept across restarts
 
     def _deliver_early(self, req: Any) -> None:  # pragma: no cover - server starts after construction
         raise RuntimeError("request before the actor was constructed")

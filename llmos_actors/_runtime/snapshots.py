@@ -41,6 +41,11 @@ class ActorSnapshots:
             self.restore_error = f"restore from {path} failed: {type(exc).__name__}: {exc}"
             log.exception("on_restore failed (the actor starts without its snapshot)")
 
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """Subscriptions made with ``actor_subscribe`` by earlier incarnations (the daemon kept them)."""
+        found = self.runtime.spec.get("subscriptions") or []
+        return [(p, m) for p, m in found if isinstance(p, str) and isinstance(m, str)]
+
     def listen(self) -> None:
         """Take snapshots the daemon asks for (a ``snapshot`` notice on the control connection)."""
         self.runtime.core.on_notice("snapshot", self._on_request)

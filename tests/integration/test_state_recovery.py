@@ -57,6 +57,7 @@ def test_tree_pool_object_and_sync_survive_stop_start(rdir: Path) -> None:
         with k.semaphore("sem", 3):
             pass
         t2.call("incr", 7)  # snapshotted when the daemon stops it gracefully
+        k.spawn("state_actors:Follower", name="fol", restart="permanent").call("follow", "news.")
         before = {s["name"]: s for s in k.supervisors()}
         ids = {r["name"]: r["id"] for r in k.ps(exited=False)}
     with daemon_at(rdir) as d:
@@ -75,6 +76,8 @@ def test_tree_pool_object_and_sync_survive_stop_start(rdir: Path) -> None:
         assert [p["name"] for p in k.status()["scheduler"]["pools"]] == ["pl"]
         assert np.array_equal(k.get(obj), np.arange(1000, dtype=np.int64))
         assert any(o["name"] == "sem" and o["kind"] == "semaphore" for o in k.sync_objects())
+        k.publish("news.a", 5)  # its actor_subscribe subscription came back with it
+        assert wait_for(lambda: k.lookup("fol").call("seen_list"), 20) == [["news.a", 5]]
         # Stopped for good by request: gone from the journal, not back after the next start.
         k.kill("t4")
         k.free(obj)

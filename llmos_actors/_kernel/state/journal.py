@@ -162,6 +162,10 @@ def put_actor(actor_id: str, seq: int, name: str, spec: dict) -> Op:
     )
 
 
+def actor_spec(actor_id: str, spec: dict) -> Op:
+    return ("UPDATE actors SET spec=? WHERE id=?", (jsonable.dumps(spec), actor_id))
+
+
 def actor_problem(actor_id: str, problem: str) -> Op:
     return ("UPDATE actors SET problem=? WHERE id=?", (problem, actor_id))
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DURABLE = ("permanent", "transient")
 #: Requests about actors by id or name that wait for recovery (a reconnecting client re-watches at once).
 AFTER_RECOVERY = ("watch", "monitor", "link", "lookup")
+#: Subscriptions (``actor_subscribe``) an actor keeps across restarts.
+MAX_SUBSCRIPTIONS = 256
 #: Sync handlers after which a new object's definition may exist.
 SYNC_HANDLERS = ("sync_acquire", "cond_wait", "barrier_wait", "event_set", "event_clear", "event_wait")
 
@@ -60,7 +62,12 @@ class StateService(Service):
 
     # ------------------------------------------------------------------ service
     def handlers(self) -> dict[str, Callable[..., Any]]:
-        return {"snapshot": self.h_snapshot, "actor_snapshot": self.h_actor_snapshot, "state_info": self.h_info}
+        return {
+            "snapshot": self.h_snapshot,
+            "actor_snapshot": self.h_actor_snapshot,
+            "actor_subscribed": self.h_actor_subscribed,
+            "state_info": self.h_info,
+        }
 
     async def start(self) -> None:
         d = self.daemon
@@ -152,6 +159,7 @@ class StateService(Service):
     async def _spawn(self, inner: Callable[..., Any], req: Request, request: Any = None, *a: Any, **kw: Any) -> Any:
         if isinstance(request, dict):
             request.pop("snapshot", None)  # the daemon's to set, never a client's
+            request.pop("subscriptions", None)
             check_snapshot_every(request.get("snapshot_every"))
         reply = await self._call(inner, req, request, *a, **kw)
         record = self.daemon.table.by_id.get(reply.get("id")) if isinstance(reply, dict) else None
@@ -296,6 +304,24 @@ class StateService(Service):
         if not isinstance(data, bytes):
             raise SnapshotError("a snapshot is packed bytes")
         return await self.snapshots.received(record, token, data, None)
+
+    async def h_actor_subscribed(self, req: Request, actor_id: Any, prefix: Any, method: Any) -> None:
+        """From an actor: it subscribed ``method`` to ``prefix`` (``actor_subscribe``); its next
+        incarnations (after a restart of it or of the daemon) subscribe again at start."""
+        record = self.daemon.table.by_id.get(actor_id) if isinstance(actor_id, str) else None
+        if record is None or record.control_ident != req.ident:
+            raise ProtocolError("actor_subscribed comes from the actor itself")
+        if not (isinstance(prefix, str) and isinstance(method, str) and len(prefix) <= 256 and len(method) <= 128):
+            raise ProtocolError("actor_subscribed takes a topic prefix and a method name")
+        subs = record.request.setdefault("subscriptions", [])
+        if [prefix, method] in subs:
+            return
+        if len(subs) >= MAX_SUBSCRIPTIONS:
+            raise ProtocolError(f"an actor keeps at most {MAX_SUBSCRIPTIONS} subscriptions across restarts")
+        subs.append([prefix, method])
+        if record.id in self.journaled:
+            spec = {k: v for k, v in record.request.items() if k != "snapshot"}
+            await self._write(J.actor_spec(record.id, spec))
 
     def h_info(self, req: Request) -> dict:
         return self.status()
