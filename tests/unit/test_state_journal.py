@@ -164,3 +164,14 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         import_state(b, doc)
     with pytest.raises(JournalError, match="not an llmos state export"):
         import_state(b, {"format": "other"})
+
+
+def test_import_refuses_paths_for_ids(tmp_path: Path) -> None:
+    b = load_config({"runtime_dir": tmp_path / "rt", "state_dir": tmp_path / "b"}, env={})
+    bad_snap = {"format": "llmos-state", "snapshots": [{"actor_id": "../../evil", "data": "AA=="}]}
+    with pytest.raises(JournalError, match="malformed"):
+        import_state(b, bad_snap)
+    bad_obj = {"format": "llmos-state", "objects": [{"oid": "../x", "meta": [], "data": "AA=="}]}
+    with pytest.raises(JournalError, match="bad object id"):
+        import_state(b, bad_obj)
+    assert not (tmp_path / "evil").exists() and not list(tmp_path.glob("**/x.bin"))

@@ -8,8 +8,12 @@ never half a file under a snapshot's name.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
+
+#: Actor ids as the daemon makes them (names of directories here: nothing else gets in).
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class SnapshotStore:
@@ -21,6 +25,8 @@ class SnapshotStore:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _dir(self, actor_id: str) -> Path:
+        if not isinstance(actor_id, str) or not _ID.match(actor_id):
+            raise ValueError(f"not an actor id: {actor_id!r}")
         return self.root / actor_id
 
     @staticmethod

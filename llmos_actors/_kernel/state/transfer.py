@@ -7,6 +7,7 @@ writes a journal for a daemon that is not running, which recovers it at its next
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .settings import OBJECT_DIR, SNAPSHOT_DIR, journal_path, state_settings
 from .snapshots import SnapshotStore
 
 FORMAT = "llmos-state"
+_OID = re.compile(r"^[0-9a-f]{1,32}-[0-9]{1,20}$")
 
 
 def _b64(data: bytes) -> str:
@@ -91,9 +93,9 @@ def import_state(config: Config, doc: Any) -> dict:
         objects = config.state_dir / OBJECT_DIR
         objects.mkdir(parents=True, exist_ok=True, mode=0o700)
         for row in doc.get("objects", []):
-            name = f"{row['oid']}.bin"
-            if "/" in name or name.startswith("."):
+            if not isinstance(row["oid"], str) or not _OID.match(row["oid"]):
                 raise JournalError(f"bad object id {row['oid']!r}")
+            name = f"{row['oid']}.bin"
             (objects / name).write_bytes(base64.b64decode(row["data"]))
             ops.append(J.put_object(row["oid"], from_plain(row["meta"]), name))
         journal.write_now(*ops)
