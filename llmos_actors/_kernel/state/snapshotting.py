@@ -59,20 +59,23 @@ class Snapshotter:
             self._waiting.pop(token, None)
 
     async def received(self, record: ActorRecord, token: int, data: Any, error: Any) -> dict:
-        """An actor's answer (or its unasked snapshot at a graceful stop, token 0)."""
-        waiting = self._waiting.pop(token, None) if token else None
+        """An actor's answer to request ``token``; 0: unasked (a graceful stop), -1: its restore failed."""
+        waiting = self._waiting.pop(token, None) if token > 0 else None
         fut = waiting[1] if waiting is not None and waiting[0] == record.id else None
         try:
             if error is not None or not isinstance(data, bytes):
-                raise SnapshotError(f"actor {record.label!r}: snapshot failed: {error or 'no value'}")
+                raise SnapshotError(str(error or "no value"))
             info = await self._store(record, data)
         except Exception as exc:
-            err = exc if isinstance(exc, SnapshotError) else SnapshotError(f"storing a snapshot failed: {exc}")
-            self._note_failure(record, str(err))
+            why = str(exc) if isinstance(exc, SnapshotError) else f"storing it failed: {exc}"
+            if token < 0:
+                self.state.notes[record.id] = why
+                log.warning("actor %s: %s", record.label, why)
+            else:
+                self._note_failure(record, why)
             if fut is not None and not fut.done():
-                fut.set_exception(err)
-                return {}
-            raise err from None
+                fut.set_exception(SnapshotError(f"actor {record.label!r}: snapshot failed: {why}"))
+            return {}
         if fut is not None and not fut.done():
             fut.set_result(info)
         return info
