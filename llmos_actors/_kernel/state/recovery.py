@@ -113,7 +113,7 @@ async def _spawn(state: Any, row: dict, snapshot: str | None) -> bool:
     if snapshot:
         request["snapshot"] = snapshot
     try:
-        d.supervision.check_spawn(request)
+        d.services.check_spawn(request)
         await d.lifecycle.spawn(request, actor_id=row["id"])
         state.journaled.add(row["id"])
         return True
