@@ -234,8 +234,10 @@ def test_snapshot_failures_keep_the_previous_one(rdir: Path) -> None:
             k.snapshot(plain)
         tk = k.spawn("state_actors:TensorKeeper", name="tk", restart="permanent", snapshot_every=0.5)
         tk.call("set", [1.5, 2.5])
-        # Acknowledged (file and journal row written) when counted: the first was bad's.
-        wait_for(lambda: k.status()["state"]["snapshots_taken"] >= 2, 20, what="a periodic snapshot")
+        # Counted once acknowledged (file and journal row written); the second one counted from
+        # here was certainly asked for after the set.
+        taken = k.status()["state"]["snapshots_taken"]
+        wait_for(lambda: k.status()["state"]["snapshots_taken"] >= taken + 2, 30, what="periodic snapshots")
         bad.call("set_fail", False)
         kill9(d)
     with daemon_at(rdir) as d:
@@ -243,7 +245,7 @@ def test_snapshot_failures_keep_the_previous_one(rdir: Path) -> None:
         assert k.lookup("tk").call("get") == [1.5, 2.5]
         rows = {r["name"]: r for r in k.ps()}
         assert rows["bad"]["state"] == "running"  # on_restore raised: it runs without its snapshot
-        assert "restore" in wait_for(lambda: {r["name"]: r for r in k.ps()}["bad"]["note"], 10)
+        assert "restore" in wait_for(lambda: {r["name"]: r for r in k.ps()}["bad"]["note"], 30)
         out = subprocess.run(
             [sys.executable, "-m", "llmos_actors.cli", "--runtime-dir", str(rdir), "snapshot", "tk", "--json"],
             capture_output=True,
