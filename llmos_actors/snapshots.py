@@ -9,27 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .supervision import _target
+from ._ops import Surface, operation
+from .supervision import target_id
 
 #: Seconds a snapshot request waits on top of the actor's own time (the daemon enforces its limit).
 _SLACK = 5.0
 
 
-class SnapshotMixin:
-    """``Kernel.snapshot``."""
+class SnapshotOps(Surface):
+    """Kernel methods: actor snapshots."""
 
-    def snapshot(self, ref_or_name: Any, *, timeout: float = 30.0) -> dict:
+    @operation
+    def snapshot(self, ref_or_name: Any, *, timeout: float = 30.0) -> Any:
         """Take ``ref_or_name``'s snapshot now; returns ``{actor, name, file, size, taken}``.
 
         Raises:
             SnapshotError: the actor is not running, defines no ``on_snapshot``, or it raised.
         """
-        return self._control("snapshot", _target(ref_or_name), timeout, timeout=timeout + _SLACK)  # type: ignore[attr-defined]
-
-
-class AsyncSnapshotMixin:
-    """``AsyncKernel.snapshot``."""
-
-    async def snapshot(self, ref_or_name: Any, *, timeout: float = 30.0) -> dict:
-        """See ``Kernel.snapshot``."""
-        return await self._control("snapshot", _target(ref_or_name), timeout, timeout=timeout + _SLACK)  # type: ignore[attr-defined]
+        return (yield self._daemon("snapshot", target_id(ref_or_name), timeout, timeout=timeout + _SLACK))
