@@ -26,6 +26,7 @@ from .connection import READ_SLICE, Connection
 from .daemon_link import DaemonLink
 from .driver import LoopDriver
 from .pubsub import Publisher
+from .tracing import tracer_for
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
 SEND_HWM = 128
@@ -56,6 +57,8 @@ class ClientCore:
         ctx: zmq.Context | None = None,
     ) -> None:
         self.config = config
+        #: Call spans and trace context in headers ([tracing] enabled), else None: no cost.
+        self.tracer = tracer_for(config)
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
@@ -163,6 +166,8 @@ class ClientCore:
             )
         msg_id = self.next_id()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.tracer is not None:
+            extra = self.tracer.outgoing(method, extra)
         head = P.request_header(kind, msg_id, method, prio, deadline, extra)
         return msg_id, head, body, bufs, deadline
 

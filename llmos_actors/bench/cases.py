@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import actors, ours
+from . import actors, metrics_cases, ours
 from .context import BenchContext
 from .workload import Workload
 
@@ -292,6 +292,8 @@ CASES: dict[str, Case] = {
         ),
     )
 }
+# What metrics and tracing cost: the 1:1 call cases against daemons with them off and on (own daemons).
+CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.cases()})
 
 # Durable state (recovery, the journal's cost): their own module, registered here.
 from .state_cases import state_cases  # noqa: E402  (it needs Case, defined above)

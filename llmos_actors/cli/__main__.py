@@ -17,6 +17,7 @@ from . import (
     snapshot_cmd,
     spawn_cmd,
     state_cmd,
+    stats_cmd,
     status_cmd,
     top_cmd,
     topics_cmd,
@@ -24,8 +25,21 @@ from . import (
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
-COMMANDS += [snapshot_cmd, state_cmd]
+COMMANDS = [
+    daemon_cmd,
+    status_cmd,
+    ps_cmd,
+    spawn_cmd,
+    call_cmd,
+    kill_cmd,
+    logs_cmd,
+    topics_cmd,
+    top_cmd,
+    stats_cmd,
+    bench_cmd,
+    snapshot_cmd,
+    state_cmd,
+]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -36,6 +50,7 @@ EPILOG = """examples:
   llmos sub sys.actor.                         # the daemon's events, as JSON lines
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
+  llmos stats c --watch                        # c's latency percentiles, live
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 
