@@ -37,7 +37,7 @@ lint: $(STAMP)
 
 check: lint typecheck test
 
-## chaos: kill -9 random actors under load (about a minute)
+## chaos: kill -9 random actors under load, and the daemon at random points (a few minutes)
 chaos: $(STAMP)
 	$(PY) -m pytest -m chaos -p no:randomly
 

@@ -29,6 +29,7 @@ from .errors import (
     InvalidSupervisorArgument,
     InvalidSyncArgument,
     LimitExceeded,
+    JournalError,
     LlmosError,
     LockError,
     MailboxFull,
@@ -41,6 +42,7 @@ from .errors import (
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
+    SnapshotError,
     SupervisorError,
 )
 from .pages import empty, full, in_pages, in_pool, move, np_empty, np_full, np_zeros, share, zeros
@@ -104,7 +106,9 @@ __all__ = [
     "Monitor",
     "Mutex",
     "NameTaken",
+    "JournalError",
     "ObjectLost",
+    "SnapshotError",
     "ObjectRef",
     "PagesExhausted",
     "Pool",

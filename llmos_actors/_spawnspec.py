@@ -45,6 +45,7 @@ SPAWN_OPTIONS = (
     "overflow",
     "env",
     "supervisor",
+    "snapshot_every",
 )
 
 
@@ -194,6 +195,10 @@ def build_spawn_request(codec: Codec, cls: Any, args: tuple, kwargs: dict, optio
         value = options.get(key)
         if value is not None and (type(value) is not int or value < 1):
             raise ValueError(f"{key} must be an int >= 1, not {value!r}")
+    every = options.get("snapshot_every")
+    bad_every = isinstance(every, bool) or not isinstance(every, (int, float)) or not 0.1 <= every <= 604800
+    if every is not None and bad_every:
+        raise ValueError(f"snapshot_every must be a number of seconds in 0.1..604800, not {every!r}")
     env = options.get("env")
     if env is not None and not (
         isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())

@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from .refs import ActorRef
 
 #: Names of the framework's own hooks and attributes; never callable remotely.
-RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down", "on_metrics"})
+RESERVED_NAMES = frozenset(
+    {"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down", "on_metrics", "on_snapshot", "on_restore"}
+)
 
 
 class Actor:

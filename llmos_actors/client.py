@@ -28,6 +28,7 @@ from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .pages import PageOps
 from .pools import ActorPoolOps
 from .refs import RefOps, wait_blocking
+from .snapshots import SnapshotOps
 from .supervision import SupervisionOps, target_id
 from .sync import SyncObjectOps
 from .topics import TopicOps
@@ -58,7 +59,7 @@ def _addr(reply: dict) -> ActorAddress:
     return ActorAddress(reply["id"], reply.get("name", ""), reply["endpoint"], reply.get("overflow", "block"))
 
 
-class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, PageOps, AuditOps):
+class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotOps, PageOps, AuditOps):
     """Every operation of a kernel handle, written once; ``Kernel`` blocks, ``AsyncKernel`` awaits.
 
     A new operation is one ``@operation`` method here (or in its subsystem's ``...Ops`` mixin).
@@ -211,6 +212,7 @@ class Kernel(KernelOps, Blocking):
 
     def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
         core = self._core
+        core.link.wait_back()  # the daemon went away: wait (bounded) for it before asking
         conn = core.control
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = BlockingWaiter()
@@ -330,12 +332,18 @@ class AsyncKernel(KernelOps, Awaiting):
 
     def _control(self, method: str, *args: Any, timeout: float | None = CONTROL_TIMEOUT, **kwargs: Any) -> Any:
         core = self._core
+        if core.link.lost:  # the daemon went away: wait (bounded) for it, then ask
+            return asyncio.ensure_future(self._control_when_back(method, args, kwargs, timeout))
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
         core.control.request(msg_id, head, body, bufs, waiter)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
         return waiter.future
+
+    async def _control_when_back(self, method: str, args: tuple, kwargs: dict, timeout: float | None) -> Any:
+        await self._core.link.wait_back_async()
+        return await self._control(method, *args, timeout=timeout, **kwargs)
 
     def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
         self._loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what)  # type: ignore[union-attr]

@@ -198,6 +198,16 @@ class LimitExceeded(ResourceUnavailable):
     """A request would exceed a configured limit; the message names the limit and its value (nothing changed)."""
 
     code = "limit_exceeded"
+class SnapshotError(LlmosError):
+    """An actor's snapshot could not be taken, stored or restored (the previous one is kept)."""
+
+    code = "snapshot"
+
+
+class JournalError(LlmosError):
+    """The daemon's journal cannot be opened or read (corrupt, truncated, or from a newer daemon)."""
+
+    code = "journal"
 
 
 class RemoteError(LlmosError):
@@ -255,6 +265,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         ObjectLost,
         PermissionDenied,
         LimitExceeded,
+        SnapshotError,
+        JournalError,
         RemoteError,
     )
 }

@@ -111,6 +111,7 @@ class _MonitorBase(Surface):
         self.finished = False
         self.ref = core.next_id()
         core.monitor_handlers[self.ref] = self._on_notice
+        core.link.monitors[self.ref] = target  # registered again if the daemon restarts
         core.tell_daemon("monitor", target, self.ref)
 
     def _on_notice(self, body: dict) -> None:  # on the thread that reads the control socket

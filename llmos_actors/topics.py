@@ -86,6 +86,7 @@ class Subscription(_SubscriptionBase, Blocking):
         super().__init__(core, prefix)
         self._lock = threading.Lock()
         self._closed = False
+        self._resubscribe = False
         try:
             self._sub.subscribe([prefix])
         except BaseException:
@@ -106,6 +107,9 @@ class Subscription(_SubscriptionBase, Blocking):
             with self._lock:
                 if self._closed:
                     raise ClosedError(f"subscription to {self.prefix!r} is closed")
+                if self._resubscribe:
+                    self._resubscribe = False
+                    sub.resubscribe()
                 if sub.buffer:
                     return sub.buffer.popleft()
                 left = _POLL_SLICE if deadline is None else min(_POLL_SLICE, deadline - time.monotonic())
@@ -115,6 +119,10 @@ class Subscription(_SubscriptionBase, Blocking):
                         return sub.buffer.popleft()
             if deadline is not None and time.monotonic() >= deadline:
                 raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
+
+    def daemon_back(self) -> None:
+        """The daemon restarted: register again at the next read (on the reading thread)."""
+        self._resubscribe = True
 
     def __iter__(self) -> Subscription:
         return self
@@ -153,6 +161,7 @@ class AsyncSubscription(_SubscriptionBase, Awaiting):
         self._loop = core.driver.loop
         self._ready = asyncio.Event()
         self._closed = False
+        self._resubscribe = False
 
     async def _start(self, timeout: float = 10.0) -> AsyncSubscription:
         self._loop.add_reader(self._sub.fd, self._ready.set)
@@ -189,6 +198,9 @@ class AsyncSubscription(_SubscriptionBase, Awaiting):
         while True:
             if self._closed:
                 raise ClosedError(f"subscription to {self.prefix!r} is closed")
+            if self._resubscribe:
+                self._resubscribe = False
+                sub.resubscribe()
             if not sub.buffer:
                 sub.read_available(64)
             if sub.buffer:
@@ -197,6 +209,11 @@ class AsyncSubscription(_SubscriptionBase, Awaiting):
             if left is not None and left <= 0:
                 raise CallTimeout(f"no message on {self.prefix!r} within {timeout} s")
             await self._wait(left)
+
+    def daemon_back(self) -> None:
+        """The daemon restarted: register again (on this subscription's loop)."""
+        self._resubscribe = True
+        self._loop.call_soon_threadsafe(self._ready.set)
 
     def __aiter__(self) -> AsyncSubscription:
         return self

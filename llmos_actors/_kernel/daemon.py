@@ -15,6 +15,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,12 @@ from .network import Network
 from .pages_service import PagesService
 from .proctable import ActorRecord, ProcessTable
 from .quotas import Limits, Quotas
+from .reload import reload
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Services
+from .state.service import StateService
+from .state.settings import open_journal
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
 from .zygote_link import ZygoteLink
@@ -111,6 +115,8 @@ class Daemon:
         self._lifeline_r: int | None = None
         self.usage: dict[int, psutil.Process] = {}
         self.services = Services()
+        #: Reads the config again (SIGHUP); set by ``run_daemon`` when it knows where the config came from.
+        self.read_config: Callable[[], Config] | None = None
 
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
@@ -130,6 +136,7 @@ class Daemon:
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
+            self.journal = open_journal(config)  # a corrupt journal stops us here, naming the file
             await self._start(loop)
             sdnotify.notify(f"READY=1\nSTATUS=serving {config.runtime_dir}\nMAINPID={os.getpid()}")
             log.info("llmos daemon %s ready at %s (pid %d)", __version__, config.runtime_dir, os.getpid())
@@ -205,6 +212,8 @@ class Daemon:
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        if self.read_config is not None:  # systemctl reload: re-read the config, apply what can change live
+            loop.add_signal_handler(signal.SIGHUP, lambda: reload(self, self.read_config))  # type: ignore[arg-type]
         await self.zygote.start()
         self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
         self._build_services()
@@ -240,6 +249,7 @@ class Daemon:
         self.sync.max_waiters = self.limits.waiters
         self.pages.limits = self.limits
         self.metrics = add(MetricsService(self))  # reads the others at scrape time; off unless [metrics] listen
+        self.state = add(StateService(self))  # last: it wraps the others' handlers and replays the journal
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -380,6 +390,7 @@ class Daemon:
             "counters": dict(self.driver.stats),
             "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
             "security": {**self.audit.status(), **self.quotas.status()},
+            "last_reload": getattr(self, "last_reload", None),
         }
         for service in self.services:
             section = service.status()
@@ -388,13 +399,18 @@ class Daemon:
         return info
 
 
-def run_daemon(config: Config) -> int:
-    """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+def run_daemon(config: Config, read_config: Callable[[], Config] | None = None) -> int:
+    """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does).
+
+    Args:
+        read_config: builds the config again from its sources (on SIGHUP).
+    """
     os.umask(0o077)  # sockets, logs and keys are the daemon's user's alone
     apply_gc_threshold(config.gc_threshold)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     daemon = Daemon(config)
+    daemon.read_config = read_config
     try:
         return loop.run_until_complete(daemon.run())
     finally:

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Settings of the spawn request that the actor process itself needs.
 _CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
+#: What the daemon adds for a new incarnation: its latest snapshot, its ``actor_subscribe`` subscriptions.
+_CHILD_KEYS += ("snapshot", "subscriptions")
 
 Notify = Callable[[ActorRecord, dict], None]
 Publish = Callable[[str, dict], None]
@@ -89,8 +91,11 @@ class Lifecycle:
         self.spawn_times: list[float] = []
 
     # ------------------------------------------------------------------ spawning
-    def new_record(self, request: dict) -> ActorRecord:
+    def new_record(self, request: dict, actor_id: str | None = None) -> ActorRecord:
         """Validate a spawn request (the client's own validator, again) and enter it in the table.
+
+        Args:
+            actor_id: the id it had before the daemon restarted (recovery); else a new one.
 
         Raises:
             ProtocolError: the request is malformed (nothing was entered).
@@ -100,7 +105,7 @@ class Lifecycle:
             check_spawn_request(request)
         except (TypeError, ValueError, ActorImportError) as exc:
             raise ProtocolError(f"invalid spawn request: {exc}") from None
-        actor_id = self.table.new_id()
+        actor_id = actor_id or self.table.new_id()
         priority = request.get("priority")
         record = ActorRecord(
             id=actor_id,
@@ -127,7 +132,7 @@ class Lifecycle:
         if record.name and self.table.by_name.get(record.name) is record:
             del self.table.by_name[record.name]
 
-    async def spawn(self, request: dict, owner: str = "daemon") -> ActorRecord:
+    async def spawn(self, request: dict, owner: str = "daemon", *, actor_id: str | None = None) -> ActorRecord:
         """Start a new actor and return its record once it is READY.
 
         Whatever fails before the fork takes back what was reserved (table entry, cores);
@@ -137,7 +142,7 @@ class Lifecycle:
             ActorImportError / ActorDiedError: it failed to start (reason attached).
             ResourceUnavailable / NameTaken / ProtocolError: refused before forking.
         """
-        record = self.new_record(request)
+        record = self.new_record(request, actor_id)
         record.owner = owner
         try:
             placement = self.inventory.place(record.id, request.get("cpus"), request.get("gpus"), record.exclusive)

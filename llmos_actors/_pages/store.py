@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import mmap
 import secrets
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -60,6 +61,8 @@ class ObjectStore:
         self.by_creator: dict[int, tuple[int, int]] = {}
         self._ids = itertools.count(1)
         self.counters = {"spills": 0, "restores": 0, "spilled_bytes": 0, "restored_bytes": 0}
+        #: Told of detached objects put (``"put"``) and freed (``"free"``), so they can outlive the daemon.
+        self.on_detached: Callable[[str, StoredObject], None] | None = None
 
     def prepare(self) -> None:
         """Start with an empty spill directory (spilled objects belong to one daemon run)."""
@@ -75,9 +78,11 @@ class ObjectStore:
         # The random tail makes ids unguessable: holding an id means having been given it.
         oid = f"{self.region.pool_id:016x}-{next(self._ids)}-{secrets.token_hex(8)}"
         block.store += 1
-        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock(), creator=pid)
+        obj = self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock(), creator=pid)
         count, size = self.by_creator.get(pid, (0, 0))
         self.by_creator[pid] = (count + 1, size + _extent(meta))
+        if detached and self.on_detached is not None:
+            self.on_detached("put", obj)
         return oid
 
     def held_by(self, pid: int) -> tuple[int, int]:
@@ -115,6 +120,8 @@ class ObjectStore:
     def free(self, oid: Any) -> None:
         obj = self.lookup(oid)
         del self.objects[obj.oid]
+        if obj.owner is None and self.on_detached is not None:
+            self.on_detached("free", obj)
         self._drop(obj)
 
     def owner_exited(self, pid: int) -> int:
@@ -165,19 +172,30 @@ class ObjectStore:
                 return True
         return alloc.largest() >= pages
 
-    def _spill(self, obj: StoredObject) -> None:
+    def write_to(self, obj: StoredObject, path: Path, *, sync: bool = False) -> int:
+        """Write an object's bytes (in memory) to ``path``; returns their size."""
         block = obj.block
         assert block is not None
         ps = self.region.page_size
         _kind, _dtype, _shape, _strides, base_off, span, _first = obj.meta
         size = base_off + span
-        path = self.spill_dir / f"{obj.oid}.bin"
         view = memoryview(self.region.data)
         try:
             with open(path, "wb") as fh:
                 fh.write(view[block.start * ps : block.start * ps + size])
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         finally:
             view.release()
+        return size
+
+    def _spill(self, obj: StoredObject) -> None:
+        block = obj.block
+        assert block is not None
+        ps = self.region.page_size
+        path = self.spill_dir / f"{obj.oid}.bin"
+        size = self.write_to(obj, path)
         obj.path = path
         obj.block = None
         block.store -= 1

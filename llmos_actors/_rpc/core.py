@@ -24,6 +24,7 @@ from .._wire.limits import frame_limit, limit_inbound
 from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
+from .daemon_link import DaemonLink
 from .driver import LoopDriver
 from .pubsub import Publisher
 from .tcp import remote_endpoint, secure_client
@@ -83,6 +84,9 @@ class ClientCore:
         self._closed = False
         self.control = self._open(config.endpoint(CONTROL_SOCKET), "daemon", "block", always_armed=True)
         self.driver.call_soon(self.control.attach)
+        #: The daemon going away and coming back: fails what waited on it, re-registers on return.
+        self.link = DaemonLink(self)
+        self.driver.call_soon(self.link.attach)
 
     # ------------------------------------------------------------------ connections
     def _open(self, endpoint: str, peer: str, overflow: str, *, always_armed: bool = False) -> Connection:
@@ -239,6 +243,7 @@ class ClientCore:
             self._publisher.close()
         for conn in conns:
             conn.close()
+        self.link.close()
         linger = 0.0
         if self.control.dead is None:
             try:  # the daemon releases what this handle held (sync objects) and drops its monitors

@@ -213,6 +213,12 @@ class SubscriberSocket:
             self.prefixes.extend(prefixes)
         return msg_id
 
+    def resubscribe(self) -> None:
+        """Register ``prefixes`` again (a restarted daemon knows nothing of them); the reply is not awaited."""
+        if self.prefixes:
+            head = P.request_header(P.CALL, next(self._ids), "subscribe")
+            self.sock.send_multipart([b"", head, msgpack.packb([self.prefixes, self.who])])
+
     def acked(self, msg_id: int) -> bool:
         """Whether the reply to ``msg_id`` arrived (raises the daemon's error if it refused)."""
         if msg_id not in self._acks:

@@ -38,6 +38,7 @@ from .executor import ActorExecutor
 from .loader import load_class
 from .methods import ASYNC, SYNC, classify
 from .settings import ExecutorSettings
+from .snapshots import ActorSnapshots
 from .subscriptions import ActorSubscriptions, declared_subscriptions
 from .timings import CallTimings, metrics_enabled
 
@@ -94,6 +95,7 @@ class ActorRuntime:
         self.core: ClientCore = None  # type: ignore[assignment]  # set by connect()
         self.executor: ActorExecutor | None = None
         self._monitors: dict[int, str] = {}
+        self.snapshots = ActorSnapshots(self)
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -172,12 +174,13 @@ class ActorRuntime:
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
-            await self.subscriptions.start(declared_subscriptions(instance))
+            await self.subscriptions.start(declared_subscriptions(instance) + self.snapshots.subscriptions())
         except BaseException as exc:
             await self._report_failure(exc)
             await self._shutdown()
             return EXIT_FAILED
         self.server.start()
+        self.snapshots.listen()  # before READY: a snapshot may be asked for as soon as spawn returns
         await self.kernel_async()._control(
             "actor_ready",
             self.actor_id,
@@ -192,6 +195,7 @@ class ActorRuntime:
             self.spec.get("token"),
             timeout=self.config.spawn_timeout,
         )
+        await self.snapshots.report_restore()
         heartbeat = loop.create_task(self._heartbeat())
         await self._stopping.wait()
         heartbeat.cancel()
@@ -236,6 +240,7 @@ class ActorRuntime:
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
         self.subscriptions.add(prefix, method)
+        self.core.tell_daemon("actor_subscribed", self.actor_id, prefix, method)  # kept across restarts
 
     def _deliver_early(self, req: Any) -> None:  # pragma: no cover - server starts after construction
         raise RuntimeError("request before the actor was constructed")
@@ -250,9 +255,11 @@ class ActorRuntime:
             instance = cls.__new__(cls)
             instance._llmos_runtime = self
             cls.__init__(instance, *args, **kwargs)
+            await self.snapshots.restore(instance, codec)
             result = instance.on_start()
         else:
             instance = cls(*args, **kwargs)
+            await self.snapshots.restore(instance, codec)
             on_start = getattr(instance, "on_start", None)
             result = on_start() if callable(on_start) else None
         if asyncio.iscoroutine(result):
@@ -311,6 +318,7 @@ class ActorRuntime:
         grace = float(mode.get("grace") or 0.0)
         # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
         await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
+        await self.snapshots.at_stop()
         try:
             self._report()  # the last counts: a short-lived actor's calls are not lost to the metrics
         except Exception:

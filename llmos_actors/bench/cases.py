@@ -295,6 +295,11 @@ CASES: dict[str, Case] = {
 # What metrics and tracing cost: the 1:1 call cases against daemons with them off and on (own daemons).
 CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.cases()})
 
+# Durable state (recovery, the journal's cost): their own module, registered here.
+from .state_cases import state_cases  # noqa: E402  (it needs Case, defined above)
+
+CASES.update((c.name, c) for c in state_cases(Case))
+
 
 class UnknownCase(ValueError):
     """A case name (or pattern) that matches nothing in the registry."""

@@ -15,7 +15,9 @@ from . import (
     kill_cmd,
     logs_cmd,
     ps_cmd,
+    snapshot_cmd,
     spawn_cmd,
+    state_cmd,
     stats_cmd,
     status_cmd,
     top_cmd,
@@ -37,6 +39,8 @@ COMMANDS = [
     stats_cmd,
     bench_cmd,
     keygen_cmd,
+    snapshot_cmd,
+    state_cmd,
 ]
 
 EPILOG = """examples:

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..config import load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, JournalError
 from .common import Exit, err
 
 HELP = "run the kernel daemon in the foreground"
@@ -20,28 +20,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=float, help="seconds an actor gets between SIGTERM and SIGKILL")
     p.add_argument("--preload", help="comma-separated modules the fork server imports (default: numpy,torch)")
     p.add_argument("--log-level", default="INFO", help="daemon log level (default: INFO)")
+    p.add_argument(
+        "--fresh", action="store_true", help="start empty: set the journal and snapshots aside (state dir/previous-*)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._kernel.daemon import AlreadyRunning, run_daemon
+    from .._kernel.daemon import AlreadyRunning, daemon_info, run_daemon
 
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = load_config(
-        {
-            "runtime_dir": args.runtime_dir,
-            "state_dir": args.state_dir,
-            "grace": args.grace,
-            "preload": args.preload,
-        },
-        config_file=args.config,
-    )
+    flags = {"runtime_dir": args.runtime_dir, "state_dir": args.state_dir, "grace": args.grace, "preload": args.preload}
+    config = load_config(flags, config_file=args.config)
+    from .._kernel.state.settings import set_aside
+
     try:
-        return run_daemon(config)
+        if args.fresh and not daemon_info(config).get("running"):
+            aside = set_aside(config)
+            if aside is not None:
+                logging.getLogger("llmos_actors").warning("--fresh: the previous state is in %s", aside)
+        return run_daemon(config, lambda: load_config(flags, config_file=args.config))
+    except JournalError as exc:
+        err(str(exc))
+        return Exit.ERROR
     except AlreadyRunning as exc:
         err(str(exc))
         return Exit.UNAVAILABLE
