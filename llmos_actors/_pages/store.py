@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import itertools
 import mmap
-import secrets
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
