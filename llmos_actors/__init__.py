@@ -15,6 +15,7 @@ from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros,
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from .actor import Actor
+from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
 from .errors import (
@@ -60,6 +61,7 @@ from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
     "Actor",
+    "Agent",
     "ActorDiedError",
     "ActorError",
     "ActorImportError",
@@ -78,6 +80,7 @@ __all__ = [
     "AsyncSubscription",
     "AsyncSupervisor",
     "Barrier",
+    "Blackboard",
     "CallOptions",
     "CallTimeout",
     "ClosedError",
@@ -89,6 +92,7 @@ __all__ = [
     "DownNotice",
     "Event",
     "Kernel",
+    "LLMPolicy",
     "LlmosError",
     "LockError",
     "MailboxFull",
@@ -98,6 +102,7 @@ __all__ = [
     "NameTaken",
     "ObjectLost",
     "ObjectRef",
+    "Policy",
     "Pool",
     "PoolDispatcher",
     "PoolExhausted",
@@ -105,6 +110,7 @@ __all__ = [
     "RemoteError",
     "ResourceUnavailable",
     "RestartPolicy",
+    "ScriptedPolicy",
     "Semaphore",
     "StreamCall",
     "Subscription",
@@ -123,6 +129,7 @@ __all__ = [
     "np_zeros",
     "share",
     "subscribe",
+    "tool",
     "zeros",
 ]
 

@@ -66,6 +66,8 @@ class ActorRuntime:
         self.core: ClientCore = None  # type: ignore[assignment]  # set by connect()
         self.executor: ActorExecutor | None = None
         self._monitors: dict[int, str] = {}
+        #: ``actor_subscribe`` calls made in ``__init__``/``on_start``: live before READY, with the declared ones.
+        self._early_subscriptions: list[tuple[str, str]] = []
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -138,7 +140,7 @@ class ActorRuntime:
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
-            await self.subscriptions.start(declared_subscriptions(instance))
+            await self.subscriptions.start(declared_subscriptions(instance) + self._early_subscriptions)
         except BaseException as exc:
             await self._report_failure(exc)
             await self._shutdown()
@@ -225,6 +227,9 @@ class ActorRuntime:
 
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
+        if getattr(self, "subscriptions", None) is None:
+            self._early_subscriptions.append((prefix, method))
+            return
         self.subscriptions.add(prefix, method)
 
     def _deliver_early(self, req: Any) -> None:  # pragma: no cover - server starts after construction

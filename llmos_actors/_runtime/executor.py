@@ -32,6 +32,7 @@ from .._wire import protocol as P
 from ..actor import RESERVED_NAMES
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
 from ..scheduling import default_goal
+from .callctx import CURRENT_CALL
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY, FifoMailbox, Mailbox
 
 log = logging.getLogger(__name__)
@@ -399,12 +400,16 @@ class ActorExecutor(Invoker):
         fut.add_done_callback(done)
 
     def _run_async(self, req: Request, fn: Callable[..., Any]) -> None:
+        token = CURRENT_CALL.set(req)  # the task started below keeps it (see callctx)
         try:
             coro = fn(*req.args, **req.kwargs)
         except Exception as exc:
             self.fail(req, exc)
             return
-        self._track_async(req, coro)
+        else:
+            self._track_async(req, coro)
+        finally:
+            CURRENT_CALL.reset(token)
 
     def _track_async(self, req: Request, awaitable: Any) -> None:
         self.busy_async += 1
@@ -454,8 +459,13 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ streams
     def _start_stream(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
         if kind not in (GEN, AGEN):
-            self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
-            return
+            # A method may name its streaming form: ``call("run")`` and ``stream("run")`` both work.
+            twin = getattr(fn, "__llmos_stream__", None)
+            found = self.lookup(twin) if type(twin) is str else None
+            if found is None or found[1] not in (GEN, AGEN):
+                self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
+                return
+            fn, kind = found
         try:
             gen = fn(*req.args, **req.kwargs)
         except Exception as exc:
@@ -469,7 +479,9 @@ class ActorExecutor(Invoker):
         if kind == AGEN:
             stream.wakeup = asyncio.Event()
             self.busy_async += 1
+            token = CURRENT_CALL.set(req)
             stream.task = self.loop.create_task(self._run_async_stream(stream))
+            CURRENT_CALL.reset(token)
         else:
             self._stream_turn(stream)
 
