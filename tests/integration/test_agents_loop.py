@@ -158,8 +158,16 @@ def test_only_granted_tools_and_audit(kernel, calc):
         assert calc.call("history") == []
         agent2 = kernel.spawn(Worker, name="w-audit", script=[step("calc.add", {"a": 1, "b": 2}), step(final="3")])
         agent2.options(timeout=30).call("run", "add one and two")
-        events = []
-        wait_for(lambda: events.append(sub.get(timeout=10)[1]) or len(events) >= 2, timeout=20, what="audit events")
+        events: list[dict] = []
+
+        def tool_events() -> bool:
+            body = sub.get(timeout=10)[1]
+            event = body.get("event", body)  # on sys.audit the daemon wraps it with who reported it
+            if event.get("kind") == "agent.tool":
+                events.append(event)
+            return len(events) >= 2
+
+        wait_for(tool_events, timeout=20, what="audit events")
         refused = next(e for e in events if e.get("agent") == "w-perm")
         assert refused["outcome"] == "refused" and refused["tool"] == "calc.add"
         assert refused["goal"] == "try an ungranted tool"
