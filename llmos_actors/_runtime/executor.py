@@ -459,13 +459,8 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ streams
     def _start_stream(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
         if kind not in (GEN, AGEN):
-            # A method may name its streaming form: ``call("run")`` and ``stream("run")`` both work.
-            twin = getattr(fn, "__llmos_stream__", None)
-            found = self.lookup(twin) if type(twin) is str else None
-            if found is None or found[1] not in (GEN, AGEN):
-                self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
-                return
-            fn, kind = found
+            self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
+            return
         try:
             gen = fn(*req.args, **req.kwargs)
         except Exception as exc:

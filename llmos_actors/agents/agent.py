@@ -132,9 +132,7 @@ class Agent(Actor):
             "stopped": summary.get("stopped"),
         }
 
-    run.__llmos_stream__ = "run_steps"  # type: ignore[attr-defined]
-
-    async def run_steps(self, goal: str, max_steps: int | None = None) -> AsyncIterator[dict]:
+    async def _stream_run(self, goal: str, max_steps: int | None = None) -> AsyncIterator[dict]:
         """``stream("run", goal)``: each step as it happens, then ``{"answer", "tokens", "stopped", "steps"}``."""
         core = self._agent_core()
         async for item in core.steps(goal, max_steps, core.call_options(current_call_options())):
