@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0"
-
 from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
+from ._version import __version__
 from .actor import Actor
 from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
@@ -28,6 +27,9 @@ from .errors import (
     ConfigError,
     DaemonUnavailable,
     DeadlockError,
+    InvalidArgument,
+    InvalidSupervisorArgument,
+    InvalidSyncArgument,
     LlmosError,
     LockError,
     MailboxFull,
@@ -91,6 +93,9 @@ __all__ = [
     "DeadlockError",
     "DownNotice",
     "Event",
+    "InvalidArgument",
+    "InvalidSupervisorArgument",
+    "InvalidSyncArgument",
     "Kernel",
     "LLMPolicy",
     "LlmosError",

@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 import zmq
 
-from .. import __version__
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
+from .._version import __version__
 from .._wire.codec import Codec
 from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _validate as check
 from .._rpc.server import Request
 from ..errors import ConfigError, ProtocolError, SupervisorError
 from .lifecycle import Lifecycle
@@ -45,39 +46,21 @@ from .service import Service
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
-POLICIES = ("permanent", "transient", "temporary")
+STRATEGIES = check.STRATEGIES
+POLICIES = check.RESTART_POLICIES
 
 #: Defaults of the ``[supervisor]`` config section.
 DEFAULT_LIMITS = {"intensity": 5, "period": 10.0, "backoff": 0.1, "backoff_max": 5.0}
-LIMIT_KEYS = tuple(DEFAULT_LIMITS)
+LIMIT_KEYS = check.RESTART_LIMIT_KEYS
 
 
 def check_limits(values: Any, what: str) -> dict:
     """Validate restart limits (a map of a subset of ``LIMIT_KEYS``); returns a clean copy.
 
     Raises:
-        ProtocolError: unknown key or a value out of range.
+        InvalidArgument: unknown key or a value out of range.
     """
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ProtocolError(f"{what} must be a map of {', '.join(LIMIT_KEYS)}")
-    out: dict = {}
-    for key, value in values.items():
-        if key not in DEFAULT_LIMITS:
-            raise ProtocolError(f"{what}: unknown key {key!r} (expected {', '.join(LIMIT_KEYS)})")
-        if value is None:
-            continue
-        if key == "intensity":
-            if type(value) is not int or value < 0:
-                raise ProtocolError(f"{what}: intensity must be an int >= 0, not {value!r}")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ProtocolError(f"{what}: {key} must be a number of seconds >= 0, not {value!r}")
-        elif key == "period" and value <= 0:
-            raise ProtocolError(f"{what}: period must be > 0 seconds")
-        out[key] = value
-    return out
+    return check.restart_limits(values, what)
 
 
 def needs_restart(policy: str, abnormal: bool) -> bool:
@@ -237,15 +220,9 @@ class Supervision(Service):
         if not isinstance(spec, dict):
             raise ProtocolError("supervisor_new takes one map describing the supervisor")
         spec = dict(spec)
-        strategy = spec.pop("strategy", None) or "one_for_one"
-        if strategy not in STRATEGIES:
-            raise SupervisorError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-        restart = spec.pop("restart", None) or "permanent"
-        if restart not in POLICIES:
-            raise SupervisorError(f"restart must be one of {POLICIES}, not {restart!r}")
-        name = spec.pop("name", None) or ""
-        if not isinstance(name, str) or len(name) > 64:
-            raise ProtocolError("supervisor name must be a string of at most 64 characters")
+        strategy = check.strategy(spec.pop("strategy", None) or "one_for_one")
+        restart = check.restart_policy(spec.pop("restart", None) or "permanent")
+        name = check.supervisor_name(spec.pop("name", None))
         if name and any(n.name == name for n in self.nodes.values()):
             raise SupervisorError(f"a supervisor named {name!r} already exists")
         parent_id = spec.pop("parent", None)
@@ -263,9 +240,7 @@ class Supervision(Service):
     async def h_stop(self, req: Request, target: Any, grace: Any = None) -> dict:
         """Stop a supervisor: its children in reverse start order, then the node itself."""
         node = self.node(target)
-        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
-            raise ProtocolError("grace must be a number of seconds >= 0")
-        return await self.stop_node(node, grace)
+        return await self.stop_node(node, check.timeout(grace, "grace"))
 
     def h_list(self, req: Request) -> list[dict]:
         return [n.describe() for n in self.nodes.values()]
@@ -282,8 +257,8 @@ class Supervision(Service):
     def check_spawn(self, request: dict) -> None:
         """Validate a spawn's supervision settings before anything forks (and fill in defaults)."""
         request["restart_limits"] = check_limits(request.get("restart_limits"), "restart limits")
-        if request.get("restart") is not None and request["restart"] not in POLICIES:
-            raise ProtocolError(f"restart must be one of {POLICIES}, not {request['restart']!r}")
+        if request.get("restart") is not None:
+            check.restart_policy(request["restart"])
         target = request.get("supervisor")
         if target:
             node = self.node(target)

@@ -32,17 +32,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _validate as check
 from .._rpc.server import Request
-from ..errors import CallTimeout, ConfigError, DeadlockError, LockError, ProtocolError
+from ..errors import CallTimeout, ConfigError, DeadlockError, LockError
 from .proctable import ActorRecord
 from .service import Service
 
 log = logging.getLogger(__name__)
 
-KINDS = ("mutex", "semaphore", "condition", "barrier", "event")
+KINDS = check.SYNC_KINDS
 #: Default bound on the number of named objects (``[sync] max_objects``).
 MAX_OBJECTS = 10_000
-MAX_NAME = 200
 #: Granted tickets remembered, so a cancel that crosses its grant releases it.
 GRANTS_KEPT = 4096
 #: Deadlock cycles kept for ``llmos status``.
@@ -200,29 +200,6 @@ def _who(holder: Holder) -> str:
     return f"pid {holder[0]} ({holder[1]})"
 
 
-def _holder(who: Any) -> Holder:
-    if not isinstance(who, dict):
-        raise ProtocolError("'who' must be a map {pid, owner}")
-    pid, owner = who.get("pid"), who.get("owner", "")
-    if type(pid) is not int or pid <= 0 or not isinstance(owner, str) or len(owner) > 100:
-        raise ProtocolError("'who' must be {pid: int > 0, owner: str}")
-    return (pid, owner)
-
-
-def _timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ProtocolError(f"timeout must be None or a number of seconds >= 0, not {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, what: str) -> int:
-    if type(value) is not int or value < 1:
-        raise LockError(f"{what} must be an int >= 1, not {value!r}")
-    return value
-
-
 class SyncObjects(Service):
     """Named sync objects, their FIFO queues, holder-death release and deadlock detection."""
 
@@ -293,10 +270,8 @@ class SyncObjects(Service):
 
     # ------------------------------------------------------------------ objects
     def _get(self, kind: Any, name: Any, params: Any = None, *, create: bool = True) -> Any:
-        if kind not in KINDS:
-            raise LockError(f"unknown sync object kind {kind!r} (expected one of {', '.join(KINDS)})")
-        if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-            raise LockError(f"a sync object name must be a string of 1 to {MAX_NAME} characters, not {name!r}")
+        check.sync_kind(kind)
+        check.sync_name(name)
         params = params if isinstance(params, dict) else {}
         obj = self.objects.get(name)
         if obj is not None:
@@ -312,9 +287,9 @@ class SyncObjects(Service):
         if not create:
             raise LockError(f"no {kind} named {name!r}")
         if kind == "semaphore":
-            n = _positive(params.get("n"), f"semaphore {name!r}: n")
+            n = check.semaphore_count(params.get("n"))
         if kind == "barrier":
-            parties = _positive(params.get("parties"), f"barrier {name!r}: parties")
+            parties = check.barrier_parties(params.get("parties"))
         if len(self.objects) >= self.max_objects:
             raise LockError(f"too many sync objects ({self.max_objects}); delete some with sync_delete")
         if kind == "mutex":
@@ -331,8 +306,7 @@ class SyncObjects(Service):
         return obj
 
     def _waiter(self, req: Request, holder: Holder, ticket: Any, obj: Any, op: str) -> Waiter:
-        if type(ticket) is not int:
-            raise ProtocolError("ticket must be an int")
+        check.ticket(ticket)
         waiter = Waiter(holder, req.ident, ticket, self.loop.create_future(), obj, op)
         self.tickets[(req.ident, ticket)] = waiter
         waiter.fut.add_done_callback(lambda _: self.tickets.pop((req.ident, ticket), None))
@@ -359,10 +333,9 @@ class SyncObjects(Service):
         ticket: Any = 0,
     ) -> Any:
         """Acquire a mutex, a condition's lock, or one unit of a semaphore. Replies True, or False on timeout."""
-        holder = _holder(who)
-        timeout = _timeout(timeout)
-        if kind not in ("mutex", "semaphore", "condition"):
-            raise LockError(f"a {kind} cannot be acquired" if kind in KINDS else f"unknown sync object kind {kind!r}")
+        holder = check.sync_holder(who)
+        timeout = check.timeout(timeout)
+        check.sync_kind(kind, check.LOCK_KINDS, "acquired")
         obj = self._get(kind, name, params)
         self._watch(holder[0])
         if isinstance(obj, Mutex):
@@ -465,9 +438,8 @@ class SyncObjects(Service):
 
     def h_release(self, req: Request, kind: Any, name: Any, who: Any = None) -> None:
         """Release a mutex or condition lock you hold, or one semaphore unit you hold."""
-        holder = _holder(who)
-        if kind not in ("mutex", "semaphore", "condition"):
-            raise LockError(f"a {kind} cannot be released" if kind in KINDS else f"unknown sync object kind {kind!r}")
+        holder = check.sync_holder(who)
+        check.sync_kind(kind, check.LOCK_KINDS, "released")
         obj = self._get(kind, name, create=False)
         if isinstance(obj, Mutex):
             self._release_mutex(obj, holder)
@@ -528,8 +500,8 @@ class SyncObjects(Service):
     # ------------------------------------------------------------------ conditions
     def h_cond_wait(self, req: Request, name: Any, who: Any = None, timeout: Any = None, ticket: Any = 0) -> Any:
         """Release the condition's lock, sleep until notified (or timeout), re-acquire; replies notified."""
-        holder = _holder(who)
-        timeout = _timeout(timeout)
+        holder = check.sync_holder(who)
+        timeout = check.timeout(timeout)
         c = self._get("condition", name, create=False)
         if c.holder != holder:
             raise LockError(f"cannot wait on condition {c.name!r}: you do not hold its lock")
@@ -564,12 +536,11 @@ class SyncObjects(Service):
 
     def h_cond_notify(self, req: Request, name: Any, who: Any = None, n: Any = 1) -> int:
         """Wake up to ``n`` sleepers (-1: all), oldest first; you must hold the lock. Returns how many."""
-        holder = _holder(who)
+        holder = check.sync_holder(who)
         c = self._get("condition", name, create=False)
         if c.holder != holder:
             raise LockError(f"cannot notify condition {c.name!r}: you do not hold its lock")
-        if type(n) is not int or n < -1:
-            raise LockError(f"notify count must be an int >= 0 (or -1 for all), not {n!r}")
+        check.notify_count(n)
         woken = 0
         while c.sleepers and (n == -1 or woken < n):
             waiter = c.sleepers.popleft()
@@ -584,8 +555,8 @@ class SyncObjects(Service):
         self, req: Request, name: Any, parties: Any = None, who: Any = None, timeout: Any = None, ticket: Any = 0
     ) -> Any:
         """Wait until ``parties`` callers have arrived; replies each one's arrival index (0 .. parties-1)."""
-        holder = _holder(who)
-        timeout = _timeout(timeout)
+        holder = check.sync_holder(who)
+        timeout = check.timeout(timeout)
         b = self._get("barrier", name, {"parties": parties} if parties is not None else None)
         self._watch(holder[0])
         waiter = self._waiter(req, holder, ticket, b, "barrier")
@@ -624,8 +595,8 @@ class SyncObjects(Service):
         return self._get("event", name).flag
 
     def h_event_wait(self, req: Request, name: Any, who: Any = None, timeout: Any = None, ticket: Any = 0) -> Any:
-        holder = _holder(who)
-        timeout = _timeout(timeout)
+        holder = check.sync_holder(who)
+        timeout = check.timeout(timeout)
         e = self._get("event", name)
         if e.flag:
             return True
