@@ -147,7 +147,9 @@ def main() -> int:
             for i, name in enumerate(WORKERS):
                 core = cores[i % len(cores)]
                 spawned.append(
-                    kernel.spawn(Worker, name=name, cpus=[core], priority=2, tools=grants[name], topics=[f"tasks.{name}"])
+                    kernel.spawn(
+                        Worker, name=name, cpus=[core], priority=2, tools=grants[name], topics=[f"tasks.{name}"]
+                    )
                 )
             coordinator = kernel.spawn(Coordinator, name="coordinator", cpus=[cores[0]], priority=3)
             spawned.append(coordinator)
@@ -171,11 +173,16 @@ def main() -> int:
             urgent = kernel.spawn(Urgent, name="urgent", cpus=[cores[-1]], priority=7)
             spawned.append(urgent)
             t_urgent = time.monotonic()
-            answer = urgent.options(priority=7, timeout=120).call("run", "Is the server room door locked? Say yes or no.")
+            answer = urgent.options(priority=7, timeout=120).call(
+                "run", "Is the server room door locked? Say yes or no."
+            )
             print(f"  urgent run took {time.monotonic() - t_urgent:.1f} s: {answer['answer']!r}")
 
             llmos.testing.wait_for(
-                lambda: all(kernel.lookup(n).call("stats")["runs"] >= 1 and not kernel.lookup(n).call("stats")["running"] for n in WORKERS),
+                lambda: all(
+                    kernel.lookup(n).call("stats")["runs"] >= 1 and not kernel.lookup(n).call("stats")["running"]
+                    for n in WORKERS
+                ),
                 timeout=240,
                 interval=0.2,
                 what="the workers",

@@ -16,9 +16,9 @@ from .tools import ToolSpec
 
 #: Characters of a thought, of a final answer and of a string argument the model may write in one step:
 #: they bound the reply, so a constrained step finishes within its token budget.
-THOUGHT_CHARS = 160
-FINAL_CHARS = 320
-ARG_CHARS = 160
+THOUGHT_CHARS = 120
+FINAL_CHARS = 240
+ARG_CHARS = 120
 
 
 class DecisionError(ValueError):

@@ -15,7 +15,7 @@ from .context import estimate_tokens
 from .tools import ToolSpec
 
 #: Tokens a step's reply may use (the decision schema's string limits keep replies well under it).
-STEP_MAX_TOKENS = 256
+STEP_MAX_TOKENS = 384
 
 
 @dataclass

@@ -49,6 +49,21 @@ def recall(query: str, namespace: str = "") -> str:
     return json.dumps([{"thought": "", "tool": "recall", "args": args}, {"thought": "", "final": "$last"}])
 
 
+class StateDirProbe(llmos.Actor):
+    def state_dir(self) -> str:
+        return os.environ.get("LLMOS_STATE_DIR", "")
+
+
+def test_actors_see_the_daemons_state_dir():
+    """Set in the config file only (not inherited from the environment), it still reaches the actors."""
+    base = short_tmpdir()
+    try:
+        with start_daemon(base / "rt", env={"LLMOS_STATE_DIR": ""}, state_dir=str(base / "from-file")) as d:
+            assert d.connect().spawn(StateDirProbe).call("state_dir") == str(base / "from-file")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def kill_and_wait_restart(kernel, name: str) -> None:
     old = next(r["pid"] for r in kernel.ps() if r["name"] == name and r["state"] == "running")
     os.kill(old, signal.SIGKILL)

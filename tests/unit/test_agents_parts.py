@@ -63,7 +63,7 @@ def test_decision_schema_and_checks():
     spec = tool_methods(Host)["search"].spec("archive.search")
     schema = decision_schema([spec])
     assert len(schema["anyOf"]) == 2
-    assert schema["anyOf"][0]["properties"]["args"]["properties"]["query"]["maxLength"] == 160
+    assert schema["anyOf"][0]["properties"]["args"]["properties"]["query"]["maxLength"] == 120
     tools = {spec.name: spec}
     d = parse_decision('{"thought": "look", "tool": "archive.search", "args": {"query": "cats", "limit": 2}}', tools)
     assert d.tool == "archive.search" and d.args == {"query": "cats", "limit": 2}
