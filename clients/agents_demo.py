@@ -20,10 +20,10 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from demo import start_daemon_if_needed
+
 import llmos_actors as llmos
 from llmos_actors.config import load_config
-
-from demo import start_daemon_if_needed
 
 WORKERS = ("w-calc", "w-board", "w-vault")
 DEFAULT_TASKS = {

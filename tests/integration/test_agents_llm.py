@@ -11,10 +11,10 @@ pytest.importorskip("transformers")
 if importlib.util.find_spec("llmos_actors.llm.constrain") is None:
     pytest.skip("the LLM device has no constrained output (llmos_actors.llm.constrain)", allow_module_level=True)
 
-from llm_tiny import build_model_dir  # noqa: E402
+from llm_tiny import build_model_dir
 
-import llmos_actors as llmos  # noqa: E402
-from llmos_actors.testing import wait_for  # noqa: E402
+import llmos_actors as llmos
+from llmos_actors.testing import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
