@@ -30,6 +30,7 @@ def test_all_matches_exports():
         "scheduling",
         "bench",
         "agents",
+        "llm",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
