@@ -31,7 +31,7 @@ from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
 from ..actor import RESERVED_NAMES
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
-from ..scheduling import default_goal
+from ..scheduling import CALL_LEVEL, default_goal
 from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY, FifoMailbox, Mailbox
 
 log = logging.getLogger(__name__)
@@ -399,12 +399,17 @@ class ActorExecutor(Invoker):
         fut.add_done_callback(done)
 
     def _run_async(self, req: Request, fn: Callable[..., Any]) -> None:
+        level = self.level_of(req)
+        token = CALL_LEVEL.set(self.priority if level is None else level)  # the task copies it
         try:
-            coro = fn(*req.args, **req.kwargs)
-        except Exception as exc:
-            self.fail(req, exc)
-            return
-        self._track_async(req, coro)
+            try:
+                coro = fn(*req.args, **req.kwargs)
+            except Exception as exc:
+                self.fail(req, exc)
+                return
+            self._track_async(req, coro)
+        finally:
+            CALL_LEVEL.reset(token)
 
     def _track_async(self, req: Request, awaitable: Any) -> None:
         self.busy_async += 1
@@ -454,22 +459,33 @@ class ActorExecutor(Invoker):
     # ------------------------------------------------------------------ streams
     def _start_stream(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
         if kind not in (GEN, AGEN):
-            self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
-            return
+            # A plain method may have a streaming twin, ``_stream_<name>`` (LLM.generate does).
+            twin = getattr(self.instance, "_stream_" + req.method, None)
+            kind = classify(twin) if callable(twin) else SYNC
+            if kind not in (GEN, AGEN):
+                self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
+                return
+            fn = twin  # type: ignore[assignment]
+        level = self.level_of(req)
+        level = self.priority if level is None else level
+        token = CALL_LEVEL.set(level)  # seen by the generator's body (an async one's task copies it)
         try:
             gen = fn(*req.args, **req.kwargs)
         except Exception as exc:
             self.fail(req, exc)
             return
+        finally:
+            CALL_LEVEL.reset(token)
         credit = req.head.get("credit", DEFAULT_CREDIT)
         credit = credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT
-        level = self.level_of(req)
-        stream = Stream(req, gen, kind, credit, self.priority if level is None else level)
+        stream = Stream(req, gen, kind, credit, level)
         self.streams[(req.ident, req.id)] = stream
         if kind == AGEN:
             stream.wakeup = asyncio.Event()
             self.busy_async += 1
+            token = CALL_LEVEL.set(level)
             stream.task = self.loop.create_task(self._run_async_stream(stream))
+            CALL_LEVEL.reset(token)
         else:
             self._stream_turn(stream)
 
@@ -529,6 +545,7 @@ class ActorExecutor(Invoker):
                     await stream.wakeup.wait()
                 if self.server.gone(req.ident):
                     self.streams.pop((req.ident, req.id), None)
+                    await agen.aclose()  # its finally blocks release what it holds
                     return
                 try:
                     item = await agen.__anext__()
