@@ -127,6 +127,7 @@ class LLM(Actor):
         grammar: Any,
         ignore_eos: Any,
         unknown: dict,
+        done: dict | None = None,
     ) -> AsyncIterator[str]:
         check_unknown(unknown)
         params = sampling_params(max_tokens, temperature, stop, seed, ignore_eos)
@@ -156,6 +157,8 @@ class LLM(Actor):
                     yield data
                 elif kind == DONE:
                     finished = True
+                    if done is not None:
+                        done.update(data)
                     return
                 else:
                     finished = True
@@ -266,6 +269,21 @@ class LLM(Actor):
             unknown,
         ):
             yield piece
+
+    async def complete(self, prompt: Any = None, messages: Any = None, **options: Any) -> AsyncIterator[Any]:
+        """Stream only: ``generate`` (``prompt=``) or ``chat`` (``messages=``) text pieces, then one map
+        ``{"finish_reason": "stop"|"length", "prompt_tokens": n, "tokens": n}`` (what the OpenAI endpoint reports)."""
+        if (prompt is None) == (messages is None):
+            raise TypeError("complete takes prompt= or messages=, exactly one")
+        opts: dict[str, Any] = {"max_tokens": 64, "temperature": 0.0, "stop": None, "seed": None}
+        opts.update(json_schema=None, grammar=None, ignore_eos=False)
+        unknown = {k: options.pop(k) for k in list(options) if k not in opts}
+        opts.update(options)
+        prompt_of = (lambda _t: prompt) if messages is None else (lambda t: chat_prompt(t, messages))
+        info: dict = {}
+        async for piece in self._pieces(prompt_of, unknown=unknown, done=info, **opts):
+            yield piece
+        yield info
 
     def tokenize(self, text: str) -> list[int]:
         """The model's token ids for ``text`` (no special tokens added)."""
