@@ -11,8 +11,6 @@ pytest.importorskip("transformers")
 if importlib.util.find_spec("llmos_actors.llm.constrain") is None:
     pytest.skip("the LLM device has no constrained output (llmos_actors.llm.constrain)", allow_module_level=True)
 
-from llm_tiny import build_model_dir
-
 import llmos_actors as llmos
 from llmos_actors.testing import wait_for
 
@@ -52,6 +50,8 @@ def device(kernel, model, name: str):
 
 def test_llm_policy_through_the_device(kernel, tmp_path):
     """Every step is one constrained chat request at the run's priority; the decisions name granted tools only."""
+    from llm_tiny import build_model_dir  # tests/ is on this process's path, not on the actors'
+
     llm = device(kernel, str(build_model_dir(tmp_path / "tiny", context=2048)), "llm-tiny")
     kernel.spawn(Calc, name="calc-llm")
     agents = [kernel.spawn(Thinker, name=f"think-{i}", llm="llm-tiny", context_tokens=1500) for i in range(3)]
