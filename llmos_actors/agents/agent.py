@@ -35,7 +35,8 @@ class Agent(Actor):
         approver: who approves ``confirm=True`` tools: ``"actor.method"``, ``"topic"`` or None (deny).
         approval_timeout: seconds before an unanswered approval counts as a refusal.
         tool_timeout: seconds one tool call may take.
-        policy: a ``Policy`` instance deciding each step (default: ``LLMPolicy(llm)``).
+        policy: a ``Policy`` instance deciding each step, or an ``LLMPolicy`` subclass (made with ``llm``);
+            default ``LLMPolicy(llm)``.
         script: a list of decisions for a ``ScriptedPolicy`` (tests; spawn keyword).
         publish_steps: publish each step on ``agents.<name>.step``.
 
@@ -56,7 +57,7 @@ class Agent(Actor):
     approver: str | None = None
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
     tool_timeout: float = 30.0
-    policy: Policy | None = None
+    policy: Policy | type | None = None
     script: list[dict] | None = None
     publish_steps: bool = True
 

@@ -28,8 +28,10 @@ class DecisionRequest:
     messages: list[dict]
     schema: dict
     tools: dict[str, ToolSpec]
-    #: The run's call options to forward: priority, objective, timeout (seconds left); None where unset.
+    #: The run's call options to forward: priority (its level) and timeout (seconds left); None where unset.
     options: dict = field(default_factory=dict)
+    #: The run's step limit (``step`` counts from 1 up to it).
+    max_steps: int = 1
 
 
 @dataclass

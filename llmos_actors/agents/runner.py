@@ -51,7 +51,10 @@ class AgentCore:
         self._readers: dict[str, LongTermMemory] = {}
         self.grants = Grants.parse(agent.tools)
         self.approvals = Approvals(self.name, agent.approver, agent.approval_timeout)
-        self.policy: Policy = agent.policy or (
+        policy = agent.policy
+        if isinstance(policy, type):  # an LLMPolicy subclass: made for this agent's device
+            policy = policy(agent.llm)
+        self.policy: Policy = policy or (
             ScriptedPolicy(agent.script) if agent.script is not None else LLMPolicy(agent.llm)
         )
         self.observations: deque[dict] = deque(maxlen=OBSERVATION_QUEUE)
@@ -205,9 +208,8 @@ class AgentCore:
                 stm.fit()
                 started = time.monotonic()
                 request_opts = {**options, "timeout": left}
-                request = DecisionRequest(
-                    self.name, goal, step, [system, opening, *stm.messages()], schema, tools, request_opts
-                )
+                messages = [system, opening, *stm.messages()]
+                request = DecisionRequest(self.name, goal, step, messages, schema, tools, request_opts, limit)
                 proposal = await self.policy.decide(request, self.kernel)
                 tokens += proposal.tokens
                 record: dict[str, Any] = {"step": step, "thought": "", "action": None, "args": {}}
