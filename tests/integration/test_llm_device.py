@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llm_tiny import PROMPTS, build_model_dir, build_tokenizer, reference_greedy  # noqa: E402
+from llm_tiny import PROMPTS, build_model_dir, build_tokenizer, reference_greedy
 
-import llmos_actors as llmos  # noqa: E402
-from llmos_actors.testing import wait_for  # noqa: E402
+import llmos_actors as llmos
+from llmos_actors.testing import wait_for
 
 MAX_TOKENS = 24
 pytestmark = pytest.mark.timeout(300)
@@ -152,13 +152,13 @@ def test_bad_input_is_refused_clearly_and_disturbs_nothing(kernel, tiny):
     first = next(stream)
     with pytest.raises(llmos.RemoteError, match="context length is 512"):
         llm.call("generate", "hello world " * 400)
-    with pytest.raises(llmos.RemoteError, match="max_tokens must be an integer >= 1"):
+    with pytest.raises(llmos.RemoteError, match=r"max_tokens must be an integer >= 1"):
         llm.call("generate", "hello", max_tokens=0)
-    with pytest.raises(llmos.RemoteError, match="unknown option.*top_q"):
+    with pytest.raises(llmos.RemoteError, match=r"unknown option.*top_q"):
         llm.call("generate", "hello", top_q=0.5)
     with pytest.raises(llmos.RemoteError, match="temperature"):
         llm.call("generate", "hello", temperature=-1)
-    with pytest.raises(llmos.LlmosError, match="schema|constrain"):
+    with pytest.raises(llmos.LlmosError, match=r"schema|constrain"):
         llm.call("generate", "hello", json_schema={"type": "no-such-type"})
     with pytest.raises(llmos.RemoteError, match="messages"):
         llm.call("chat", "not a list")
