@@ -51,10 +51,10 @@ $(PEERS): $(STAMP)
 	touch $(PEERS)
 
 ## bench: `llmos bench` with every peer (own daemon in a temp dir), under 10 minutes; writes the
-## run's JSON and chart where the README points (README table: python -m llmos_actors.bench.report
-## docs/bench.json --markdown)
+## run's JSON and chart, and regenerates the Results section of docs/bench.md from them
 bench: $(PEERS)
-	$(VENV)/bin/llmos bench --peers --json docs/bench.json --plot docs/bench.png
+	$(VENV)/bin/llmos bench --peers --json docs/bench.json
+	$(PY) -m llmos_actors.bench.report docs/bench.json --write-docs docs/bench.md --plot docs/bench.png
 
 ## bench-quick: the same, short windows, about a minute
 bench-quick: $(PEERS)
