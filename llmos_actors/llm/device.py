@@ -9,6 +9,7 @@ goal function) is the sequence's scheduling level.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -187,13 +188,8 @@ class LLM(Actor):
             ValueError: max_tokens < 1, a prompt longer than the context or the KV budget, an
                 invalid schema. TypeError: unknown options, wrong types.
         """
-        parts = [
-            p
-            async for p in self._pieces(
-                lambda _t: prompt, max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos, unknown
-            )
-        ]
-        return "".join(parts)
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        return await _joined(self._pieces(lambda _t: prompt, *options, unknown))
 
     async def _stream_generate(
         self,
@@ -207,10 +203,10 @@ class LLM(Actor):
         ignore_eos: bool = False,
         **unknown: Any,
     ) -> AsyncIterator[str]:
-        async for piece in self._pieces(
-            lambda _t: prompt, max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos, unknown
-        ):
-            yield piece
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        async with contextlib.aclosing(self._pieces(lambda _t: prompt, *options, unknown)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     async def chat(
         self,
@@ -226,21 +222,8 @@ class LLM(Actor):
     ) -> str:
         """``generate`` over the model's chat template applied to ``messages`` ([{role, content}...]);
         ``ref.stream("chat", ...)`` streams it."""
-        parts = [
-            p
-            async for p in self._pieces(
-                lambda t: chat_prompt(t, messages),
-                max_tokens,
-                temperature,
-                stop,
-                seed,
-                json_schema,
-                grammar,
-                ignore_eos,
-                unknown,
-            )
-        ]
-        return "".join(parts)
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        return await _joined(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown))
 
     async def _stream_chat(
         self,
@@ -254,18 +237,10 @@ class LLM(Actor):
         ignore_eos: bool = False,
         **unknown: Any,
     ) -> AsyncIterator[str]:
-        async for piece in self._pieces(
-            lambda t: chat_prompt(t, messages),
-            max_tokens,
-            temperature,
-            stop,
-            seed,
-            json_schema,
-            grammar,
-            ignore_eos,
-            unknown,
-        ):
-            yield piece
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        async with contextlib.aclosing(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     def tokenize(self, text: str) -> list[int]:
         """The model's token ids for ``text`` (no special tokens added)."""
@@ -311,6 +286,11 @@ class LLM(Actor):
             "llm_ttft_seconds": engine.meter.ttft.snapshot(),
             "llm_inter_token_seconds": engine.meter.inter_token.snapshot(),
         }
+
+
+async def _joined(pieces: Any) -> str:
+    async with contextlib.aclosing(pieces):  # a cancelled call cancels its sequence at once
+        return "".join([piece async for piece in pieces])
 
 
 def _dispatch(events: list) -> None:

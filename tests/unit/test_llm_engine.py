@@ -38,6 +38,17 @@ class Collector:
                 raise data
 
 
+class SlowClock:
+    """A clock that moves a second per look: steps as slow as a machine under heavy load."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
 def make(path, **settings):
     model, tok, _ = loading.load(path)
     out = Collector()
@@ -71,8 +82,10 @@ def test_preemption_resumes_with_the_same_tokens(tiny, mode):
     path, ref = tiny
     # A budget too small for all eight at once: sequences are preempted and resumed.
     engine, tok, _ = make(path, kv_blocks=40, block_size=4, max_step_tokens=64, preempt=mode, prefix_cache=False)
+    engine.scheduler.quantum = 8
+    engine.scheduler.clock = SlowClock()  # every step "takes" a second: waiters age past runners
     seqs = [submit(engine, tok, p) for p in PROMPTS]
-    engine.run_until_idle()
+    engine.run_until_idle(max_steps=5000)
     assert engine.scheduler.preemptions > 0
     counts = engine.kv.numbers()
     assert counts["swap_outs" if mode == "swap" else "recomputes"] > 0
@@ -145,3 +158,17 @@ def test_a_sequence_longer_than_the_budget_ends_at_the_budget(tiny):
     assert len(seq.tokens) == 32
     assert out.done[seq.id]["finish_reason"] == "length"
     assert engine.kv.manager.available() == 8
+
+
+@pytest.mark.parametrize(("prefill_rate", "chosen"), [(1.0, "swap"), (1e-12, "recompute")])
+def test_auto_preemption_takes_the_cheaper_by_measured_cost(tiny, prefill_rate, chosen):
+    path, ref = tiny
+    engine, tok, _ = make(path, kv_blocks=40, block_size=4, max_step_tokens=64, prefix_cache=False)
+    engine.prefill_rate = prefill_rate
+    engine.steps = 0
+    seqs = [submit(engine, tok, p) for p in PROMPTS]
+    while engine.step():
+        engine.prefill_rate = prefill_rate  # hold the measured rate where the case puts it
+    actions = {d["action"] for d in engine.scheduler.decisions}
+    assert chosen in actions and ({"swap", "recompute"} - {chosen}).isdisjoint(actions)
+    assert [s.out_ids for s in seqs] == ref

@@ -118,6 +118,22 @@ def test_aging_lifts_a_waiting_sequence_until_it_preempts():
     assert waiter.level == 3
 
 
+def test_aging_alone_waits_for_the_runner_s_quantum():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=1, max_step_tokens=64, clock=clock, aging=1.0, quantum=3)
+    runner, waiter = seq(1, 4, clock=clock), seq(2, 4, clock=clock)
+    sched.add(runner)
+    run(sched, sched.plan(Budget(100)))
+    sched.add(waiter)
+    clock.now += 10  # far above by aging, but the runner has made 1 token of its 3-token slice
+    plan = sched.plan(Budget(100))
+    assert not plan.preempt
+    run(sched, plan)
+    run(sched, sched.plan(Budget(100)))  # 3 tokens now
+    plan = sched.plan(Budget(100))
+    assert plan.preempt == [runner] and plan.admit == [waiter]
+
+
 def test_quantum_demotes_a_long_generation():
     clock = Clock()
     sched = TokenScheduler(max_batch=4, max_step_tokens=64, clock=clock, quantum=3)
