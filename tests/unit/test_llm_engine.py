@@ -172,3 +172,46 @@ def test_auto_preemption_takes_the_cheaper_by_measured_cost(tiny, prefill_rate, 
     actions = {d["action"] for d in engine.scheduler.decisions}
     assert chosen in actions and ({"swap", "recompute"} - {chosen}).isdisjoint(actions)
     assert [s.out_ids for s in seqs] == ref
+
+
+class OnlyToken:
+    """A constraint (the ``constrain.Constraint`` interface) that allows one token, ``fail_after``
+    tokens then refuses in ``advance``."""
+
+    def __init__(self, token, fail_after=None):
+        self.token, self.fail_after, self.taken = token, fail_after, 0
+
+    def allowed(self, vocab_size):
+        mask = torch.zeros(vocab_size, dtype=torch.bool)
+        mask[self.token] = True
+        return mask
+
+    def advance(self, token_id):
+        if self.fail_after is not None and self.taken >= self.fail_after:
+            raise ValueError("token not allowed by the output constraint here")
+        self.taken += 1
+
+    def is_finished(self):
+        return self.taken >= 5
+
+    def copy(self):
+        return OnlyToken(self.token, self.fail_after)
+
+
+def test_constraints_mask_the_logits_and_a_broken_one_fails_alone(tiny):
+    path, ref = tiny
+    engine, tok, out = make(path, kv_blocks=128, block_size=4)
+    masked = submit(engine, tok, PROMPTS[0])
+    masked.constraint = OnlyToken(42)
+    broken = submit(engine, tok, PROMPTS[1])
+    broken.constraint = OnlyToken(43, fail_after=2)
+    plain = submit(engine, tok, PROMPTS[2])
+    failed = []
+    engine.on_events = lambda events: [
+        failed.append(sink) if kind == "error" else out([(sink, kind, data)]) for sink, kind, data in events
+    ]
+    engine.run_until_idle()
+    assert masked.out_ids == [42] * 5 and out.done[masked.id]["finish_reason"] == "stop"
+    assert failed == [broken.id] and broken.id not in out.done
+    assert plain.out_ids == ref[2]
+    assert engine.kv.manager.available() == 128
