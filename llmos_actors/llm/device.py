@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -67,7 +66,6 @@ class LLM(Actor):
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._load, name="llmos-llm-load", daemon=True)
         self._thread.start()
 
@@ -136,7 +134,8 @@ class LLM(Actor):
         check_fits(len(ids), engine.max_context, engine.kv.manager.num_blocks * engine.kv.block_size)
         constraint = None
         if json_schema is not None or grammar is not None:
-            constraint = _build_constraint(self.tokenizer, json_schema, grammar)
+            # compiling a schema can take a while: off the loop, which keeps serving the others
+            constraint = await asyncio.to_thread(_build_constraint, self.tokenizer, json_schema, grammar)
         level = self.actor_call_priority
         sink: asyncio.Queue = asyncio.Queue()
         seq = new_sequence(
