@@ -135,3 +135,11 @@ def restart_limits(values: Any, what: str = "restart limits") -> dict:
             raise InvalidArgument(f"{what}: period must be > 0 seconds")
         out[key] = value
     return out
+
+
+# ---------------------------------------------------------------------------- actors
+def actor_name(value: Any) -> str:
+    """An actor named on the wire by its name or id."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument("an actor must be named by a non-empty string (name or id)")
+    return value

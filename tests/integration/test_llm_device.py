@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llm_tiny import PROMPTS, build_model_dir, build_tokenizer, reference_greedy  # noqa: E402
+from llm_tiny import PROMPTS, build_model_dir, build_tokenizer, reference_greedy
 
-import llmos_actors as llmos  # noqa: E402
-from llmos_actors.testing import wait_for  # noqa: E402
+import llmos_actors as llmos
+from llmos_actors.testing import wait_for
 
 MAX_TOKENS = 24
 pytestmark = pytest.mark.timeout(300)
@@ -93,8 +93,10 @@ def test_priority_reaches_the_scheduler(kernel, tiny):
     llm = spawn(kernel, path, "llm-prio", block_size=4)
     llm.options(priority=7).call("generate", PROMPTS[0], max_tokens=2)
     llm.options(priority=1).call("generate", PROMPTS[0], max_tokens=2)
+    assert list(llm.options(priority=6).stream("generate", PROMPTS[0], max_tokens=2))
+    llm.options(objective=5.0).call("generate", PROMPTS[0], max_tokens=2)  # the goal function's level
     levels = [d["level"] for d in llm.call("decisions") if d["action"] == "admit"]
-    assert levels[-2:] == [7, 1]
+    assert levels[-4:] == [7, 1, 6, 5]
 
 
 def test_killed_caller_frees_blocks(kernel, tiny, daemon):
@@ -152,13 +154,13 @@ def test_bad_input_is_refused_clearly_and_disturbs_nothing(kernel, tiny):
     first = next(stream)
     with pytest.raises(llmos.RemoteError, match="context length is 512"):
         llm.call("generate", "hello world " * 400)
-    with pytest.raises(llmos.RemoteError, match="max_tokens must be an integer >= 1"):
+    with pytest.raises(llmos.RemoteError, match=r"max_tokens must be an integer >= 1"):
         llm.call("generate", "hello", max_tokens=0)
-    with pytest.raises(llmos.RemoteError, match="unknown option.*top_q"):
+    with pytest.raises(llmos.RemoteError, match=r"unknown option.*top_q"):
         llm.call("generate", "hello", top_q=0.5)
     with pytest.raises(llmos.RemoteError, match="temperature"):
         llm.call("generate", "hello", temperature=-1)
-    with pytest.raises(llmos.LlmosError, match="schema|constrain"):
+    with pytest.raises(llmos.LlmosError, match=r"schema|constrain"):
         llm.call("generate", "hello", json_schema={"type": "no-such-type"})
     with pytest.raises(llmos.RemoteError, match="messages"):
         llm.call("chat", "not a list")
