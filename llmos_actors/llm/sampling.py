@@ -7,6 +7,7 @@ import torch
 from .sequence import Sequence
 
 
+@torch.inference_mode()  # the logits are inference tensors: masking them in place needs it
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
     """One token per row of ``logits`` (``[S, vocab]``, float32), for ``seqs`` in the same order.
 
