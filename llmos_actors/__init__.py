@@ -59,6 +59,7 @@ from .sync import (
 from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
+    "LLM",
     "Actor",
     "ActorDiedError",
     "ActorError",
@@ -127,3 +128,17 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    # The LLM device needs torch and transformers: imported when first asked for, so that
+    # `import llmos_actors` stays light.
+    if name == "LLM":
+        from .llm import LLM
+
+        return LLM
+    raise AttributeError(f"module 'llmos_actors' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "LLM"})

@@ -161,10 +161,29 @@ class PagesService(Service):
             "blocks": len(t.blocks),
             "holders": t.holders(),
             "transfers": len(t.transfers),
+            "largest_holders": self._largest_holders(ps),
             **self.store.numbers(),
             **t.counters,
             **self.counters,
         }
+
+    def _largest_holders(self, page_size: int, count: int = 3) -> str:
+        """The processes holding the most pool memory, by actor name (an LLM device's KV cache
+        shows here): ``"llm 256.0 MiB, worker 4.0 MiB"``."""
+        t = self.table
+        held = []
+        for pid, starts in t.by_pid.items():
+            pages = sum(t.blocks[s].pages for s in starts if s in t.blocks)
+            if pages:
+                held.append((pages * page_size, pid))
+        held.sort(reverse=True)
+        names = getattr(getattr(self.daemon, "table", None), "by_pid", {})
+        parts = []
+        for nbytes, pid in held[:count]:
+            record = names.get(pid)
+            who = record.label if record is not None else f"pid {pid}"
+            parts.append(f"{who} {nbytes / (1 << 20):.1f} MiB")
+        return ", ".join(parts)
 
     # ------------------------------------------------------------------ note rings
     def _ring_for(self, pid: int) -> _RingEnd:

@@ -29,6 +29,7 @@ def test_all_matches_exports():
         "pool_dispatcher",
         "scheduling",
         "bench",
+        "llm",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
