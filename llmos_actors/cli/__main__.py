@@ -7,11 +7,24 @@ import os
 import sys
 
 from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
-from . import bench_cmd, call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd, top_cmd, topics_cmd
+from . import (
+    bench_cmd,
+    call_cmd,
+    daemon_cmd,
+    kill_cmd,
+    logs_cmd,
+    ps_cmd,
+    serve_openai_cmd,
+    spawn_cmd,
+    status_cmd,
+    top_cmd,
+    topics_cmd,
+)
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
 COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
+COMMANDS += [serve_openai_cmd]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
