@@ -10,6 +10,7 @@ from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
 from . import (
     bench_cmd,
     call_cmd,
+    chat_cmd,
     daemon_cmd,
     kill_cmd,
     logs_cmd,
@@ -24,7 +25,7 @@ from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
 COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
-COMMANDS += [serve_openai_cmd]
+COMMANDS += [chat_cmd, serve_openai_cmd]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -36,6 +37,8 @@ EPILOG = """examples:
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
+  llmos spawn llmos_actors.llm:LLM --name llm --cpus 0,1   # an LLM device (SmolLM2 by default)
+  llmos chat llm                               # talk to it; llmos serve-openai --llm llm for HTTP
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 
 
