@@ -7,11 +7,25 @@ import os
 import sys
 
 from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
-from . import bench_cmd, call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd, top_cmd, topics_cmd
+from . import (
+    bench_cmd,
+    call_cmd,
+    chat_cmd,
+    daemon_cmd,
+    kill_cmd,
+    logs_cmd,
+    ps_cmd,
+    serve_openai_cmd,
+    spawn_cmd,
+    status_cmd,
+    top_cmd,
+    topics_cmd,
+)
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
 COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
+COMMANDS += [chat_cmd, serve_openai_cmd]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -23,6 +37,8 @@ EPILOG = """examples:
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
+  llmos spawn llmos_actors.llm:LLM --name llm --cpus 0,1   # an LLM device (SmolLM2 by default)
+  llmos chat llm                               # talk to it; llmos serve-openai --llm llm for HTTP
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 
 

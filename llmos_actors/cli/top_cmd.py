@@ -8,6 +8,7 @@ import sys
 import time
 
 from .common import human_bytes, kernel_for, print_json, table
+from .llm_devices import device_stats, print_devices
 
 HELP = "live view of actors: pid, core, priority, CPU%%, RSS, queue per priority level, calls/s"
 CLEAR = "\x1b[H\x1b[2J"
@@ -82,7 +83,9 @@ def frame(rows: list[dict], rates: dict[str, float], status: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     with kernel_for(args) as kernel:
         if args.json:
-            print_json({"actors": kernel.ps(exited=False), "status": kernel.status()})
+            rows = kernel.ps(exited=False)
+            devices = device_stats(kernel, rows)
+            print_json({"actors": rows, "status": kernel.status(), "devices": devices})
             return 0
         previous: dict[str, tuple[float, int]] = {}
         while True:
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                     rates[r["id"]] = max(0.0, (done - d0) / max(1e-6, now - t0))
                 previous[r["id"]] = (now, done)
             lines = frame(rows, rates, kernel.status())
+            print_devices(rows, device_stats(kernel, rows), lines.append)  # LLM devices: tokens/s, batch, KV
             width = shutil.get_terminal_size((160, 40)).columns
             text = "\n".join(line[:width] for line in lines)
             if args.once:
