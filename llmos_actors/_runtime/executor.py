@@ -24,13 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._callctx import CURRENT_CALL
 from .._clock import LoopClock
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
 from ..scheduling import CALL_LEVEL
-from .callctx import CURRENT_CALL
 from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, classify, public_method_resolver
 from .settings import ExecutorSettings
 from .stream_runner import StreamRunner, StreamTurn

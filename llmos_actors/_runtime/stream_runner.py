@@ -16,12 +16,12 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from .._callctx import CURRENT_CALL
 from .._clock import Clock
 from .._rpc.server import Request
 from .._wire import protocol as P
 from ..errors import LlmosError
 from ..scheduling import CALL_LEVEL
-from .callctx import CURRENT_CALL
 from .methods import AGEN, GEN
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .._runtime.callctx import current_call_options
+from .._callctx import current_call_options
 from ..actor import Actor
 from .permissions import DEFAULT_APPROVAL_TIMEOUT
 from .policy import Policy

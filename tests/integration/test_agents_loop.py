@@ -8,7 +8,7 @@ import json
 import pytest
 
 import llmos_actors as llmos
-from llmos_actors._runtime.callctx import current_call_options
+from llmos_actors._callctx import current_call_options
 from llmos_actors.agents.permissions import FALLBACK_AUDIT_TOPIC
 from llmos_actors.testing import wait_for
 

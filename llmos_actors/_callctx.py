@@ -11,7 +11,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-from ..scheduling import CALL_LEVEL
+from .scheduling import CALL_LEVEL
 
 CURRENT_CALL: ContextVar[Any] = ContextVar("llmos_current_call", default=None)
 
