@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo agents test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 ## demo: start the daemon on its default config, run the demo client, stop everything
 demo: $(STAMP)
 	$(PY) clients/demo.py
+
+## agents: the multi-agent demo on the default SmolLM2 model (after `make demo`; a few minutes on 2 cores)
+agents: $(STAMP)
+	$(PY) clients/agents_demo.py
 
 ## test: lint, then the test suite (real daemons, processes, sockets; chaos/soak runs skipped)
 test: $(STAMP)

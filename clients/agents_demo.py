@@ -24,6 +24,7 @@ from demo import start_daemon_if_needed
 
 import llmos_actors as llmos
 from llmos_actors.config import load_config
+from llmos_actors.testing import wait_for
 
 WORKERS = ("w-calc", "w-board", "w-vault")
 DEFAULT_TASKS = {
@@ -103,6 +104,8 @@ def print_steps(kernel: llmos.Kernel, stop: threading.Event, started: float) -> 
                 topic, msg = sub.get(timeout=0.2)
             except llmos.CallTimeout:
                 continue
+            except llmos.ClosedError:
+                return
             at = time.monotonic() - started
             if topic.endswith(".step"):
                 action = msg["action"] or "(invalid)"
@@ -138,7 +141,7 @@ def main() -> int:
             t0 = time.monotonic()
             llm = kernel.spawn(llmos.LLM, args.model, name="llm", cpus=list(cores))
             spawned.append(llm)
-            llmos.testing.wait_for(lambda: llm.call("stats")["state"] != "loading", timeout=300, what="the model")
+            wait_for(lambda: llm.call("stats")["state"] != "loading", timeout=300, what="the model")
             print(f"device ready in {time.monotonic() - t0:.1f} s: {llm.call('stats')['model']}")
             for cls, name in ((Calc, "calc"), (Vault, "vault"), (llmos.Blackboard, "board")):
                 spawned.append(kernel.spawn(cls, name=name, restart="permanent"))
@@ -168,25 +171,22 @@ def main() -> int:
                     print(f"  (the coordinator did not assign {name}; the demo gives it its default task)")
                     kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
 
-            time.sleep(1.5)  # let the workers get going, so the urgent agent arrives midway
+            # The urgent agent arrives midway: once a worker is deciding on the device.
+            workers = [kernel.lookup(n) for n in WORKERS]
+            wait_for(lambda: any(w.call("stats")["running"] for w in workers), timeout=120, what="a worker to start")
             print("\na priority-7 agent arrives while the workers run:")
             urgent = kernel.spawn(Urgent, name="urgent", cpus=[cores[-1]], priority=7)
             spawned.append(urgent)
             t_urgent = time.monotonic()
-            answer = urgent.options(priority=7, timeout=120).call(
+            answer = urgent.options(priority=7, timeout=300).call(
                 "run", "Is the server room door locked? Say yes or no."
             )
             print(f"  urgent run took {time.monotonic() - t_urgent:.1f} s: {answer['answer']!r}")
 
-            llmos.testing.wait_for(
-                lambda: all(
-                    kernel.lookup(n).call("stats")["runs"] >= 1 and not kernel.lookup(n).call("stats")["running"]
-                    for n in WORKERS
-                ),
-                timeout=240,
-                interval=0.2,
-                what="the workers",
-            )
+            def workers_done() -> bool:
+                return all(s["runs"] >= 1 and not s["running"] for s in (w.call("stats") for w in workers))
+
+            wait_for(workers_done, timeout=300, interval=0.2, what="the workers to finish")
             stop.set()
             for t in threads:
                 t.join(5)

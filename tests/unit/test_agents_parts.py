@@ -68,6 +68,7 @@ def test_decision_schema_and_checks():
     d = parse_decision('{"thought": "look", "tool": "archive.search", "args": {"query": "cats", "limit": 2}}', tools)
     assert d.tool == "archive.search" and d.args == {"query": "cats", "limit": 2}
     assert parse_decision({"thought": "t", "final": "done"}, tools).final == "done"
+    assert parse_decision('{"thought": "a\tb\x01", "final": "x"}', tools).thought == "a\tb\x01"  # raw controls
     with pytest.raises(NotGranted):
         parse_decision({"thought": "", "tool": "archive.delete", "args": {}}, tools)
     for bad, why in [
