@@ -81,16 +81,13 @@ class LLMPolicy(Policy):
 
 
 class ScriptedPolicy(Policy):
-    """Replays ``script``: one decision dict per step (``{"thought", "tool", "args"}`` or
-    ``{"thought", "final"}``); once it runs out, the agent finishes with an empty answer."""
+    """Replays ``script`` in every run: decision ``n`` (``{"thought", "tool", "args"}`` or
+    ``{"thought", "final"}``) at step ``n``; past its end, the agent finishes with an empty answer."""
 
     def __init__(self, script: list[dict]) -> None:
         self.script = list(script)
-        self.position = 0
 
     async def decide(self, request: DecisionRequest, kernel: Any) -> Proposal:
-        if self.position >= len(self.script):
+        if request.step > len(self.script):
             return Proposal({"thought": "the script has ended", "final": ""})
-        item = self.script[self.position]
-        self.position += 1
-        return Proposal(item)
+        return Proposal(self.script[request.step - 1])

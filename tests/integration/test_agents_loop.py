@@ -254,3 +254,17 @@ def test_ask_agent_delegates(kernel, calc):
     result = boss.options(timeout=60).call("run", "get the sum from the helper")
     assert result["steps"][0]["observation"] == "42"
     assert result["answer"] == "helper says 42"
+
+
+def test_a_pool_of_agents_takes_tasks_by_tags(kernel, calc):
+    script = [step("calc.add", {"a": 1, "b": 1}), step(final="2")]
+    pool = kernel.pool(Worker, size=2, tags=["math"], script=script)
+    try:
+        futures = [pool.options(tags=["math"]).ask("run", f"task {i}") for i in range(4)]
+        results = [f.result(60) for f in futures]
+        assert [r["answer"] for r in results] == ["2"] * 4
+        assert len(calc.call("history")) == 4
+        done = [m["done"] for m in pool.load()["members"].values()]
+        assert sum(done) == 4 and all(done)  # both members took tasks (dispatch by load)
+    finally:
+        pool.stop()
