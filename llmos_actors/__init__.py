@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0"
-
 from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
+from ._version import __version__
 from .actor import Actor
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
@@ -27,6 +26,9 @@ from .errors import (
     ConfigError,
     DaemonUnavailable,
     DeadlockError,
+    InvalidArgument,
+    InvalidSupervisorArgument,
+    InvalidSyncArgument,
     LlmosError,
     LockError,
     MailboxFull,
@@ -89,6 +91,9 @@ __all__ = [
     "DeadlockError",
     "DownNotice",
     "Event",
+    "InvalidArgument",
+    "InvalidSupervisorArgument",
+    "InvalidSyncArgument",
     "Kernel",
     "LlmosError",
     "LockError",

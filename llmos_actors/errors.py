@@ -34,6 +34,17 @@ class ProtocolError(LlmosError):
     code = "protocol"
 
 
+class InvalidArgument(ProtocolError, ValueError):
+    """An argument is of the wrong type or out of range.
+
+    Raised by the same check (``_validate``) on whichever side of the wire sees
+    the argument first, so a caller gets this one type whether the client or the
+    daemon refused it.
+    """
+
+    code = "invalid_argument"
+
+
 class ConfigError(LlmosError, ValueError):
     """A configuration value, flag or config file is wrong."""
 
@@ -132,10 +143,22 @@ class SupervisorError(LlmosError):
     code = "supervisor"
 
 
+class InvalidSupervisorArgument(InvalidArgument, SupervisorError):
+    """A supervisor's strategy or restart policy is not one of the known ones."""
+
+    code = "invalid_supervisor_argument"
+
+
 class LockError(LlmosError):
     """A kernel sync object was misused: released by a non-holder, wrong kind or size, unknown name."""
 
     code = "lock"
+
+
+class InvalidSyncArgument(InvalidArgument, LockError):
+    """A sync object's name, kind, count or parties is malformed (a ``LockError`` and a ``ValueError``)."""
+
+    code = "invalid_sync_argument"
 
 
 class DeadlockError(LockError):
@@ -195,6 +218,7 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         ClosedError,
         DaemonUnavailable,
         ProtocolError,
+        InvalidArgument,
         ConfigError,
         ActorError,
         ActorNotFound,
@@ -206,7 +230,9 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         CallTimeout,
         MailboxFull,
         SupervisorError,
+        InvalidSupervisorArgument,
         LockError,
+        InvalidSyncArgument,
         DeadlockError,
         PoolExhausted,
         ObjectLost,

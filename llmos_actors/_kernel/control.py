@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any
 
-from .. import __version__
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
+from .._version import __version__
 from .._wire import protocol as P
 from ..errors import ActorNotFound, ProtocolError
 from .proctable import EXITED, RESTARTING, ActorRecord

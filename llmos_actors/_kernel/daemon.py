@@ -21,9 +21,10 @@ from typing import Any
 import psutil
 import zmq
 
-from .. import __version__
+from .._pages.settings import settings_from
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
+from .._version import __version__
 from .._wire.codec import Codec
 from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError
@@ -33,10 +34,11 @@ from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .monitors import Monitors
+from .pages_service import PagesService
 from .proctable import ActorRecord, ProcessTable
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
-from .service import Service
+from .service import Services
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
 from .zygote_link import ZygoteLink
@@ -87,7 +89,7 @@ class Daemon:
         self._lifeline_w: int | None = None
         self._lifeline_r: int | None = None
         self.usage: dict[int, psutil.Process] = {}
-        self.services: list[Service] = []
+        self.services = Services()
 
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
@@ -97,8 +99,6 @@ class Daemon:
         self.loop = loop
         self._stop = asyncio.Event()
         # Subsystems' config sections are theirs to check: before anything starts, not halfway.
-        from .._pages.settings import settings_from
-
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
         prepare_runtime_dir(config.runtime_dir)
@@ -160,40 +160,47 @@ class Daemon:
             self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes
         )
         self.control = ControlService(self, self.server)
+        # The event bus comes first: the lifecycle publishes on it from its first spawn.
+        self.events = EventBus(self.ctx, config, loop)
         self.lifecycle = Lifecycle(
-            config, loop, self.table, self.inventory, self.zygote, self.logs, self._announce_exit
+            config,
+            loop,
+            self.table,
+            self.inventory,
+            self.zygote,
+            self.logs,
+            self._announce_exit,
+            events=self.services,
+            publish=self.events.publish,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         await self.zygote.start()
         self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
-        self.services = self._build_services()
+        self._build_services()
         for service in self.services:
             for name, handler in service.handlers().items():
                 self.control.add(name, handler)
             await service.start()
         self.server.start()
 
-    def _build_services(self) -> list[Service]:
-        """The daemon's subsystems, started in this order and stopped in reverse."""
-        from .._pages.service import PagesService
+    def _build_services(self) -> None:
+        """The daemon's subsystems, started in this order and stopped in reverse.
 
-        self.pages = PagesService(self)
-        self.events = EventBus(self.ctx, self.config, self.loop)
-        self.lifecycle.publish = self.events.publish
-        self.lifecycle.exit_hooks.append(lambda record: self.events.forget(f"actor:{record.id}"))
-        extra = self.config.extra
-        self.supervision = Supervision(self.lifecycle, self.table, extra.get("supervisor"), loop=self.loop)
-        self.supervision.publish = self.events.publish
-        self.lifecycle.decide_restart = self.supervision.decide
-        self.lifecycle.record_hooks.append(self.supervision.on_new_record)
-        self.lifecycle.exit_hooks.append(self.supervision.forget)
-        self.monitors = Monitors(self.table, self.lifecycle, self.server)
-        self.lifecycle.exit_hooks.append(self.monitors.on_exit)
-        self.sync = SyncObjects(self.loop, extra.get("sync"))
-        self.lifecycle.exit_hooks.append(self.sync.on_actor_exit)
-        self.scheduler = Scheduler(self)
-        return [self.pages, self.events, self.supervision, self.monitors, self.sync, self.scheduler]
+        Each is built from what it uses; actor events (new records, restart decisions,
+        notices, exits, clients gone) reach it through ``Services`` by its ``on_*`` hooks.
+        """
+        add, extra, publish = self.services.add, self.config.extra, self.events.publish
+        self.pages = add(PagesService(self.config, self._actor_name))
+        add(self.events)
+        self.supervision = add(
+            Supervision(self.lifecycle, self.table, extra.get("supervisor"), loop=self.loop, publish=publish)
+        )
+        self.monitors = add(Monitors(self.table, self.lifecycle, self.server))
+        self.sync = add(SyncObjects(self.loop, extra.get("sync")))
+        self.scheduler = add(
+            Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish)
+        )
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -274,13 +281,11 @@ class Daemon:
             self.logs.forget(record.label)
 
     def _announce_exit(self, record: ActorRecord, notice: dict) -> None:
-        """Death (and restart) notices: to watchers (their connections) and monitors."""
+        """Death (and restart) notices: to watchers (their connections), then to the services."""
         self.control.notify_watchers(record, notice)
         if notice.get("event") == "exited" and not notice.get("restarting"):
             record.watchers.clear()
-        monitors = getattr(self, "monitors", None)
-        if monitors is not None:
-            monitors.announce(record, notice)
+        self.services.actor_notice(record, notice)
 
     # ------------------------------------------------------------------ operations
     async def spawn(self, request: dict) -> ActorRecord:
@@ -292,10 +297,7 @@ class Daemon:
 
     def client_gone(self, ident: bytes) -> None:
         """A client handle closed (it said goodbye): services drop what it left behind."""
-        for service in self.services:
-            gone = getattr(service, "client_gone", None)
-            if gone is not None:
-                gone(ident)
+        self.services.client_gone(ident)
 
     def add_usage(self, rows: list[dict]) -> None:
         """Add live CPU% and RSS (psutil) and the scheduler's notes to ``ps`` rows."""
@@ -322,6 +324,10 @@ class Daemon:
                 self.usage.pop(pid, None)
         for pid in set(self.usage) - seen:
             del self.usage[pid]
+
+    def _actor_name(self, pid: int) -> str | None:
+        record = self.table.by_pid.get(pid)
+        return record.label if record is not None else None
 
     def status(self) -> dict:
         config = self.config

@@ -264,8 +264,9 @@ class EventBus(Service):
                 self._unindex(prefix, ident)
             self._match.clear()
 
-    def forget(self, who: str) -> None:
-        """Drop every subscription of an exited actor."""
+    def on_actor_exit(self, record: Any) -> None:
+        """An actor's subscriptions go with it."""
+        who = f"actor:{record.id}"
         for ident in [i for i, s in self.subscribers.items() if s.who == who]:
             self._remove(ident)
 

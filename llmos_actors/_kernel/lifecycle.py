@@ -5,8 +5,8 @@ fork server, or reaped by the daemon after adopting an orphan) ends here, is
 recorded with its exit code or signal, its last lines of output and a
 one-line reason, and is announced to everyone watching that actor.
 
-Restarts (issue 5): before an exit is announced, ``decide_restart`` (the
-supervisor) says whether another incarnation will follow. If so the record
+Restarts: before an exit is announced, the services are asked whether another
+incarnation will follow (the supervisor answers). If so the record
 stays live in state ``restarting`` (same id, name, endpoint, placement and
 constructor arguments), the death notice says ``"restarting": true``, and
 ``restart`` later starts the new incarnation, whose READY sends watchers a
@@ -24,11 +24,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..errors import ActorDiedError, ActorImportError, LlmosError, ProtocolError
+from ..errors import LlmosError, ProtocolError
 from .linux import describe_status, signal_name
 from .logs import LogCollector
-from .proctable import EXITED, RESTARTING, RUNNING, STARTING, STOPPING, ActorRecord, ProcessTable, exit_reason
+from .proctable import (
+    EXITED,
+    RESTARTING,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    ActorRecord,
+    ProcessTable,
+    exit_reason,
+    start_error,
+)
 from .resources import Inventory, nice_for
+from .service import Services
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -37,13 +48,16 @@ log = logging.getLogger(__name__)
 _CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
 
 Notify = Callable[[ActorRecord, dict], None]
+Publish = Callable[[str, dict], None]
 
 
 class Lifecycle:
     """Starts actors, records their exits and stops them.
 
     Args:
-        notify: called with ``(record, notice)`` to tell watchers (and topics) of a death.
+        notify: called with ``(record, notice)`` to tell watchers (and monitors) of a death.
+        events: the services to ask about restarts and tell of new records and exits.
+        publish: publishes a system event (``sys.actor.*``).
     """
 
     def __init__(
@@ -55,6 +69,9 @@ class Lifecycle:
         zygote: ZygoteLink,
         logs: LogCollector,
         notify: Notify,
+        *,
+        events: Services | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -63,16 +80,10 @@ class Lifecycle:
         self.zygote = zygote
         self.logs = logs
         self.notify = notify
+        self.events = events if events is not None else Services()
+        self.publish: Publish = publish or (lambda topic, body: None)
         self.outputs: dict[str, Any] = {}
-        #: Called after an exit is recorded and announced (links, event bus, sync objects).
-        self.exit_hooks: list[Callable[[ActorRecord], None]] = []
-        #: Decides, before an exit is announced, whether another incarnation follows (the supervisor).
-        self.decide_restart: Callable[[ActorRecord], bool] = lambda record: False
-        #: Called with each new record before its first incarnation forks (supervisors adopt it).
-        self.record_hooks: list[Callable[[ActorRecord], None]] = []
         self.restart_times: list[float] = []
-        #: Publishes a system event (the event bus sets it; until then events go nowhere).
-        self.publish: Callable[[str, dict], None] = lambda topic, body: None
         self.spawn_times: list[float] = []
 
     # ------------------------------------------------------------------ spawning
@@ -117,8 +128,7 @@ class Lifecycle:
                 del self.table.by_name[record.name]
             raise
         record.cpus, record.gpus = placement.cpus, placement.gpus
-        for hook in self.record_hooks:
-            hook(record)
+        self.events.record_created(record)
         await self.start(record)
         return record
 
@@ -181,12 +191,12 @@ class Lifecycle:
         pid_ref[0] = pid
         self.table.set_pid(record, pid)
         if record.state == STOPPING:  # stopped while it was being forked
-            self._signal(record, signal.SIGKILL, group=True)
+            self.send_signal(record, signal.SIGKILL, group=True)
         try:
             await asyncio.wait_for(asyncio.shield(record.ready), self.config.spawn_timeout)
         except asyncio.TimeoutError:
             record.stop_reason = f"not ready within spawn_timeout={self.config.spawn_timeout} s"
-            self._signal(record, signal.SIGKILL, group=True)
+            self.send_signal(record, signal.SIGKILL, group=True)
             raise LlmosError(
                 f"actor {record.label!r} did not become ready within {self.config.spawn_timeout} s"
             ) from None
@@ -260,7 +270,7 @@ class Lifecycle:
         record.down_mono = time.monotonic()
         record.last_exit = record.exit
         try:
-            restarting = self.decide_restart(record)
+            restarting = self.events.decide_restart(record)
         except Exception:  # a bug there must not lose the exit
             log.exception("restart decision for %s failed", record.label)
             restarting = False
@@ -270,7 +280,7 @@ class Lifecycle:
             self.table.mark_exited(record)
             self.inventory.release(record.id)
         if record.ready is not None and not record.ready.done():
-            record.ready.set_exception(self.start_error(record))
+            record.ready.set_exception(start_error(record))
             record.ready.exception()  # retrieved here; spawn re-raises it
         log.info(
             "actor %s (pid %s) exited: %s%s",
@@ -283,11 +293,7 @@ class Lifecycle:
         self.notify(record, notice)
         self.publish("sys.actor.exited", notice)
         record.exited_event.set()
-        for hook in self.exit_hooks:
-            try:
-                hook(record)
-            except Exception:
-                log.exception("exit hook %r failed for %s", hook, record.label)
+        self.events.actor_exited(record)
 
     def abandon(self, record: ActorRecord, reason: str) -> None:
         """A ``restarting`` record will not be restarted after all: it becomes ``exited``.
@@ -305,29 +311,8 @@ class Lifecycle:
         self.notify(record, notice)
         self.publish("sys.actor.exited", notice)
 
-    def start_error(self, record: ActorRecord) -> LlmosError:
-        """Why ``spawn`` failed, as the caller should see it."""
-        failure = record.failure or {}
-        ex = record.exit or {}
-        if failure.get("code") == "import":
-            err: LlmosError = ActorImportError(failure.get("message", "cannot import the actor class"))
-        else:
-            what = failure.get("type")
-            detail = f"{what}: {failure.get('message', '')}" if what else ex.get("reason", "")
-            when = "during __init__/on_start" if failure else "before it was ready"
-            tail = "\n".join(ex.get("tail", [])[-10:])
-            message = f"actor {record.label!r} died {when}: {detail}"
-            if tail and not failure:
-                message += f"\nlast output:\n{tail}"
-            err = ActorDiedError(
-                message, exitcode=ex.get("exitcode"), signal=ex.get("signal"), reason=detail, actor=record.label
-            )
-        if failure.get("traceback"):
-            err.remote_traceback = failure["traceback"]
-        return err
-
     # ------------------------------------------------------------------ stopping
-    def _signal(self, record: ActorRecord, sig: int, *, group: bool = False) -> None:
+    def send_signal(self, record: ActorRecord, sig: int, *, group: bool = False) -> None:
         if record.pid is None or record.state == EXITED:
             return
         try:
@@ -377,16 +362,16 @@ class Lifecycle:
         record.state = STOPPING
         if force:
             record.stop_reason = f"killed {reason} (SIGKILL)"
-            self._signal(record, signal.SIGKILL, group=True)
+            self.send_signal(record, signal.SIGKILL, group=True)
         else:
             record.stop_reason = f"stopped {reason}"
-            self._signal(record, signal.SIGTERM)
+            self.send_signal(record, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace)
             except asyncio.TimeoutError:
                 log.warning("actor %s ignored SIGTERM for %.1f s: sending SIGKILL", record.label, grace)
                 record.stop_reason = f"killed (SIGKILL) after {grace:g} s grace"
-                self._signal(record, signal.SIGKILL, group=True)
+                self.send_signal(record, signal.SIGKILL, group=True)
         await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), 10)
         return record.exit or {}
 

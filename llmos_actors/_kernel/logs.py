@@ -192,10 +192,6 @@ class LogCollector:
         for old in [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, self.backups + 1))]:
             old.unlink(missing_ok=True)
 
-    def open_files(self) -> int:
-        """Log files held open (one per actor whose output is still being captured)."""
-        return len(self._files)
-
     def capture(self, label: str, pid_ref: list, tail: deque) -> tuple[ActorOutput, list[int]]:
         """Pipes for a new actor: returns the capture and the two write ends to hand to the child."""
         out_r, out_w = os.pipe()

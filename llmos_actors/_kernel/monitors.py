@@ -23,6 +23,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from .. import _validate as check
 from .._rpc.server import Request, RpcServer
 from ..errors import ActorDiedError, ActorNotFound, ProtocolError
 from .lifecycle import Lifecycle
@@ -33,12 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Monitors one actor may have; more are refused (bounded daemon state).
 MAX_MONITORS_PER_ACTOR = 10_000
-
-
-def _target(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ProtocolError("an actor must be named by a non-empty string (name or id)")
-    return value
 
 
 class Monitors(Service):
@@ -71,7 +66,7 @@ class Monitors(Service):
     # ------------------------------------------------------------------ monitors
     def h_monitor(self, req: Request, target: Any, ref: Any) -> None:
         """Register a monitor (sent one way: the answer is a ``down`` notice, now or later)."""
-        target = _target(target)
+        target = check.actor_name(target)
         if type(ref) is not int:
             raise ProtocolError("monitor ref must be an int")
         record = self.table.by_name.get(target) or self.table.by_id.get(target)
@@ -100,7 +95,7 @@ class Monitors(Service):
         watchers[(req.ident, ref)] = None
 
     def h_demonitor(self, req: Request, target: Any, ref: Any) -> None:
-        record = self.table.by_name.get(_target(target)) or self.table.by_id.get(target)
+        record = self.table.by_name.get(check.actor_name(target)) or self.table.by_id.get(target)
         if record is not None:
             watchers = self.monitors.get(record.id)
             if watchers is not None:
@@ -112,7 +107,7 @@ class Monitors(Service):
         self.delivered += 1
         self.server.notify(ident, {**notice, "event": "down", "ref": ref})
 
-    def announce(self, record: ActorRecord, notice: dict) -> None:
+    def on_actor_notice(self, record: ActorRecord, notice: dict) -> None:
         """Every death notice of ``record`` goes to its monitors; the final one ends them."""
         if notice.get("event") != "exited":
             return
@@ -135,7 +130,7 @@ class Monitors(Service):
 
     # ------------------------------------------------------------------ links
     def _live(self, target: Any) -> ActorRecord:
-        record = self.table.find(_target(target))
+        record = self.table.find(check.actor_name(target))
         if record.state in (EXITED, RESTARTING):
             raise ActorDiedError(
                 f"cannot link: actor {record.label!r} is {record.state}", actor=record.label, reason="noproc"
@@ -151,7 +146,7 @@ class Monitors(Service):
 
     def h_unlink(self, req: Request, a: Any, b: Any) -> None:
         try:
-            first, second = self.table.find(_target(a)), self.table.find(_target(b))
+            first, second = self.table.find(check.actor_name(a)), self.table.find(check.actor_name(b))
         except ActorNotFound:
             return
         self._unlink(first.id, second.id)
@@ -164,8 +159,8 @@ class Monitors(Service):
                 if not peers:
                     del self.links[x]
 
-    def on_exit(self, record: ActorRecord) -> None:
-        """Exit hook: an incarnation died; its links fire (abnormal exits) and are consumed."""
+    def on_actor_exit(self, record: ActorRecord) -> None:
+        """An incarnation died; its links fire (abnormal exits) and are consumed."""
         peers = self.links.pop(record.id, set())
         if not peers:
             return
@@ -196,4 +191,4 @@ class Monitors(Service):
                 self.link_kills += 1
                 peer.stop_reason = f"linked actor {record.label!r} exited ({ex.get('reason', 'abnormally')})"
                 log.info("killing %s: %s", peer.label, peer.stop_reason)
-                self.lifecycle._signal(peer, signal.SIGKILL, group=True)
+                self.lifecycle.send_signal(peer, signal.SIGKILL, group=True)

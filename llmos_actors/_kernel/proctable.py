@@ -8,9 +8,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..errors import ActorNotFound, NameTaken
+from ..errors import ActorDiedError, ActorImportError, ActorNotFound, LlmosError, NameTaken
 from .linux import signal_name
 
 STARTING = "starting"
@@ -225,6 +224,24 @@ class ProcessTable:
             out[r.state] = out.get(r.state, 0) + 1
         return out
 
-    def watchers_of(self, actor_id: str) -> Any:
-        record = self.by_id.get(actor_id)
-        return record.watchers if record else ()
+
+def start_error(record: ActorRecord) -> LlmosError:
+    """Why ``spawn`` failed, as the caller should see it."""
+    failure = record.failure or {}
+    ex = record.exit or {}
+    if failure.get("code") == "import":
+        err: LlmosError = ActorImportError(failure.get("message", "cannot import the actor class"))
+    else:
+        what = failure.get("type")
+        detail = f"{what}: {failure.get('message', '')}" if what else ex.get("reason", "")
+        when = "during __init__/on_start" if failure else "before it was ready"
+        tail = "\n".join(ex.get("tail", [])[-10:])
+        message = f"actor {record.label!r} died {when}: {detail}"
+        if tail and not failure:
+            message += f"\nlast output:\n{tail}"
+        err = ActorDiedError(
+            message, exitcode=ex.get("exitcode"), signal=ex.get("signal"), reason=detail, actor=record.label
+        )
+    if failure.get("traceback"):
+        err.remote_traceback = failure["traceback"]
+    return err

@@ -10,9 +10,7 @@ psutil, mailbox depth from heartbeats) and decides:
 - **renice**: while our actors keep the cores busy, actors below the default priority get
   ``renice_step`` more nice, so higher-priority actors win the CPU; restored when
   the load passes (restoring needs CAP_SYS_NICE or RLIMIT_NICE: noted if refused).
-- **pools**: a pool grows by one member while work has waited in its queue for
-  ``grow_after`` seconds (up to ``max``), shrinks by one when a member has been
-  idle ``idle_after`` seconds (down to ``min``), and replaces members that died.
+- **pools**: actor pools grow, shrink and replace members that died (``actor_pools``).
 
 Every decision is kept with its reason: ``llmos status`` (recent ones),
 ``llmos ps`` (the last one per actor) and the ``sys.sched.decision`` topic.
@@ -25,24 +23,24 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import psutil
+import zmq
 
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver
-from .._wire.address import ActorAddress
-from .._wire.codec import Codec
 from ..client import AsyncKernel
-from ..errors import ConfigError, LlmosError, ProtocolError
-from .proctable import EXITED, RESTARTING, RUNNING, ActorRecord
-from .resources import nice_for
+from ..config import Config
+from ..errors import ConfigError
+from .actor_pools import ActorPools
+from .lifecycle import Lifecycle
+from .proctable import RUNNING, ActorRecord, ProcessTable
+from .resources import Inventory, nice_for
 from .service import Service
 
 log = logging.getLogger(__name__)
-
-DISPATCHER_CLASS = "llmos_actors.pool_dispatcher:PoolDispatcher"
 
 DEFAULTS: dict[str, Any] = {
     "interval": 1.0,
@@ -86,29 +84,20 @@ def scheduler_settings(extra: dict) -> dict:
     return out
 
 
-@dataclass
-class PoolRecord:
-    name: str
-    dispatcher: ActorRecord
-    member_request: dict
-    min: int
-    max: int
-    tags: list[str]
-    members: list[str] = field(default_factory=list)
-    serial: int = 0
-    ready: bool = False  # its initial members are up: the loop may size it from then on
-    backlog_since: float | None = None
-    last_change: float = field(default_factory=time.monotonic)
+class Decisions:
+    """Every scheduling decision with its reason: kept for ``llmos status``/``ps`` and published."""
 
-    def describe(self, table: Any) -> dict:
-        return {
-            "name": self.name,
-            "dispatcher": self.dispatcher.id,
-            "members": [table.by_id[m].label for m in self.members if m in table.by_id],
-            "min": self.min,
-            "max": self.max,
-            "tags": self.tags,
-        }
+    def __init__(self, publish: Callable[[str, dict], None]) -> None:
+        self.publish = publish
+        self.recent: deque[dict] = deque(maxlen=200)
+        self.last_by_actor: dict[str, str] = {}
+
+    def __call__(self, action: str, target: str, reason: str, **detail: Any) -> None:
+        entry = {"time": time.time(), "action": action, "target": target, "reason": reason, **detail}
+        self.recent.append(entry)
+        self.last_by_actor[target] = f"{action}: {reason}"
+        log.info("scheduler: %s %s: %s", action, target, reason)
+        self.publish("sys.sched.decision", entry)
 
 
 class Scheduler(Service):
@@ -116,30 +105,39 @@ class Scheduler(Service):
 
     name = "scheduler"
 
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.settings = scheduler_settings(dict(daemon.config.extra))
-        self.decisions: deque[dict] = deque(maxlen=200)
-        self.last_by_actor: dict[str, str] = {}
-        self.pools: dict[str, PoolRecord] = {}
+    def __init__(
+        self,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        ctx: zmq.Context,
+        table: ProcessTable,
+        inventory: Inventory,
+        lifecycle: Lifecycle,
+        publish: Callable[[str, dict], None],
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.ctx = ctx
+        self.table = table
+        self.inventory = inventory
+        self.settings = scheduler_settings(dict(config.extra))
+        self.decide = Decisions(publish)
+        self.pools = ActorPools(loop, table, lifecycle, self.decide, self.settings)
         self.reniced: dict[str, int] = {}  # actor id -> nice it had before we raised it
         self.loaded = False
         self._procs: dict[int, psutil.Process] = {}
         self._task: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._core: ClientCore | None = None
         self.samples = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        d = self.daemon
         # The daemon's own client (to talk to pool dispatchers), on its loop and context.
-        self._core = ClientCore(d.config, LoopDriver(d.loop), lambda a: self._kernel.ref(a), ctx=d.ctx)
-        self._kernel = AsyncKernel(d.config, core=self._core)
-        self._codec = Codec()
-        d.lifecycle.exit_hooks.append(self._on_exit)
+        self._core = ClientCore(self.config, LoopDriver(self.loop), lambda a: kernel.ref(a), ctx=self.ctx)
+        kernel = AsyncKernel(self.config, core=self._core)
+        self.pools.kernel = kernel
         psutil.cpu_percent(percpu=True)  # prime: the next call measures since now
-        self._task = d.loop.create_task(self._run())
+        self._task = self.loop.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -152,15 +150,7 @@ class Scheduler(Service):
             self._core.close()
 
     def handlers(self) -> dict:
-        return {"pool_create": self.pool_create, "pool_stop": self.pool_stop}
-
-    # ------------------------------------------------------------------ decisions
-    def decide(self, action: str, target: str, reason: str, **detail: Any) -> None:
-        entry = {"time": time.time(), "action": action, "target": target, "reason": reason, **detail}
-        self.decisions.append(entry)
-        self.last_by_actor[target] = f"{action}: {reason}"
-        log.info("scheduler: %s %s: %s", action, target, reason)
-        self.daemon.lifecycle.publish("sys.sched.decision", entry)
+        return {"pool_create": self.pools.h_create, "pool_stop": self.pools.h_stop}
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
@@ -169,7 +159,7 @@ class Scheduler(Service):
             await asyncio.sleep(interval)  # the sampling period itself
             try:
                 self.tick()
-                await self._size_pools()
+                await self.pools.size()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -189,7 +179,7 @@ class Scheduler(Service):
         """CPU share (of one core), current core and RSS of each live actor."""
         out: dict[str, dict] = {}
         live_pids = set()
-        for record in self.daemon.table.live():
+        for record in self.table.live():
             if record.pid is None or record.state != RUNNING:
                 continue
             proc = self._proc(record.pid)
@@ -213,7 +203,7 @@ class Scheduler(Service):
     def tick(self) -> None:
         usage = self.sample()
         per_core = psutil.cpu_percent(percpu=True)
-        cores = self.daemon.inventory.cores
+        cores = self.inventory.cores
         # Load = what our actors demand of our cores (what priorities arbitrate between);
         # other programs' load does not make the daemon renice its actors.
         busy = sum(u["cpu"] for u in usage.values()) / max(1, len(cores))
@@ -228,15 +218,15 @@ class Scheduler(Service):
         return (cpus == "auto" or isinstance(cpus, int)) and not record.exclusive and record.cpus is not None
 
     def _rebalance(self, usage: dict[str, dict], per_core: list[float]) -> None:
-        table = self.daemon.table
+        table = self.table
         threshold = self.settings["busy_actor"]
         on_core: dict[int, list[tuple[float, ActorRecord]]] = {}
         for actor_id, u in usage.items():
             record = table.by_id.get(actor_id)
             if record is not None and u["cpu"] >= threshold:
                 on_core.setdefault(u["core"], []).append((u["cpu"], record))
-        cores = self.daemon.inventory.cores
-        reserved = self.daemon.inventory.reserved_cores()
+        cores = self.inventory.cores
+        reserved = self.inventory.reserved_cores()
         idle = [
             c
             for c in cores
@@ -257,7 +247,7 @@ class Scheduler(Service):
                 self.decide("rebalance-failed", record.label, f"could not move from core {core}: {exc.strerror}")
                 continue
             record.cpus = [target]
-            placement = self.daemon.inventory.placements.get(record.id)
+            placement = self.inventory.placements.get(record.id)
             if placement is not None:
                 placement.cpus = [target]
             on_core.setdefault(target, []).append((cpu, record))
@@ -274,7 +264,7 @@ class Scheduler(Service):
 
     # ------------------------------------------------------------------ renice
     def _renice(self, busy: float) -> None:
-        table = self.daemon.table
+        table = self.table
         threshold = self.settings["load_threshold"]
         if busy >= threshold and not self.loaded:
             self.loaded = True
@@ -313,160 +303,25 @@ class Scheduler(Service):
         record.nice = nice
         return True
 
-    # ------------------------------------------------------------------ pools
-    async def pool_create(self, req: Any, request: Any) -> dict:
-        if not isinstance(request, dict) or not isinstance(request.get("member"), dict):
-            raise ProtocolError("pool_create takes one map with the member spawn request")
-        d = self.daemon
-        name = request.get("name") or f"pool-{d.table.new_id()[1:7]}"
-        if name in self.pools:
-            raise LlmosError(f"a pool named {name!r} exists")
-        window = int(request.get("window", 2))
-        args, _ = self._codec.pack([[window], {}], inline=True)
-        dispatcher = await d.lifecycle.spawn({"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []})
-        pool = PoolRecord(
-            name,
-            dispatcher,
-            dict(request["member"]),
-            int(request.get("min", 1)),
-            int(request.get("max", 1)),
-            list(request.get("tags") or []),
-        )
-        self.pools[name] = pool
-        try:
-            for _ in range(int(request.get("size", 1))):
-                await self._grow(pool, "initial size")
-        except BaseException:
-            await self._stop_pool(pool)
-            raise
-        pool.ready = True
-        return {**pool.describe(d.table), "dispatcher": dispatcher.address()}
-
-    async def _grow(self, pool: PoolRecord, reason: str) -> None:
-        d = self.daemon
-        pool.serial += 1
-        member_request = {**pool.member_request, "name": f"{pool.name}.{pool.serial}"}
-        record = await d.lifecycle.spawn(member_request)
-        pool.members.append(record.id)
-        pool.last_change = time.monotonic()
-        await self._tell_dispatcher(pool, "add_member", self._ref_of(record), pool.tags)
-        self.decide("grow", pool.name, reason, member=record.label, size=len(pool.members))
-
-    def _ref_of(self, record: ActorRecord) -> Any:
-        from ..refs import ActorRef
-
-        address = ActorAddress(record.id, record.name, record.endpoint, record.overflow)
-        return ActorRef(address, None)
-
-    async def _tell_dispatcher(self, pool: PoolRecord, method: str, *args: Any) -> Any:
-        record = pool.dispatcher
-        ref = self._kernel.ref(ActorAddress(record.id, record.name, record.endpoint, record.overflow))
-        return await ref.options(timeout=10.0).call(method, *args)
-
-    async def _forget_member(self, pool: PoolRecord, actor_id: str) -> None:
-        try:
-            await self._tell_dispatcher(pool, "remove_member", actor_id)
-        except LlmosError:
-            pass
-
-    async def _size_pools(self) -> None:
-        now = time.monotonic()
-        table = self.daemon.table
-        for pool in list(self.pools.values()):
-            if pool.dispatcher.state == EXITED or not pool.ready:
-                continue
-            gone = [m for m in pool.members if m not in table.by_id or not table.by_id[m].live]
-            for actor_id in gone:
-                pool.members.remove(actor_id)
-                try:
-                    await self._tell_dispatcher(pool, "remove_member", actor_id)
-                except LlmosError:
-                    pass
-            if len(pool.members) < pool.min:
-                await self._grow(pool, f"a member exited: back to min={pool.min}")
-                continue
-            try:
-                load = await self._tell_dispatcher(pool, "load")
-            except (LlmosError, asyncio.TimeoutError):
-                continue
-            if load["queued"] and load["oldest_wait"] >= self.settings["grow_after"]:
-                if len(pool.members) < pool.max:
-                    await self._grow(pool, f"{load['queued']} calls waited {load['oldest_wait']:.1f} s for a member")
-                continue
-            if len(pool.members) > pool.min and now - pool.last_change >= self.settings["idle_after"]:
-                idle = [(info["idle"], mid) for mid, info in load["members"].items() if info["idle"] > 0]
-                if idle:
-                    idle_for, victim = max(idle)
-                    if idle_for >= self.settings["idle_after"] and victim in pool.members:
-                        await self._shrink(pool, victim, f"member idle {idle_for:.0f} s")
-
-    async def _shrink(self, pool: PoolRecord, actor_id: str, reason: str) -> None:
-        await self._tell_dispatcher(pool, "remove_member", actor_id)
-        pool.members.remove(actor_id)
-        pool.last_change = time.monotonic()
-        record = self.daemon.table.by_id.get(actor_id)
-        label = record.label if record else actor_id
-        self.decide("shrink", pool.name, reason, member=label, size=len(pool.members))
-        if record is not None:
-            await self.daemon.lifecycle.kill(record)
-
-    async def pool_stop(self, req: Any, name: Any, drain: Any = True) -> dict:
-        pool = self.pools.get(name) if isinstance(name, str) else None
-        if pool is None:
-            raise LlmosError(f"no pool named {name!r}")
-        if type(drain) is not bool:
-            raise LlmosError(f"drain must be true or false, not {drain!r}")
-        await self._stop_pool(pool, drain=drain)
-        return {"name": pool.name, "stopped": True}
-
-    async def _stop_pool(self, pool: PoolRecord, *, drain: bool = True) -> None:
-        """The dispatcher first (no new work goes out), then the members together."""
-        self.pools.pop(pool.name, None)
-        d = self.daemon
-
-        async def stop(actor_id: str) -> None:
-            record = d.table.by_id.get(actor_id)
-            if record is not None and record.live:
-                await d.lifecycle.kill(record, drain=drain)
-
-        await stop(pool.dispatcher.id)
-        await asyncio.gather(*(stop(actor_id) for actor_id in list(pool.members)))
-
-    def _on_exit(self, record: ActorRecord) -> None:
+    def on_actor_exit(self, record: ActorRecord) -> None:
         self.reniced.pop(record.id, None)
-        if record.state == RESTARTING:
-            return  # it comes back as itself (same id): the pool keeps it
-        for pool in list(self.pools.values()):
-            if record.id in pool.members and pool.dispatcher.live:
-                # Tell the dispatcher at once, not at the next tick: no call should go to the dead.
-                pool.members.remove(record.id)
-                task = self.daemon.loop.create_task(self._forget_member(pool, record.id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if pool.dispatcher is record and record.stop_reason:
-                # The pool's dispatcher was stopped: its members go with it.
-                task = self.daemon.loop.create_task(self._stop_pool(pool))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        self.pools.on_actor_exit(record)
 
     # ------------------------------------------------------------------ reporting
     def status(self) -> dict:
         return {
             "loaded": self.loaded,
             "samples": self.samples,
-            "pools": [p.describe(self.daemon.table) for p in self.pools.values()],
-            "decisions": list(self.decisions)[-20:],
+            "pools": self.pools.describe(),
+            "decisions": list(self.decide.recent)[-20:],
             "settings": {k: self.settings[k] for k in ("interval", "rebalance", "renice", "grow_after", "idle_after")},
         }
 
     def annotate(self, rows: list[dict]) -> None:
         """Add the last decision about each actor to ``ps`` rows."""
-        by_name = {}
-        for pool in self.pools.values():
-            for member in pool.members:
-                by_name[member] = pool.name
+        by_name = self.pools.membership()
         for row in rows:
-            note = self.last_by_actor.get(row["name"] or row["id"])
+            note = self.decide.last_by_actor.get(row["name"] or row["id"])
             if note:
                 row["sched"] = note
             if row["id"] in by_name:

@@ -32,143 +32,18 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _validate as check
 from .._rpc.server import Request
 from ..errors import ConfigError, ProtocolError, SupervisorError
 from .lifecycle import Lifecycle
 from .proctable import EXITED, RESTARTING, ActorRecord, ProcessTable
+from .restart_policy import DEFAULT_LIMITS, RestartHistory, SupervisorNode, check_limits, needs_restart
 from .service import Service
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
-POLICIES = ("permanent", "transient", "temporary")
-
-#: Defaults of the ``[supervisor]`` config section.
-DEFAULT_LIMITS = {"intensity": 5, "period": 10.0, "backoff": 0.1, "backoff_max": 5.0}
-LIMIT_KEYS = tuple(DEFAULT_LIMITS)
-
-
-def check_limits(values: Any, what: str) -> dict:
-    """Validate restart limits (a map of a subset of ``LIMIT_KEYS``); returns a clean copy.
-
-    Raises:
-        ProtocolError: unknown key or a value out of range.
-    """
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ProtocolError(f"{what} must be a map of {', '.join(LIMIT_KEYS)}")
-    out: dict = {}
-    for key, value in values.items():
-        if key not in DEFAULT_LIMITS:
-            raise ProtocolError(f"{what}: unknown key {key!r} (expected {', '.join(LIMIT_KEYS)})")
-        if value is None:
-            continue
-        if key == "intensity":
-            if type(value) is not int or value < 0:
-                raise ProtocolError(f"{what}: intensity must be an int >= 0, not {value!r}")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ProtocolError(f"{what}: {key} must be a number of seconds >= 0, not {value!r}")
-        elif key == "period" and value <= 0:
-            raise ProtocolError(f"{what}: period must be > 0 seconds")
-        out[key] = value
-    return out
-
-
-def needs_restart(policy: str, abnormal: bool) -> bool:
-    return policy == "permanent" or (policy == "transient" and abnormal)
-
-
-@dataclass
-class RestartHistory:
-    """Restarts within the last ``period`` seconds, and the backoff they imply."""
-
-    intensity: int
-    period: float
-    backoff: float
-    backoff_max: float
-    clock: Callable[[], float] = time.monotonic
-    times: deque = field(default_factory=deque)
-
-    @classmethod
-    def of(cls, limits: dict, clock: Callable[[], float]) -> RestartHistory:
-        return cls(
-            int(limits["intensity"]),
-            float(limits["period"]),
-            float(limits["backoff"]),
-            float(limits["backoff_max"]),
-            clock,
-        )
-
-    def allow(self) -> bool:
-        """Count one more restart; False (and nothing counted) if that would exceed the intensity."""
-        now = self.clock()
-        times = self.times
-        while times and times[0] <= now - self.period:
-            times.popleft()
-        if len(times) >= self.intensity:
-            return False
-        times.append(now)
-        return True
-
-    def delay(self) -> float:
-        """Seconds to wait before the restart just allowed: 0 for the first in the window."""
-        k = len(self.times)
-        if k <= 1:
-            return 0.0
-        return min(self.backoff_max, self.backoff * 2 ** (k - 2))
-
-    def clear(self) -> None:
-        self.times.clear()
-
-
-@dataclass(eq=False)
-class SupervisorNode:
-    """One supervisor: its strategy, limits, and children (actor and supervisor ids) in start order."""
-
-    id: str
-    name: str
-    strategy: str
-    limits: dict
-    restart: str  # its own policy as a child of its parent
-    parent: SupervisorNode | None
-    history: RestartHistory
-    children: list[str] = field(default_factory=list)
-    state: str = "running"  # running | restarting | failed | stopping
-    restarts: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    reason: str = ""
-
-    @property
-    def label(self) -> str:
-        return self.name or self.id
-
-    @property
-    def root(self) -> SupervisorNode:
-        node = self
-        while node.parent is not None:
-            node = node.parent
-        return node
-
-    def describe(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "strategy": self.strategy,
-            "restart": self.restart,
-            "parent": self.parent.id if self.parent else None,
-            "children": list(self.children),
-            "state": self.state,
-            "restarts": self.restarts,
-            "reason": self.reason,
-            **self.limits,
-        }
-
 
 Sleep = Callable[[float], Awaitable[Any]]
 
@@ -187,6 +62,7 @@ class Supervision(Service):
         loop: asyncio.AbstractEventLoop | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        publish: Callable[[str, dict], None] | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.table = table
@@ -202,7 +78,7 @@ class Supervision(Service):
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
         self._deciding: ActorRecord | None = None
-        self.publish: Callable[[str, dict], None] = lambda topic, body: None
+        self.publish = publish or (lambda topic, body: None)
         self.restarts = 0
         self.gave_up = 0
 
@@ -237,15 +113,9 @@ class Supervision(Service):
         if not isinstance(spec, dict):
             raise ProtocolError("supervisor_new takes one map describing the supervisor")
         spec = dict(spec)
-        strategy = spec.pop("strategy", None) or "one_for_one"
-        if strategy not in STRATEGIES:
-            raise SupervisorError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-        restart = spec.pop("restart", None) or "permanent"
-        if restart not in POLICIES:
-            raise SupervisorError(f"restart must be one of {POLICIES}, not {restart!r}")
-        name = spec.pop("name", None) or ""
-        if not isinstance(name, str) or len(name) > 64:
-            raise ProtocolError("supervisor name must be a string of at most 64 characters")
+        strategy = check.strategy(spec.pop("strategy", None) or "one_for_one")
+        restart = check.restart_policy(spec.pop("restart", None) or "permanent")
+        name = check.supervisor_name(spec.pop("name", None))
         if name and any(n.name == name for n in self.nodes.values()):
             raise SupervisorError(f"a supervisor named {name!r} already exists")
         parent_id = spec.pop("parent", None)
@@ -263,9 +133,7 @@ class Supervision(Service):
     async def h_stop(self, req: Request, target: Any, grace: Any = None) -> dict:
         """Stop a supervisor: its children in reverse start order, then the node itself."""
         node = self.node(target)
-        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
-            raise ProtocolError("grace must be a number of seconds >= 0")
-        return await self.stop_node(node, grace)
+        return await self.stop_node(node, check.timeout(grace, "grace"))
 
     def h_list(self, req: Request) -> list[dict]:
         return [n.describe() for n in self.nodes.values()]
@@ -282,8 +150,8 @@ class Supervision(Service):
     def check_spawn(self, request: dict) -> None:
         """Validate a spawn's supervision settings before anything forks (and fill in defaults)."""
         request["restart_limits"] = check_limits(request.get("restart_limits"), "restart limits")
-        if request.get("restart") is not None and request["restart"] not in POLICIES:
-            raise ProtocolError(f"restart must be one of {POLICIES}, not {request['restart']!r}")
+        if request.get("restart") is not None:
+            check.restart_policy(request["restart"])
         target = request.get("supervisor")
         if target:
             node = self.node(target)
@@ -304,7 +172,7 @@ class Supervision(Service):
             node.children.append(record.id)
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, record: ActorRecord) -> bool:
+    def decide_restart(self, record: ActorRecord) -> bool:
         """Whether the incarnation that just died gets a successor (called before the death is announced)."""
         node = self.nodes.get(record.supervisor) if record.supervisor else None
         if record.wanted_down or record.doomed:
@@ -515,7 +383,7 @@ class Supervision(Service):
         roots = [n for n in self.nodes.values() if n.parent is None]
         await asyncio.gather(*(self.stop_node(n, grace) for n in roots), return_exceptions=True)
 
-    def forget(self, record: ActorRecord) -> None:
+    def on_actor_exit(self, record: ActorRecord) -> None:
         """Exit hook: drop a standalone actor's history once it is gone for good."""
         if record.state == EXITED:
             self.standalone.pop(record.id, None)

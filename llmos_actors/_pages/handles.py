@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import ProtocolError
-from .client import LocalBlock, PageClient
+from .client import PageClient
+from .mapping import LocalBlock
 
 FIELDS = 14
 KIND_NUMPY = "n"

@@ -31,11 +31,11 @@ from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
-from ..scheduling import load_goal
 from . import process
-from .executor import ASYNC, SYNC, ActorExecutor, classify
+from .executor import ActorExecutor
 from .loader import load_class
-from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY
+from .methods import ASYNC, SYNC, classify
+from .settings import ExecutorSettings
 from .subscriptions import ActorSubscriptions, declared_subscriptions
 
 log = logging.getLogger("llmos_actors.actor")
@@ -132,8 +132,8 @@ class ActorRuntime:
             await self._shutdown()
             return EXIT_FAILED
         self.instance = instance
-        settings = self._settings(instance)
-        self.executor = ActorExecutor(self.server, instance, label=f"actor {self.name!r}", **settings)
+        settings = ExecutorSettings.pick(self.spec, type(instance), self.config)
+        self.executor = ActorExecutor(self.server, instance, f"actor {self.name!r}", settings)
         self.server.on_request = self.executor
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
@@ -149,9 +149,9 @@ class ActorRuntime:
             self.actor_id,
             {
                 "pid": os.getpid(),
-                "overflow": settings["overflow"],
+                "overflow": settings.overflow,
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
-                "mailbox": settings["mailbox_policy"],
+                "mailbox": settings.mailbox_policy,
                 **self.placement,
             },
             timeout=self.config.spawn_timeout,
@@ -162,32 +162,6 @@ class ActorRuntime:
         code = await self._stop(instance)
         await self._shutdown()
         return code
-
-    def _settings(self, instance: Any) -> dict:
-        """Mailbox and concurrency: spawn options, else the class's attributes, else the config."""
-        spec, cls = self.spec, type(instance)
-
-        def pick(key: str, default: Any) -> Any:
-            value = spec.get(key)
-            if value is None:
-                value = getattr(cls, key, None)
-            return default if value is None else value
-
-        sched = dict(self.config.extra.get("scheduler", {}))
-        goal = getattr(cls, "goal", None)
-        if goal is None and sched.get("goal"):
-            goal = load_goal(str(sched["goal"]))
-        return {
-            "mailbox_size": int(pick("mailbox_size", self.config.mailbox_size)),
-            "overflow": str(pick("overflow", self.config.overflow)),
-            "max_concurrency": int(pick("max_concurrency", 1)),
-            "max_async": int(pick("max_async", 1000)),
-            "priority": int(spec.get("priority", DEFAULT_PRIORITY)),
-            "mailbox_policy": str(pick("mailbox_policy", sched.get("mailbox_policy", "priority"))),
-            "aging": float(pick("mailbox_aging", sched.get("aging", DEFAULT_AGING))),
-            "flood_share": float(pick("flood_share", sched.get("flood_share", DEFAULT_FLOOD_SHARE))),
-            "goal": goal,
-        }
 
     # ------------------------------------------------------------------ monitors and links
     def monitor(self, target: Any) -> int:

@@ -6,9 +6,7 @@ in order while there is capacity:
 - plain methods run on the actor's main thread, one at a time (``max_concurrency``
   of 1), or on a pool of that many threads;
 - ``async def`` methods run as tasks on the actor's loop, at most ``max_async`` at once;
-- generator methods stream: each turn runs the generator for up to one quantum
-  (or until the caller's credit runs out), then the stream goes back in the
-  mailbox behind whatever else waits (round robin between long generations);
+- generator methods stream, in turns of one quantum each (``stream_runner``);
 - topic deliveries call the subscribed method once per message.
 
 The pump runs inline work for at most ``slice`` seconds before it yields to the
@@ -26,22 +24,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._clock import LoopClock
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
-from ..actor import RESERVED_NAMES
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
-from ..scheduling import CALL_LEVEL, default_goal
-from .mailbox import DEFAULT_AGING, DEFAULT_FLOOD_SHARE, DEFAULT_PRIORITY, FifoMailbox, Mailbox
+from ..scheduling import CALL_LEVEL
+from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, classify, public_method_resolver
+from .settings import ExecutorSettings
+from .stream_runner import StreamRunner, StreamTurn
 
 log = logging.getLogger(__name__)
 
-SYNC, ASYNC, GEN, AGEN = "sync", "async", "gen", "agen"
-
-#: Items a stream may send before the caller grants more (the caller's default window).
-DEFAULT_CREDIT = 64
-#: Seconds a generator runs per turn before others get theirs.
-STREAM_QUANTUM = 0.005
 #: Seconds of inline work per pump before yielding to the loop (so the socket is read and
 #: higher-priority work that arrived meanwhile goes next).
 PUMP_SLICE = 0.0005
@@ -51,8 +45,6 @@ INTAKE_EVERY = 0.0002
 #: Topic messages per mailbox entry: a topic batch (up to 1,024) is queued in pieces, so
 #: urgent calls get a look-in between them, as between calls.
 TOPIC_CHUNK = P.BATCH_MAX_ITEMS
-#: Seconds between checks that callers of parked streams are still there.
-PARKED_CHECK = 0.5
 
 
 _PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
@@ -61,125 +53,30 @@ _PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple})
 
 
-def classify(fn: Callable[..., Any]) -> str:
-    target = getattr(fn, "__func__", fn)
-    if inspect.iscoroutinefunction(target):
-        return ASYNC
-    if inspect.isasyncgenfunction(target):
-        return AGEN
-    if inspect.isgeneratorfunction(target):
-        return GEN
-    return SYNC
-
-
-def public_method_resolver(instance: Any) -> Callable[[str], tuple[Callable[..., Any], str] | None]:
-    """Map a method name to ``(bound method, kind)`` if it may be called remotely (cached)."""
-    cache: dict[str, tuple[Callable[..., Any], str] | None] = {}
-
-    def resolve(name: str) -> tuple[Callable[..., Any], str] | None:
-        try:
-            return cache[name]
-        except KeyError:
-            pass
-        found = None
-        if name and not name.startswith("_") and not name.startswith("actor_") and name not in RESERVED_NAMES:
-            attr = getattr(instance, name, None)
-            if callable(attr) and not isinstance(getattr(type(instance), name, None), property):
-                found = (attr, classify(attr))
-        if len(cache) < 4096:  # bounded: unknown names are cached too
-            cache[name] = found
-        return found
-
-    return resolve
-
-
-class Stream:
-    """One streaming call in progress."""
-
-    __slots__ = ("cancelled", "credit", "gen", "items", "kind", "level", "parked", "req", "running", "task", "wakeup")
-
-    def __init__(self, req: Request, gen: Any, kind: str, credit: int, level: int | None = None) -> None:
-        self.req = req
-        self.level = level
-        self.gen = gen
-        self.kind = kind
-        self.credit = credit
-        self.parked = False  # out of credit, waiting for a CREDIT message
-        self.cancelled = False
-        self.running = False
-        self.task: asyncio.Task | None = None
-        self.wakeup: asyncio.Event | None = None
-        self.items = 0
-
-    @property
-    def prio(self) -> int | None:
-        return self.req.prio
-
-
-class StreamTurn:
-    """A mailbox entry: run a sync generator stream for one quantum."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-
-    @property
-    def prio(self) -> int | None:
-        return self.stream.level
-
-
-class TopicDelivery:
-    """A mailbox entry: messages published on a topic, for one subscribed method."""
-
-    __slots__ = ("fn", "items", "kind", "prio", "topic")
-
-    def __init__(self, fn: Callable[..., Any], kind: str, topic: str, items: list, prio: int | None = None) -> None:
-        self.fn = fn
-        self.kind = kind
-        self.topic = topic
-        self.items = items
-        self.prio = prio
-
-
 class ActorExecutor(Invoker):
     """The actor's dispatcher: mailbox, concurrency limits, streams and topic deliveries."""
 
     def __init__(
-        self,
-        server: RpcServer,
-        instance: Any,
-        label: str,
-        *,
-        mailbox_size: int = 10_000,
-        overflow: str = "block",
-        max_concurrency: int = 1,
-        max_async: int = 1000,
-        topic_backlog: int = 10_000,
-        priority: int = DEFAULT_PRIORITY,
-        mailbox_policy: str = "priority",
-        aging: float = DEFAULT_AGING,
-        flood_share: float = DEFAULT_FLOOD_SHARE,
-        goal: Callable[[Any, Any, int], int] | None = None,
+        self, server: RpcServer, instance: Any, label: str, settings: ExecutorSettings = ExecutorSettings()
     ) -> None:
-        self.priority = priority
-        self.goal = goal or default_goal
-        self._mailbox_args = (mailbox_policy, aging, flood_share)
+        self.settings = settings
+        self.priority = settings.priority
         self.lookup = public_method_resolver(instance)
         super().__init__(server, self.lookup, label=label)  # type: ignore[arg-type]
         self.instance = instance
         self.loop = server.loop
-        self.mailbox = self.make_mailbox(mailbox_size)
-        self.overflow = overflow
+        self.mailbox = settings.make_mailbox()
+        self.overflow = settings.overflow
+        max_concurrency = settings.max_concurrency
         self.max_sync = max(1, max_concurrency)
         self.pool = (
             ThreadPoolExecutor(max_concurrency, thread_name_prefix="llmos-actor") if max_concurrency > 1 else None
         )
-        self.max_async = max_async
+        self.max_async = settings.max_async
         self.busy_sync = 0
         self.busy_async = 0
-        self.streams: dict[tuple[bytes, int], Stream] = {}
-        self.topic_backlog = topic_backlog
+        self.streams = StreamRunner(self, server, LoopClock(self.loop), loop=self.loop)
+        self.topic_backlog = settings.topic_backlog
         self.topic_queued = 0
         #: Called once the topic backlog is half empty again (the subscription reader waits on it).
         self.on_topic_room: Callable[[], None] | None = None
@@ -190,28 +87,10 @@ class ActorExecutor(Invoker):
         self._changed: asyncio.Event | None = None  # set on every completion while draining
         self._pump_scheduled = False
         self._pump_reads = True
-        self._watching = False
         server.after_read = self._pump_after_read
 
-    def make_mailbox(self, size: int) -> Mailbox:
-        policy, aging, flood_share = self._mailbox_args
-        cls = FifoMailbox if policy == "fifo" else Mailbox
-        return cls(size, default_priority=self.priority, aging=aging, flood_share=flood_share)
-
     def level_of(self, req: Request) -> int | None:
-        """The mailbox level for a request: its priority, or its goal's (objective, deadline)."""
-        prio = req.prio
-        head = req.head
-        objective = head.get("objective")
-        if objective is None and req.deadline is None:
-            return prio
-        time_left = None if req.deadline is None else req.deadline - time.monotonic()
-        base = self.priority if prio is None else prio
-        try:
-            return int(self.goal(objective if type(objective) in (int, float) else None, time_left, base))
-        except Exception:
-            log.exception("goal function failed; using priority %s", base)
-            return base
+        return self.settings.level_of(req, time.monotonic())
 
     # ------------------------------------------------------------------ intake
     def __call__(self, req: Request) -> None:
@@ -221,7 +100,7 @@ class ActorExecutor(Invoker):
                 self.cancel(req.ident, req.id)
                 return
             if kind == P.CREDIT:
-                self.add_credit(req.ident, req.id, req.args[0] if req.args else 0)
+                self.streams.add_credit(req.ident, req.id, req.args[0] if req.args else 0)
                 return
         if self.stopping:
             if kind != P.TELL:
@@ -337,7 +216,7 @@ class ActorExecutor(Invoker):
         if type(entry) is Request:
             self._start_request(entry)
         elif type(entry) is StreamTurn:
-            self._stream_turn(entry.stream)
+            self.streams.turn(entry.stream)
         else:
             self._deliver(entry)
 
@@ -350,7 +229,13 @@ class ActorExecutor(Invoker):
         if req.deadline is not None and self.expired(req):
             return
         if req.kind == P.STREAM:
-            self._start_stream(req, fn, kind)
+            level = self.level_of(req)
+            if kind not in (GEN, AGEN):
+                # A plain method may have a streaming twin, ``_stream_<name>`` (LLM.generate does).
+                twin = getattr(self.instance, "_stream_" + req.method, None)
+                if callable(twin):
+                    fn, kind = twin, classify(twin)
+            self.streams.start(req, fn, kind, self.priority if level is None else level)
             return
         if kind in (GEN, AGEN):
             self.fail(req, LlmosError(f"{req.method!r} is a generator: call it with ref.stream()"), traceback=False)
@@ -429,189 +314,29 @@ class ActorExecutor(Invoker):
         if self.on_topic_room is not None and self.topic_queued <= self.topic_backlog // 2:
             resume, self.on_topic_room = self.on_topic_room, None
             self.loop.call_soon(resume)
-        fn, topic = entry.fn, entry.topic
         if entry.kind == ASYNC:
-
-            async def run_all() -> None:
-                for item in entry.items:
-                    try:
-                        await fn(topic, item)
-                    except Exception:
-                        log.exception("topic handler %s failed on %r", getattr(fn, "__name__", fn), topic)
-
             self.busy_async += 1
-            task = self.loop.create_task(run_all())
-            task.add_done_callback(lambda _: self._async_done())
+            task = self.loop.create_task(entry.run_async())
+            task.add_done_callback(lambda _: self.async_done())
             return
-        for item in entry.items:
-            try:
-                fn(topic, item)
-            except Exception:
-                log.exception("topic handler %s failed on %r", getattr(fn, "__name__", fn), topic)
+        entry.run()
         self.stats["delivered"] = self.stats.get("delivered", 0) + len(entry.items)
 
-    def _async_done(self) -> None:
+    def async_done(self) -> None:
         self.busy_async -= 1
         self.schedule_pump()
         if self._changed is not None:
             self._changed.set()
 
     # ------------------------------------------------------------------ streams
-    def _start_stream(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
-        if kind not in (GEN, AGEN):
-            # A plain method may have a streaming twin, ``_stream_<name>`` (LLM.generate does).
-            twin = getattr(self.instance, "_stream_" + req.method, None)
-            kind = classify(twin) if callable(twin) else SYNC
-            if kind not in (GEN, AGEN):
-                self.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
-                return
-            fn = twin  # type: ignore[assignment]
-        level = self.level_of(req)
-        level = self.priority if level is None else level
-        token = CALL_LEVEL.set(level)  # seen by the generator's body (an async one's task copies it)
-        try:
-            gen = fn(*req.args, **req.kwargs)
-        except Exception as exc:
-            self.fail(req, exc)
-            return
-        finally:
-            CALL_LEVEL.reset(token)
-        credit = req.head.get("credit", DEFAULT_CREDIT)
-        credit = credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT
-        stream = Stream(req, gen, kind, credit, level)
-        self.streams[(req.ident, req.id)] = stream
-        if kind == AGEN:
-            stream.wakeup = asyncio.Event()
-            self.busy_async += 1
-            token = CALL_LEVEL.set(level)
-            stream.task = self.loop.create_task(self._run_async_stream(stream))
-            CALL_LEVEL.reset(token)
-        else:
-            self._stream_turn(stream)
-
-    def _stream_turn(self, stream: Stream) -> None:
-        """Run a sync generator until its quantum ends, its credit runs out, or it finishes."""
-        if stream.cancelled:
-            return
-        req = stream.req
-        server = self.server
-        end = time.monotonic() + STREAM_QUANTUM
-        used_quantum = False
-        self.busy_sync += 1
-        stream.running = True
-        try:
-            while stream.credit > 0:
-                if server.gone(req.ident):
-                    self._drop_stream(stream, "caller went away")
-                    return
-                try:
-                    item = next(stream.gen)
-                except StopIteration:
-                    self._end_stream(stream)
-                    return
-                except Exception as exc:
-                    self.streams.pop((req.ident, req.id), None)
-                    self.fail(req, exc)
-                    return
-                stream.credit -= 1
-                stream.items += 1
-                server.reply(req.ident, req.id, P.ITEM, item)
-                if time.monotonic() > end:
-                    used_quantum = True
-                    break
-        finally:
-            stream.running = False
-            self.busy_sync -= 1
-        if stream.cancelled:
-            stream.gen.close()
-        elif stream.credit > 0:
-            if used_quantum and stream.level:
-                stream.level -= 1  # MLFQ feedback: a long generation sinks; aging lifts it back
-            self.mailbox.put(StreamTurn(stream), stream.level, None)  # back of the line: others get a turn
-            self.schedule_pump()
-        else:
-            stream.parked = True
-            self._watch_parked()
-
-    async def _run_async_stream(self, stream: Stream) -> None:
-        req = stream.req
-        agen = stream.gen
-        assert stream.wakeup is not None
-        try:
-            while True:
-                while stream.credit <= 0:
-                    stream.wakeup.clear()
-                    self._watch_parked()
-                    await stream.wakeup.wait()
-                if self.server.gone(req.ident):
-                    self.streams.pop((req.ident, req.id), None)
-                    await agen.aclose()  # its finally blocks release what it holds
-                    return
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    self._end_stream(stream)
-                    return
-                stream.credit -= 1
-                stream.items += 1
-                self.server.reply(req.ident, req.id, P.ITEM, item)
-        except asyncio.CancelledError:
-            await agen.aclose()
-        except Exception as exc:
-            self.streams.pop((req.ident, req.id), None)
-            self.fail(req, exc)
-        finally:
-            self._async_done()
-
-    def _end_stream(self, stream: Stream) -> None:
-        req = stream.req
-        self.streams.pop((req.ident, req.id), None)
-        self.stats["done"] = self.stats.get("done", 0) + 1
-        self.server.reply(req.ident, req.id, P.END, stream.items)
-
-    def _drop_stream(self, stream: Stream, why: str) -> None:
-        stream.cancelled = True
-        self.streams.pop((stream.req.ident, stream.req.id), None)
-        self.stats["streams_cancelled"] = self.stats.get("streams_cancelled", 0) + 1
-        log.info("stream %r cancelled: %s", stream.req.method, why)
-        if stream.kind == AGEN:
-            if stream.task is not None:
-                stream.task.cancel()
-        elif not stream.running:
-            stream.gen.close()
-
-    def _watch_parked(self) -> None:
-        """Parked streams send nothing, so nothing tells us their caller died: ask now and then."""
-        if not self._watching:
-            self._watching = True
-            self.loop.call_later(PARKED_CHECK, self._check_parked)
-
-    def _check_parked(self) -> None:
-        self._watching = False
-        parked = [s for s in self.streams.values() if s.parked or (s.kind == AGEN and s.credit <= 0)]
-        for stream in parked:
-            if not self.server.ping(stream.req.ident):
-                self._drop_stream(stream, "caller went away")
-        if any(s.parked or (s.kind == AGEN and s.credit <= 0) for s in self.streams.values()):
-            self._watch_parked()
-
-    def add_credit(self, ident: bytes, msg_id: int, n: Any) -> None:
-        stream = self.streams.get((ident, msg_id))
-        if stream is None or type(n) is not int or n <= 0:
-            return
-        stream.credit += n
-        if stream.kind == AGEN:
-            stream.wakeup.set()  # type: ignore[union-attr]
-        elif stream.parked:
-            stream.parked = False
-            self.mailbox.put(StreamTurn(stream), stream.level, None)
-            self.schedule_pump()
+    def requeue(self, turn: StreamTurn) -> None:
+        """A stream's next turn goes in the mailbox behind what waits (the stream runner's host)."""
+        self.mailbox.put(turn, turn.prio, None)
+        self.schedule_pump()
 
     def cancel(self, ident: bytes, msg_id: int) -> None:
         """The caller gave up on a request: stop its stream, or drop it if it has not started."""
-        stream = self.streams.get((ident, msg_id))
-        if stream is not None:
-            self._drop_stream(stream, "the caller closed it")
+        if self.streams.cancel(ident, msg_id):
             return
         removed = self.mailbox.remove(lambda e: type(e) is Request and e.ident == ident and e.id == msg_id)
         if removed:
@@ -657,8 +382,7 @@ class ActorExecutor(Invoker):
                 self.fail(
                     entry, ActorDiedError(f"{self.label} stopped before running {entry.method!r}"), traceback=False
                 )
-        for stream in list(self.streams.values()):
-            self._drop_stream(stream, "actor stopping")
+        self.streams.drop_all("actor stopping")
         cancelled = list(self._active.values())
         for task in cancelled:
             task.cancel()

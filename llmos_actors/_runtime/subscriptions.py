@@ -10,7 +10,8 @@ from typing import Any
 import zmq
 
 from .._rpc.pubsub import SubscriberSocket
-from .executor import ActorExecutor, classify
+from .executor import ActorExecutor
+from .methods import classify
 
 log = logging.getLogger(__name__)
 

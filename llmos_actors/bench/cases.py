@@ -5,9 +5,14 @@ colons made underscores: "1:1 actor calls sync" is ``1_1_actor_calls_sync``) and
 the same shape, so a number here reads against Ray's; ``ray`` says what Ray's
 means and where ours differs. The other cases are ours.
 
-A case whose feature has not landed yet stays registered: ``requires`` checks
-the connected daemon at run time and gives the reason it is skipped, so the case
-runs as soon as the feature is there.
+Adding a case is one entry in ``CASES`` below: a ``Case`` with its name, unit,
+one line on what it measures and the function that opens its workload (a
+``workload.Workload``: ``round()`` is what gets timed; write it in ``ours.py``
+or a module of its own). Peers, ``requires`` and the other fields are optional;
+``llmos bench``, ``--list``, ``--json``, the report and the pytest-benchmark
+suite in ``benchmarks/`` all take it from there. A case that needs something
+this machine or daemon may lack (torch, CUDA, Ray, a page pool) says so in
+``requires(ctx)``: it is then listed with the reason instead of a number.
 """
 
 from __future__ import annotations
@@ -31,48 +36,10 @@ def _always(ctx: BenchContext) -> str | None:
     return None
 
 
-def _needs_pubsub(ctx: BenchContext) -> str | None:
-    if hasattr(ctx.kernel, "publish") and hasattr(ctx.kernel, "subscribe"):
-        return None
-    return "needs the pub/sub feature (issue 3): Kernel.publish/subscribe"
-
-
-def _needs_object_store(ctx: BenchContext) -> str | None:
-    if hasattr(ctx.kernel, "put") and hasattr(ctx.kernel, "get"):
-        return None
-    return "needs an object store (Kernel.put/get)"
-
-
-def _needs_pages(ctx: BenchContext) -> str | None:
-    import llmos_actors
-
-    if not hasattr(llmos_actors, "zeros"):
-        return "needs the shared-memory page pool (llmos.zeros/empty)"
+def _needs_page_pool(ctx: BenchContext) -> str | None:
+    if (ctx.status.get("pages") or {}).get("enabled") is False:
+        return "this daemon runs without a page pool ([pages] enabled = false)"
     return _needs_torch(ctx)
-
-
-def _needs_scheduler(ctx: BenchContext) -> str | None:
-    if "scheduler" in ctx.status:
-        return None
-    return "needs priority mailboxes (the scheduler; no 'scheduler' section in the daemon's status)"
-
-
-def _needs_pools(ctx: BenchContext) -> str | None:
-    if hasattr(ctx.kernel, "pool"):
-        return _needs_scheduler(ctx)
-    return "needs actor pools (issue 6): Kernel.pool"
-
-
-def _needs_supervisor(ctx: BenchContext) -> str | None:
-    if "supervisor" in ctx.status or "supervision" in ctx.status:
-        return None
-    return "needs supervision (restart=permanent; no 'supervisor' section in the daemon's status)"
-
-
-def _needs_sync_objects(ctx: BenchContext) -> str | None:
-    if "sync" in ctx.status:
-        return None
-    return "needs kernel sync objects (kernel.mutex; no 'sync' section in the daemon's status)"
 
 
 def _needs_torch(ctx: BenchContext) -> str | None:
@@ -179,7 +146,7 @@ def _tensor_cases() -> list[Case]:
                 samples="rounds",
                 params={"mib": mib},
                 peers=("torch_mp_queue_shared", "shm_segment"),
-                requires=_needs_pages,
+                requires=_needs_page_pool,
                 quick=mib < 256,
             )
         )
@@ -238,7 +205,6 @@ CASES: dict[str, Case] = {
             "one client stores an 800 MB array in the object store",
             lambda ctx: ours.PutGigabytes(ctx),
             peers=("ray_put_gigabytes",),
-            requires=_needs_object_store,
             ray="single client put gigabytes: ray.put(np.zeros(100 Mi, int64)) in a loop",
         ),
         Case(
@@ -247,7 +213,6 @@ CASES: dict[str, Case] = {
             "one client fetches a small stored object",
             lambda ctx: ours.GetCalls(ctx),
             peers=("llmos_get_not_owner", "ray_get_calls"),
-            requires=_needs_object_store,
             ray="single client get calls (Plasma Store): ref = ray.put(0), then ray.get(ref) in a loop",
         ),
         Case(
@@ -264,7 +229,6 @@ CASES: dict[str, Case] = {
             lambda ctx, n: ours.PubSubFanout(ctx, n),
             params={"n": 4},
             peers=("zmq_pub_sub", "zmq_pub_sub_msgpack"),
-            requires=_needs_pubsub,
         ),
         *_tensor_cases(),
         *_p50_and_p99(
@@ -285,7 +249,6 @@ CASES: dict[str, Case] = {
             samples="calls",
             peers=("llmos_fifo_under_load", "llmos_unloaded", "llmos_idle_beside_load"),
             interleave=False,  # each loaded contestant runs its own flood process
-            requires=_needs_scheduler,
             measure="priority_latency",
         ),
         Case(
@@ -294,7 +257,6 @@ CASES: dict[str, Case] = {
             f"CPU-bound calls ({ours.POOL_WORK_S * 1e3:g} ms each) through kernel.pool(size=2), all in flight",
             lambda ctx: ours.PoolThroughput(ctx, 2),
             peers=("llmos_single_actor",),
-            requires=_needs_pools,
         ),
         Case(
             "pool_grow_ms",
@@ -304,7 +266,6 @@ CASES: dict[str, Case] = {
             kind="latency",
             stat="p50",
             samples="rounds",
-            requires=_needs_pools,
         ),
         Case(
             "mutex_cycles_2proc",
@@ -312,7 +273,6 @@ CASES: dict[str, Case] = {
             "two processes take turns on one kernel mutex: acquire+release cycles per second, both together",
             lambda ctx: ours.mutex_pair(ctx),
             peers=("mp_lock",),
-            requires=_needs_sync_objects,
         ),
         Case(
             "restart_latency_p50",
@@ -321,7 +281,6 @@ CASES: dict[str, Case] = {
             lambda ctx: ours.Restarts(ctx),
             kind="latency",
             stat="p50",
-            requires=_needs_supervisor,
         ),
     )
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import client
 from .._rpc.driver import new_event_loop
+from .._spawnspec import RestartPolicy
 from ..errors import ActorDiedError, CallTimeout, LlmosError, RemoteError
 from . import actors
 from .context import Actors, BenchContext
@@ -240,10 +241,7 @@ class TensorCopied(Workload):
 
 
 class TensorPool(TensorCopied):
-    """As ``TensorCopied``, with the tensor allocated in the daemon's shared-memory pages.
-
-    Written against the design's ``llmos.zeros(...)`` before the page pool landed.
-    """
+    """As ``TensorCopied``, with the tensor allocated in the daemon's shared-memory pages."""
 
     def __init__(self, ctx: BenchContext, mib: int) -> None:
         import torch
@@ -253,7 +251,7 @@ class TensorPool(TensorCopied):
         super().__init__(ctx, mib)
         self.ops = self.per_round = tensor_round(ctx, mib, zero_copy=True)
         self.note = "ref.call(last, pool tensor): a page handle travels, not the bytes"
-        self.t = llmos_actors.zeros(mib * MIB // 4, dtype=torch.float32)  # type: ignore[attr-defined]
+        self.t = llmos_actors.zeros(mib * MIB // 4, dtype=torch.float32)
 
 
 class PubSubFanout(Workload):
@@ -273,7 +271,7 @@ class PubSubFanout(Workload):
         self.expected = 0
 
     def round(self) -> None:
-        publish = self.kernel.publish  # type: ignore[attr-defined]
+        publish = self.kernel.publish
         for _ in range(self.per_round):
             publish(self.topic, self.d)
         self.expected += self.per_round
@@ -304,7 +302,7 @@ class PutGigabytes(Workload):
     def round(self) -> None:
         # Objects live until freed (or their owner exits): without the free, rounds would
         # fill the pool and measure spilling to disk instead.
-        self.kernel.free(self.kernel.put(self.arr))  # type: ignore[attr-defined]
+        self.kernel.free(self.kernel.put(self.arr))
 
 
 class GetCalls(Workload):
@@ -322,20 +320,20 @@ class GetCalls(Workload):
         with self.actors.on_error_close():
             if owner:
                 self.note = "kernel.get(ref to a stored 0) by the process that put it (its own copy, as Ray's owner)"
-                self.ref = ctx.kernel.put(0)  # type: ignore[attr-defined]
+                self.ref = ctx.kernel.put(0)
             else:
                 self.ops = 200
                 self.note = "kernel.get(ref to a 0 an actor stored): a round trip to the daemon's store"
                 self.ref = self.actors.spawn(actors.Echo).call("store", 0)
 
     def round(self) -> None:
-        get, ref = self.kernel.get, self.ref  # type: ignore[attr-defined]
+        get, ref = self.kernel.get, self.ref
         for _ in range(self.ops):
             get(ref)
 
     def close(self) -> None:
         with contextlib.suppress(LlmosError):
-            self.kernel.free(self.ref)  # type: ignore[attr-defined]
+            self.kernel.free(self.ref)
         self.actors.close()
 
 
@@ -418,6 +416,10 @@ class PriorityUnderLoad(Workload):
         self.actors.close()
 
 
+#: Restart limits that never give up during a benchmark (a deployment wants far fewer).
+BENCH_RESTART = RestartPolicy("permanent", intensity=1_000_000, period=1.0, backoff=0.0, backoff_max=0.0)
+
+
 class Restarts(Workload):
     """SIGKILL a ``restart="permanent"`` actor; time until a call to it succeeds again."""
 
@@ -426,8 +428,6 @@ class Restarts(Workload):
     def __init__(self, ctx: BenchContext) -> None:
         self.actors = Actors(ctx.kernel)
         with self.actors.on_error_close():
-            from ..bench_support.supervision import BENCH_RESTART
-
             # Killed over and over: the default restart intensity would (rightly) give up.
             self.ref = self.actors.spawn(actors.Echo, restart=BENCH_RESTART)
         self.pid = 0
@@ -507,7 +507,7 @@ class PoolGrowth(Workload):
 
     def setup(self) -> None:
         self._finish()  # the previous round's pool, burst and all (untimed)
-        self.pool = self.kernel.pool(actors.Busy, size=1, max=2, window=1, name=_pool_name(self))  # type: ignore[attr-defined]
+        self.pool = self.kernel.pool(actors.Busy, size=1, max=2, window=1, name=_pool_name(self))
 
     def round(self) -> float:
         """Ends when the pool has grown (what pytest-benchmark times too); the burst is cut short in ``setup``."""

@@ -37,7 +37,7 @@ class DeviceSettings:
     kv_blocks: int | None = None
     block_size: int = 16
     max_batch: int = 32
-    max_step_tokens: int = 256
+    max_step_tokens: int = 128
     aging: float = 1.0
     quantum: int = 64
     preempt: str = "auto"

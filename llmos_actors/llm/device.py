@@ -9,10 +9,10 @@ goal function) is the sequence's scheduling level.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,7 +66,6 @@ class LLM(Actor):
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._load, name="llmos-llm-load", daemon=True)
         self._thread.start()
 
@@ -136,7 +135,8 @@ class LLM(Actor):
         check_fits(len(ids), engine.max_context, engine.kv.manager.num_blocks * engine.kv.block_size)
         constraint = None
         if json_schema is not None or grammar is not None:
-            constraint = _build_constraint(self.tokenizer, json_schema, grammar)
+            # compiling a schema can take a while: off the loop, which keeps serving the others
+            constraint = await asyncio.to_thread(_build_constraint, self.tokenizer, json_schema, grammar)
         level = self.actor_call_priority
         sink: asyncio.Queue = asyncio.Queue()
         seq = new_sequence(
@@ -190,13 +190,8 @@ class LLM(Actor):
             ValueError: max_tokens < 1, a prompt longer than the context or the KV budget, an
                 invalid schema. TypeError: unknown options, wrong types.
         """
-        parts = [
-            p
-            async for p in self._pieces(
-                lambda _t: prompt, max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos, unknown
-            )
-        ]
-        return "".join(parts)
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        return await _joined(self._pieces(lambda _t: prompt, *options, unknown))
 
     async def _stream_generate(
         self,
@@ -210,10 +205,10 @@ class LLM(Actor):
         ignore_eos: bool = False,
         **unknown: Any,
     ) -> AsyncIterator[str]:
-        async for piece in self._pieces(
-            lambda _t: prompt, max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos, unknown
-        ):
-            yield piece
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        async with contextlib.aclosing(self._pieces(lambda _t: prompt, *options, unknown)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     async def chat(
         self,
@@ -229,21 +224,8 @@ class LLM(Actor):
     ) -> str:
         """``generate`` over the model's chat template applied to ``messages`` ([{role, content}...]);
         ``ref.stream("chat", ...)`` streams it."""
-        parts = [
-            p
-            async for p in self._pieces(
-                lambda t: chat_prompt(t, messages),
-                max_tokens,
-                temperature,
-                stop,
-                seed,
-                json_schema,
-                grammar,
-                ignore_eos,
-                unknown,
-            )
-        ]
-        return "".join(parts)
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        return await _joined(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown))
 
     async def _stream_chat(
         self,
@@ -257,18 +239,10 @@ class LLM(Actor):
         ignore_eos: bool = False,
         **unknown: Any,
     ) -> AsyncIterator[str]:
-        async for piece in self._pieces(
-            lambda t: chat_prompt(t, messages),
-            max_tokens,
-            temperature,
-            stop,
-            seed,
-            json_schema,
-            grammar,
-            ignore_eos,
-            unknown,
-        ):
-            yield piece
+        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
+        async with contextlib.aclosing(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     async def complete(self, prompt: Any = None, messages: Any = None, **options: Any) -> AsyncIterator[Any]:
         """Stream only: ``generate`` (``prompt=``) or ``chat`` (``messages=``) text pieces, then one map
@@ -329,6 +303,11 @@ class LLM(Actor):
             "llm_ttft_seconds": engine.meter.ttft.snapshot(),
             "llm_inter_token_seconds": engine.meter.inter_token.snapshot(),
         }
+
+
+async def _joined(pieces: Any) -> str:
+    async with contextlib.aclosing(pieces):  # a cancelled call cancels its sequence at once
+        return "".join([piece async for piece in pieces])
 
 
 def _dispatch(events: list) -> None:

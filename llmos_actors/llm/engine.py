@@ -68,6 +68,9 @@ class Engine:
         self.scheduler = scheduler
         self.eos_ids = eos_ids
         self.max_context = max_context
+        # A sequence ends ("length") where the context or the whole budget ends: one that
+        # outgrew the budget could only preempt itself forever.
+        self.max_held = min(max_context, kv.manager.num_blocks * kv.block_size)
         self.on_events = on_events
         self.preempt_mode = preempt
         self.device = kv.storage.device
@@ -236,7 +239,11 @@ class Engine:
         seq.tokens.append(token)
         self.scheduler.generated(seq)
         if seq.constraint is not None:
-            seq.constraint.advance(token)
+            try:
+                seq.constraint.advance(token)
+            except Exception as exc:  # this request's constraint broke: fail it alone
+                self._finish(seq, "error", events, error=exc)
+                return
         old = len(seq.text)
         text = self.tokenizer.decode(seq.out_ids, skip_special_tokens=True)
         seq.text = text
@@ -248,7 +255,7 @@ class Engine:
                 return
         if seq.constraint is not None and seq.constraint.is_finished():
             self._finish(seq, "stop", events)
-        elif seq.generated >= params.max_tokens or len(seq.tokens) >= self.max_context:
+        elif seq.generated >= params.max_tokens or len(seq.tokens) >= self.max_held:
             self._finish(seq, "length", events)
         else:
             hold = max((len(s) for s in params.stop), default=1) - 1
@@ -259,7 +266,7 @@ class Engine:
                 events.append((seq.sink, TEXT, text[seq.sent : end]))
                 seq.sent = end
 
-    def _finish(self, seq: Sequence, reason: str, events: list) -> None:
+    def _finish(self, seq: Sequence, reason: str, events: list, error: Exception | None = None) -> None:
         if len(seq.text) > seq.sent:
             events.append((seq.sink, TEXT, seq.text[seq.sent :]))
             seq.sent = len(seq.text)
@@ -268,6 +275,9 @@ class Engine:
         self.scheduler.remove(seq)
         self.kv.forget(seq)
         self.seqs.pop(seq.id, None)
+        if error is not None:
+            events.append((seq.sink, ERROR, error))
+            return
         events.append(
             (seq.sink, DONE, {"finish_reason": reason, "prompt_tokens": seq.prompt_len, "tokens": seq.generated})
         )

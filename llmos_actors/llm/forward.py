@@ -149,11 +149,14 @@ class PagedForward:
             v_cache.index_copy_(0, slots, v)
             keys = k_cache[k_slots].transpose(1, 2)  # [B, Hkv, K, D]
             values = v_cache[k_slots].transpose(1, 2)
-            queries = q[q_index].view(B, Q, H, D).transpose(1, 2)  # [B, H, Q, D]
+            # [B, H, Q, D]; decode only (Q == 1): one row per sequence, packed order is batch order
+            queries = (q if Q == 1 else q[q_index]).view(B, Q, H, D).transpose(1, 2)
             out = F.scaled_dot_product_attention(
                 queries, keys, values, attn_mask=mask, scale=self.scale, enable_gqa=Hkv != H
             )
-            out = out.transpose(1, 2).reshape(B * Q, H * D)[unpad]  # back to packed rows
+            out = out.transpose(1, 2).reshape(B * Q, H * D)
+            if Q > 1:
+                out = out[unpad]  # back to packed rows
             x = x + attn.o_proj(out)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         x = self.norm(x[x_in.sample_rows])

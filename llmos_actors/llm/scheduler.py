@@ -12,9 +12,10 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
 - Admission: by effective level (then arrival), while the batch has room (``max_batch``) and the
   KV budget holds its next chunk.
 - Priority preemption: when the batch is full or the budget is short and the best waiting
-  sequence's effective level exceeds the lowest running one's by more than ``margin``, that
-  running sequence is preempted (so a priority-7 arrival displaces a priority-0 generation at
-  the next step; equals never displace each other).
+  sequence's level exceeds the lowest running one's by more than ``margin``, that running
+  sequence is preempted (so a priority-7 arrival displaces a priority-0 generation at the next
+  step; equals never displace each other). A waiter that outranks it only by aging displaces it
+  once it has made a quantum of tokens since its admission: time slices, never thrashing.
 - Memory preemption: a running sequence that needs a block when none is left preempts the lowest
   running sequence (itself if it is the lowest).
 - Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
@@ -126,6 +127,7 @@ class TokenScheduler:
     def generated(self, seq: Sequence) -> None:
         """``seq`` made one token: MLFQ feedback (one level down per quantum)."""
         seq.quantum_used += 1
+        seq.run_tokens += 1
         if self.quantum and seq.quantum_used >= self.quantum and not self.fifo:
             seq.quantum_used = 0
             if seq.level > 0:
@@ -146,7 +148,7 @@ class TokenScheduler:
                 if len(running) < self.max_batch and kv.blocks_for(cand, 1) <= free:
                     break  # room for it without displacing anyone
                 victim = self._lowest(running, now)
-                if victim is None or self.effective(cand, now) <= victim.level + self.margin:
+                if victim is None or not self._outranks(cand, victim, now):
                     break
                 free += kv.blocks_freed(victim)
                 self._preempt(victim, plan, f"outranked by sequence {cand.id} (level {cand.level})", now)
@@ -170,6 +172,7 @@ class TokenScheduler:
             self.waiting.remove(cand)
             cand.state = RUNNING
             cand.since = now
+            cand.run_tokens = 0
             running.append(cand)
             plan.admit.append(cand)
             self.record("admit", cand, f"waited {now - cand.arrived:.3f} s")
@@ -203,6 +206,12 @@ class TokenScheduler:
             budget -= n
             plan.batch.append((seq, n))
         return plan
+
+    def _outranks(self, cand: Sequence, victim: Sequence, now: float) -> bool:
+        bar = victim.level + self.margin
+        if cand.level > bar:
+            return True  # by its own level: at once
+        return self.effective(cand, now) > bar and victim.run_tokens >= max(1, self.quantum)
 
     def _lowest(self, running: list[Sequence], now: float) -> Sequence | None:
         """The running sequence to preempt first: lowest level, then latest arrival."""

@@ -49,6 +49,7 @@ class Sequence:
     first_token_at: float | None = None
     last_token_at: float | None = None
     quantum_used: int = 0  # tokens made since its last demotion or promotion
+    run_tokens: int = 0  # tokens made since it was last admitted
     text: str = ""  # the decoded output so far (stop strings trimmed at the end)
     sent: int = 0  # characters of ``text`` already sent
     preemptions: int = 0

@@ -62,9 +62,7 @@ def test_quick_run_of_cheap_cases_prints_a_table_and_writes_json_and_a_plot(tmp_
     assert zmq["status"] == "ok" and zmq["llmos_advantage"] == pytest.approx(sync["llmos"]["value"] / zmq["value"])
     ray = next(p for p in sync["peers"] if p["peer"] == "ray_sync")
     assert ray["status"] == "skipped" and "value" not in ray
-    # A case whose feature has not landed is skipped with a reason, not measured.
-    if pubsub["llmos"]["status"] == "skipped":
-        assert "pub/sub" in pubsub["llmos"]["reason"] and pubsub["peers"] == []
+    assert pubsub["name"] == "pubsub_fanout_4" and pubsub["llmos"]["status"] == "ok"
     if plot:
         assert out_png.read_bytes().startswith(b"\x89PNG")
 

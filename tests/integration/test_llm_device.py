@@ -93,8 +93,10 @@ def test_priority_reaches_the_scheduler(kernel, tiny):
     llm = spawn(kernel, path, "llm-prio", block_size=4)
     llm.options(priority=7).call("generate", PROMPTS[0], max_tokens=2)
     llm.options(priority=1).call("generate", PROMPTS[0], max_tokens=2)
+    assert list(llm.options(priority=6).stream("generate", PROMPTS[0], max_tokens=2))
+    llm.options(objective=5.0).call("generate", PROMPTS[0], max_tokens=2)  # the goal function's level
     levels = [d["level"] for d in llm.call("decisions") if d["action"] == "admit"]
-    assert levels[-2:] == [7, 1]
+    assert levels[-4:] == [7, 1, 6, 5]
 
 
 def test_killed_caller_frees_blocks(kernel, tiny, daemon):

@@ -24,7 +24,6 @@ def test_all_matches_exports():
         "topics",
         "supervision",
         "sync",
-        "bench_support",
         "pools",
         "pool_dispatcher",
         "scheduling",

@@ -38,6 +38,17 @@ class Collector:
                 raise data
 
 
+class SlowClock:
+    """A clock that moves a second per look: steps as slow as a machine under heavy load."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1.0
+        return self.now
+
+
 def make(path, **settings):
     model, tok, _ = loading.load(path)
     out = Collector()
@@ -71,8 +82,10 @@ def test_preemption_resumes_with_the_same_tokens(tiny, mode):
     path, ref = tiny
     # A budget too small for all eight at once: sequences are preempted and resumed.
     engine, tok, _ = make(path, kv_blocks=40, block_size=4, max_step_tokens=64, preempt=mode, prefix_cache=False)
+    engine.scheduler.quantum = 8
+    engine.scheduler.clock = SlowClock()  # every step "takes" a second: waiters age past runners
     seqs = [submit(engine, tok, p) for p in PROMPTS]
-    engine.run_until_idle()
+    engine.run_until_idle(max_steps=5000)
     assert engine.scheduler.preemptions > 0
     counts = engine.kv.numbers()
     assert counts["swap_outs" if mode == "swap" else "recomputes"] > 0
@@ -135,3 +148,70 @@ def test_cancel_frees_blocks(tiny):
     engine.step()
     assert engine.kv.manager.used() == 0
     assert seq.finish_reason == "cancelled"
+
+
+def test_a_sequence_longer_than_the_budget_ends_at_the_budget(tiny):
+    path, _ = tiny
+    engine, tok, out = make(path, kv_blocks=8, block_size=4, max_batch=2, max_step_tokens=8)
+    seq = submit(engine, tok, PROMPTS[0], max_tokens=1000)
+    engine.run_until_idle(max_steps=200)
+    assert len(seq.tokens) == 32
+    assert out.done[seq.id]["finish_reason"] == "length"
+    assert engine.kv.manager.available() == 8
+
+
+@pytest.mark.parametrize(("prefill_rate", "chosen"), [(1.0, "swap"), (1e-12, "recompute")])
+def test_auto_preemption_takes_the_cheaper_by_measured_cost(tiny, prefill_rate, chosen):
+    path, ref = tiny
+    engine, tok, _ = make(path, kv_blocks=40, block_size=4, max_step_tokens=64, prefix_cache=False)
+    engine.prefill_rate = prefill_rate
+    engine.steps = 0
+    seqs = [submit(engine, tok, p) for p in PROMPTS]
+    while engine.step():
+        engine.prefill_rate = prefill_rate  # hold the measured rate where the case puts it
+    actions = {d["action"] for d in engine.scheduler.decisions}
+    assert chosen in actions and ({"swap", "recompute"} - {chosen}).isdisjoint(actions)
+    assert [s.out_ids for s in seqs] == ref
+
+
+class OnlyToken:
+    """A constraint (the ``constrain.Constraint`` interface) that allows one token, ``fail_after``
+    tokens then refuses in ``advance``."""
+
+    def __init__(self, token, fail_after=None):
+        self.token, self.fail_after, self.taken = token, fail_after, 0
+
+    def allowed(self, vocab_size):
+        mask = torch.zeros(vocab_size, dtype=torch.bool)
+        mask[self.token] = True
+        return mask
+
+    def advance(self, token_id):
+        if self.fail_after is not None and self.taken >= self.fail_after:
+            raise ValueError("token not allowed by the output constraint here")
+        self.taken += 1
+
+    def is_finished(self):
+        return self.taken >= 5
+
+    def copy(self):
+        return OnlyToken(self.token, self.fail_after)
+
+
+def test_constraints_mask_the_logits_and_a_broken_one_fails_alone(tiny):
+    path, ref = tiny
+    engine, tok, out = make(path, kv_blocks=128, block_size=4)
+    masked = submit(engine, tok, PROMPTS[0])
+    masked.constraint = OnlyToken(42)
+    broken = submit(engine, tok, PROMPTS[1])
+    broken.constraint = OnlyToken(43, fail_after=2)
+    plain = submit(engine, tok, PROMPTS[2])
+    failed = []
+    engine.on_events = lambda events: [
+        failed.append(sink) if kind == "error" else out([(sink, kind, data)]) for sink, kind, data in events
+    ]
+    engine.run_until_idle()
+    assert masked.out_ids == [42] * 5 and out.done[masked.id]["finish_reason"] == "stop"
+    assert failed == [broken.id] and broken.id not in out.done
+    assert plain.out_ids == ref[2]
+    assert engine.kv.manager.available() == 128

@@ -52,7 +52,7 @@ class FakeLifecycle:
     def die(self, record: ActorRecord, exitcode: int | None, signal: int | None = None, reason: str = "test") -> bool:
         """What Lifecycle._finish does around the decision."""
         record.exit = {"exitcode": exitcode, "signal": signal, "reason": reason}
-        restarting = self.sup[0].decide(record)
+        restarting = self.sup[0].decide_restart(record)
         record.state = RESTARTING if restarting else EXITED
         return restarting
 

@@ -1,10 +1,11 @@
-"""The daemon's pages service: owns the pool, serves the page-table channel, reclaims on exit.
+"""The daemon's pages service: owns the page region, answers requests, reclaims on exit.
 
-The pool is a memfd: it has no name in /dev/shm, so no exit of the daemon (clean, SIGTERM
-or SIGKILL) can leave a file behind; its memory is gone when the last process that maps
-it exits. Processes get its descriptor over the ``pages`` unix socket in the runtime dir
-(0700), and the daemon learns their pid from the socket itself, then watches that pid
-through a pidfd: when a holder dies (kill -9 included) its pages are reclaimed.
+The page region is a memfd: it has no name in /dev/shm, so no exit of the daemon
+(clean, SIGTERM or SIGKILL) can leave a file behind; its memory is gone when the
+last process that maps it exits. Processes get its descriptor over the pages
+channel (``pages_channel``); when a holder dies (kill -9 included) its pages are
+reclaimed. The page table, object store and layout are the shared mechanics in
+``_pages``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ import logging
 import mmap
 import os
 import secrets
-import socket
-import struct
+from collections.abc import Callable
 from typing import Any
 
-from .._kernel.service import Service
+from .._pages import channel as C
+from .._pages.layout import PoolMap
+from .._pages.settings import PagesSettings, human, pool_size, settings_from
+from .._pages.store import ObjectMissing, ObjectStore
+from .._pages.table import Block, PageTable
+from ..config import Config
 from ..errors import ConfigError
-from . import channel as C
-from .layout import PoolMap
-from .ring import Ring
-from .settings import PagesSettings, human, pool_size, settings_from
-from .store import ObjectMissing, ObjectStore
-from .table import Block, PageTable
+from .pages_channel import PagesChannel, Peer
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +35,7 @@ log = logging.getLogger(__name__)
 POLL_BUSY = 0.02
 POLL_IDLE = 0.2
 
-_UCRED = struct.Struct("3i")
 META_KINDS = ("n", "t", "v")  # numpy, torch, a packed msgpack value
-
-
-class _RingEnd:
-    __slots__ = ("fd", "reader", "ring")
-
-    def __init__(self, fd: int, ring: Ring) -> None:
-        self.fd = fd
-        self.ring = ring
-        self.reader = C.FrameReader()
-
-
-class _Conn:
-    __slots__ = ("out", "pid", "reader", "sock")
-
-    def __init__(self, sock: socket.socket, pid: int) -> None:
-        self.sock = sock
-        self.pid = pid
-        self.reader = C.FrameReader()
-        self.out = bytearray()
 
 
 class PagesService(Service):
@@ -62,17 +43,14 @@ class PagesService(Service):
 
     name = "pages"
 
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.config = daemon.config
+    def __init__(self, config: Config, name_of: Callable[[int], str | None] | None = None) -> None:
+        self.config = config
+        self.name_of = name_of  # pid -> actor name, for ``largest_holders``
         self.settings: PagesSettings = settings_from(self.config.extra, self.config.state_dir)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pool: PoolMap | None = None
         self.fd = -1
-        self.listener: socket.socket | None = None
-        self.conns: dict[int, _Conn] = {}  # by socket fd
-        self.pidfds: dict[int, int] = {}  # pid -> pidfd
-        self.rings: dict[int, _RingEnd] = {}  # pid -> its note ring
+        self.channel: PagesChannel | None = None
         self._poll_delay = POLL_IDLE
         self._poll_handle: asyncio.TimerHandle | None = None
         self.counters = {"exhausted": 0, "bad_frames": 0, "processes_reclaimed": 0, "trimmed_bytes": 0}
@@ -107,13 +85,16 @@ class PagesService(Service):
         assert s.spill_dir is not None
         self.store = ObjectStore(self.table, self.pool, s.spill_dir)
         self.store.prepare()
-        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        lsock.bind(str(self.path))
-        os.chmod(self.path, 0o600)
-        lsock.listen(128)
-        lsock.setblocking(False)
-        self.listener = lsock
-        self.loop.add_reader(lsock.fileno(), self._accept)
+        self.channel = PagesChannel(
+            self.loop,
+            self.path,
+            self.config.instance,
+            on_note=self._apply_note,
+            on_request=self._request,
+            on_exit=self._exited,
+            bad_frame=self._bad_frame,
+        )
+        self.channel.listen()
         self._tick_handle = self.loop.call_later(1.0, self._tick)
         self._poll_handle = self.loop.call_later(POLL_IDLE, self._poll)
         log.info("shared-memory pool: %s in %s pages (memfd, id %x)", human(size), human(ps), pool_id)
@@ -125,18 +106,8 @@ class PagesService(Service):
         for handle in (self._tick_handle, self._poll_handle):
             if handle is not None:
                 handle.cancel()
-        if self.listener is not None:
-            loop.remove_reader(self.listener.fileno())
-            self.listener.close()
-            self.listener = None
-        for conn in list(self.conns.values()):
-            self._close(conn)
-        for pidfd in self.pidfds.values():
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        self.pidfds.clear()
-        for pid in list(self.rings):
-            self._close_ring(pid)
+        if self.channel is not None:
+            self.channel.close()
         self.store.close()
         if self.pool is not None:
             self.pool.close()
@@ -177,56 +148,15 @@ class PagesService(Service):
             if pages:
                 held.append((pages * page_size, pid))
         held.sort(reverse=True)
-        names = getattr(getattr(self.daemon, "table", None), "by_pid", {})
         parts = []
         for nbytes, pid in held[:count]:
-            record = names.get(pid)
-            who = record.label if record is not None else f"pid {pid}"
+            who = (self.name_of(pid) if self.name_of is not None else None) or f"pid {pid}"
             parts.append(f"{who} {nbytes / (1 << 20):.1f} MiB")
         return ", ".join(parts)
 
-    # ------------------------------------------------------------------ note rings
-    def _ring_for(self, pid: int) -> _RingEnd:
-        end = self.rings.get(pid)
-        if end is None:
-            fd = os.memfd_create(f"llmos-{self.config.instance}-notes-{pid}", os.MFD_CLOEXEC)
-            os.ftruncate(fd, Ring.size())
-            end = self.rings[pid] = _RingEnd(fd, Ring(mmap.mmap(fd, Ring.size())))
-        return end
-
-    def _close_ring(self, pid: int) -> None:
-        end = self.rings.pop(pid, None)
-        if end is not None:
-            end.ring.close()
-            os.close(end.fd)
-
-    def _drain(self, pid: int) -> bool:
-        """Apply the notes ``pid`` wrote into its ring; True if there were any."""
-        end = self.rings.get(pid)
-        if end is None:
-            return False
-        try:
-            data = end.ring.read()
-            if not data:
-                return False
-            frames = end.reader.feed(data)
-        except Exception as exc:
-            self.counters["bad_frames"] += 1
-            log.warning("pages: dropping the note ring of pid %d: %s", pid, exc)
-            self._close_ring(pid)
-            return False
-        for msg in frames:
-            if type(msg) is list and msg and msg[0] in C.NOTES:
-                self._apply_note(pid, msg[0], msg[1:])
-            else:
-                self.counters["bad_frames"] += 1
-        return True
-
+    # ------------------------------------------------------------------ housekeeping
     def _drain_all(self) -> bool:
-        busy = False
-        for pid in list(self.rings):
-            busy = self._drain(pid) or busy
-        return busy
+        return self.channel.drain_all() if self.channel is not None else False
 
     def _poll(self) -> None:
         """Drain the rings: every few ms while notes come, backing off when idle."""
@@ -267,140 +197,21 @@ class PagesService(Service):
         assert self.loop is not None
         self._tick_handle = self.loop.call_later(1.0, self._tick)
 
-    # ------------------------------------------------------------------ connections
-    def _accept(self) -> None:
-        assert self.listener is not None and self.loop is not None
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("pages: accept failed: %s", exc)
-                return
-            pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-            if uid != os.geteuid() and os.geteuid() != 0:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            conn = _Conn(sock, pid)
-            self.conns[sock.fileno()] = conn
-            self.loop.add_reader(sock.fileno(), self._on_readable, conn)
-            self._watch(pid)
-
-    def _watch(self, pid: int) -> None:
-        if pid in self.pidfds or pid <= 0:
-            return
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self.loop.call_soon(self._exited, pid)  # type: ignore[union-attr]
-            return
-        self.pidfds[pid] = pidfd
-        self.loop.add_reader(pidfd, self._exited, pid)  # type: ignore[union-attr]
-
-    def _on_readable(self, conn: _Conn) -> None:
-        self._drain(conn.pid)  # its notes come before what it says on the socket now
-        while True:
-            try:
-                data = conn.sock.recv(1 << 18)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close(conn)
-                return
-            try:
-                frames = conn.reader.feed(data)
-            except Exception as exc:
-                self.counters["bad_frames"] += 1
-                log.warning("pages: closing the channel of pid %d: %s", conn.pid, exc)
-                self._close(conn)
-                return
-            for msg in frames:
-                self._handle(conn, msg)
-            if conn.sock.fileno() < 0:
-                return
-
-    def _close(self, conn: _Conn) -> None:
-        fd = conn.sock.fileno()
-        if fd >= 0 and self.conns.pop(fd, None) is not None:
-            self.loop.remove_reader(fd)  # type: ignore[union-attr]
-            if conn.out:
-                self.loop.remove_writer(fd)  # type: ignore[union-attr]
-        conn.sock.close()
+    # ------------------------------------------------------------------ processes
+    def _bad_frame(self) -> None:
+        self.counters["bad_frames"] += 1
 
     def _exited(self, pid: int) -> None:
-        """A holder died: read what it said last, then drop everything it held."""
-        pidfd = self.pidfds.pop(pid, None)
-        if pidfd is not None:
-            self.loop.remove_reader(pidfd)  # type: ignore[union-attr]
-            os.close(pidfd)
-        for conn in [c for c in self.conns.values() if c.pid == pid]:
-            self._on_readable(conn)  # everything it wrote before dying, in order
-            self._close(conn)
-        self._drain(pid)
-        self._close_ring(pid)
+        """A holder died and everything it said was read: drop everything it held."""
         freed = self.table.exited(pid)
         objects = self.store.owner_exited(pid)
         self.counters["processes_reclaimed"] += 1
         if freed or objects:
             log.info("pages: pid %d exited: %d block(s) freed, %d object(s) dropped", pid, freed, objects)
 
-    def _send(self, conn: _Conn, data: bytes, fds: list[int] | None = None) -> None:
-        if conn.sock.fileno() < 0:
-            return
-        if not conn.out:
-            try:
-                sent = socket.send_fds(conn.sock, [data], fds) if fds else conn.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-                if fds:  # the descriptor must travel with the first byte: give up on this peer
-                    self._close(conn)
-                    return
-            except OSError:
-                self._close(conn)
-                return
-            data = data[sent:]
-            if not data:
-                return
-            self.loop.add_writer(conn.sock.fileno(), self._on_writable, conn)  # type: ignore[union-attr]
-        conn.out += data
-
-    def _on_writable(self, conn: _Conn) -> None:
-        try:
-            sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
-            return
-        del conn.out[:sent]
-        if not conn.out:
-            self.loop.remove_writer(conn.sock.fileno())  # type: ignore[union-attr]
-
     # ------------------------------------------------------------------ requests
-    def _handle(self, conn: _Conn, msg: Any) -> None:
-        if type(msg) is not list or not msg or type(msg[0]) is not str:
-            self.counters["bad_frames"] += 1
-            return
-        op, args = msg[0], msg[1:]
-        try:
-            if op in C.NOTES:
-                self._apply_note(conn.pid, op, args)
-            elif op in C.REQUESTS:
-                # Its notes written before this request come first (even when several requests
-                # arrived in one read: the ring may have been refilled between them).
-                self._drain(conn.pid)
-                reply, fds = getattr(self, f"_op_{op}")(conn, *args)
-                self._send(conn, C.reply(reply), fds)
-            else:
-                self.counters["bad_frames"] += 1
-        except TypeError as exc:  # wrong number of arguments
-            self.counters["bad_frames"] += 1
-            if op in C.REQUESTS:
-                self._send(conn, C.reply({"error": "bad", "message": f"malformed {op!r}: {exc}"}))
+    def _request(self, peer: Peer, op: str, args: list) -> tuple[dict, list[int] | None]:
+        return getattr(self, f"_op_{op}")(peer, *args)
 
     def _apply_note(self, pid: int, op: str, args: list) -> None:
         t = self.table
@@ -414,7 +225,7 @@ class PagesService(Service):
         except TypeError:
             self.counters["bad_frames"] += 1
 
-    def _op_hello(self, conn: _Conn, info: Any = None) -> tuple[dict, list[int]]:
+    def _op_hello(self, conn: Peer, info: Any = None) -> tuple[dict, list[int]]:
         pool = self.pool
         assert pool is not None
         s = self.settings
@@ -428,7 +239,8 @@ class PagesService(Service):
             "instance": self.config.instance,
             "pid": conn.pid,
         }
-        return reply, [self.fd, self._ring_for(conn.pid).fd]
+        assert self.channel is not None
+        return reply, [self.fd, self.channel.ring_for(conn.pid).fd]
 
     def _alloc(self, pid: int | None, pages: int) -> Block | None:
         # Releases not read yet first: first fit then reuses pages that are already touched and
@@ -454,7 +266,7 @@ class PagesService(Service):
         )
         return {"error": "full", "message": message}
 
-    def _op_alloc(self, conn: _Conn, nbytes: Any) -> tuple[dict, None]:
+    def _op_alloc(self, conn: Peer, nbytes: Any) -> tuple[dict, None]:
         ps = self.pool.page_size  # type: ignore[union-attr]
         if type(nbytes) is not int or nbytes <= 0:
             return {"error": "bad", "message": f"alloc needs a positive byte count, not {nbytes!r}"}, None
@@ -477,7 +289,7 @@ class PagesService(Service):
             raise ValueError("object extent lies outside its block")
         return meta
 
-    def _op_put(self, conn: _Conn, start: Any, gen: Any, meta: Any, detached: Any = False) -> tuple[dict, None]:
+    def _op_put(self, conn: Peer, start: Any, gen: Any, meta: Any, detached: Any = False) -> tuple[dict, None]:
         block = self.table.find(start, gen)
         if block is None:
             return {"error": "bad", "message": "put of pages that are not allocated (stale handle)"}, None
@@ -487,7 +299,7 @@ class PagesService(Service):
             return {"error": "bad", "message": str(exc)}, None
         return {"oid": self.store.put(conn.pid, block, meta, detached=bool(detached))}, None
 
-    def _op_get(self, conn: _Conn, oid: Any) -> tuple[dict, None]:
+    def _op_get(self, conn: Peer, oid: Any) -> tuple[dict, None]:
         try:
             obj = self.store.lookup(oid)
         except ObjectMissing as exc:
@@ -500,10 +312,10 @@ class PagesService(Service):
         obj.last_used = block.last_used
         return {"start": block.start, "pages": block.pages, "gen": block.gen, "meta": obj.meta}, None
 
-    def _op_drain(self, conn: _Conn) -> tuple[dict, None]:
+    def _op_drain(self, conn: Peer) -> tuple[dict, None]:
         return {}, None  # _handle drained its ring before this request
 
-    def _op_free(self, conn: _Conn, oid: Any) -> tuple[dict, None]:
+    def _op_free(self, conn: Peer, oid: Any) -> tuple[dict, None]:
         try:
             self.store.free(oid)
         except ObjectMissing as exc:
