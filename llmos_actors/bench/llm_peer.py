@@ -17,6 +17,7 @@ under another interpreter for vLLM, whose CPU build needs its own virtual enviro
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -70,14 +71,17 @@ def _vllm(model_dir: str):
 
 def main(argv: list[str]) -> int:
     mode, model_dir, gguf, threads = argv[0], argv[1], argv[2], int(argv[3])
+    # Answers go to the original stdout; everything else printed there (vLLM logs to stdout) to stderr.
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     run = _vllm(model_dir) if mode == "vllm" else _hf(mode, model_dir, gguf, threads)
     run([[{"role": "user", "content": "hi"}]], 2)
-    print("ready", flush=True)
+    print("ready", file=answers, flush=True)
     for line in sys.stdin:
         job = json.loads(line)
         t0 = time.perf_counter()
         tokens = run(job["messages"], job["max_tokens"])
-        print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": tokens}), flush=True)
+        print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": tokens}), file=answers, flush=True)
     return 0
 
 

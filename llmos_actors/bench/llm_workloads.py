@@ -191,7 +191,10 @@ class PeerTokens(Workload):
         script = str(Path(__file__).with_name("llm_peer.py"))
         cores = ",".join(map(str, device_cpus()))
         argv = ["taskset", "-c", cores, python or sys.executable, script, mode, model_dir, gguf_name, "2"]
-        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=cores.replace(",", "-") if len(cores) > 1 else cores)
+        ids = device_cpus()
+        contiguous = ids == list(range(ids[0], ids[-1] + 1))
+        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=f"{ids[0]}-{ids[-1]}" if contiguous else cores)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache: plenty for 8 x 64 tokens
         self.note = {
             "sequential": "transformers generate, one prompt after another, one process",
             "static": f"transformers generate, one batch of {n} (left-padded)",
