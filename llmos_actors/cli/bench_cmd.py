@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..bench import llm_cases  # registers the LLM device's cases (run with --llm)
+from ..bench import agents_cases, llm_cases  # register the LLM device's and agents' cases (run with --llm)
 from ..bench.cases import CASES, UnknownCase, select
 from ..bench.context import BenchContext
 from ..bench.progress import Progress
@@ -91,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
     try:
-        cases = select(args.cases or ([llm_cases.PREFIX + "*"] if args.llm else []))
+        model_prefixes = (llm_cases.PREFIX, agents_cases.PREFIX)  # cases that load a real model
+        cases = select(args.cases or ([p + "*" for p in model_prefixes] if args.llm else []))
         if not args.cases and not args.llm:  # the LLM cases load a real model: only when asked for
-            cases = [c for c in cases if not c.name.startswith(llm_cases.PREFIX)]
+            cases = [c for c in cases if not c.name.startswith(model_prefixes)]
     except UnknownCase as exc:
         err(str(exc))
         return Exit.USAGE
