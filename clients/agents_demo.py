@@ -199,8 +199,11 @@ def main() -> int:
                 f"preemptions {stats.get('preemptions', 0)}, prefix-cache hits {stats.get('prefix_hits', 0)}, "
                 f"{stats.get('tokens_total', 0)} tokens"
             )
-            for d in [d for d in llm.call("decisions", 200) if d.get("action") in ("preempt", "swap", "recompute")][:5]:
-                print(f"  decision: {d}")
+            decisions = llm.call("decisions", 200)
+            for d in [d for d in decisions if d["action"] == "preempt"][:5]:
+                print(f"  preempted sequence {d['seq']} (level {d['level']}): {d['reason']}")
+            urgent_admits = [d["reason"] for d in decisions if d["action"] == "admit" and d["level"] >= 7]
+            print(f"  level-7 requests admitted: {len(urgent_admits)} ({'; '.join(urgent_admits[:4])})")
             print("\nthe kernel:")
             print(f"  {'NAME':<12} {'PID':>7} {'CORES':>6} {'PRIO':>5} {'NICE':>5}")
             for row in kernel.ps(exited=False):
