@@ -76,17 +76,14 @@ class _AgentsOnDevice(Workload):
         with self.actors.on_error_close():
             self.device = spawn_device(self.actors)
             calc = self.actors.spawn(BenchCalc, name=f"{self.device.name}-calc")
-            self.agents = [
-                self.actors.spawn(
-                    BenchAgent,
-                    name=f"{self.device.name}-agent-{i}",
-                    priority=priorities[i],
-                    llm=self.device.name,
-                    tools=[f"{calc.name}.add"],
-                    max_steps=self.steps,
+            self.agents = []
+            for i in range(n):
+                settings = {"llm": self.device.name, "tools": [f"{calc.name}.add"], "max_steps": self.steps}
+                agent = ctx.kernel.spawn_with(
+                    BenchAgent, (), settings, name=f"{self.device.name}-agent-{i}", priority=priorities[i]
                 )
-                for i in range(n)
-            ]
+                self.actors.refs.append(agent)
+                self.agents.append(agent)
 
     def run(self, agent: Any, i: int, priority: int) -> dict:
         return agent.options(priority=priority, timeout=ANSWER_TIMEOUT).call("run", GOALS[i % len(GOALS)])
