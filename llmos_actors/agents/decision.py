@@ -19,6 +19,8 @@ from .tools import ToolSpec
 THOUGHT_CHARS = 120
 FINAL_CHARS = 240
 ARG_CHARS = 120
+#: Largest integer an argument may be (JSON's exact range): a model may write any number of digits.
+MAX_INT = 2**53
 
 
 class DecisionError(ValueError):
@@ -147,6 +149,8 @@ def check_value(value: Any, schema: dict, where: str) -> None:
         is_bool = isinstance(value, bool)
         if expected is None or not isinstance(value, expected) or (is_bool and kind in ("integer", "number")):
             raise DecisionError(f"{where}: expected {kind}, got {type(value).__name__}")
+    if type(value) is int and abs(value) > MAX_INT:
+        raise DecisionError(f"{where}: {value} is out of range (at most {MAX_INT} either way)")
     if "enum" in schema and value not in schema["enum"]:
         raise DecisionError(f"{where}: {value!r} is not one of {schema['enum']}")
     if isinstance(value, str) and "maxLength" in schema and len(value) > schema["maxLength"]:

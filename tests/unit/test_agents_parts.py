@@ -78,6 +78,7 @@ def test_decision_schema_and_checks():
         ({"thought": "", "tool": "archive.search", "args": {"query": "x", "mode": "slow"}}, "not one of"),
         ({"thought": "", "tool": "archive.search", "args": {"query": "x", "extra": 1}}, "unexpected extra"),
         ({"thought": ""}, "names a 'tool'"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": "x", "limit": 10**30}}, "out of range"),
     ]:
         with pytest.raises(DecisionError, match=why):
             parse_decision(bad, tools)
