@@ -256,7 +256,10 @@ class AgentCore:
 
     def _publish_step(self, goal: str, record: dict) -> None:
         if self.agent.publish_steps:
-            self.kernel.publish(f"agents.{self.name}.step", {"agent": self.name, "goal": goal[:200], **record})
+            try:  # watching is best effort: it never stops a run
+                self.kernel.publish(f"agents.{self.name}.step", {"agent": self.name, "goal": goal[:200], **record})
+            except (TypeError, ValueError) as exc:
+                log.warning("step of %s not published: %s", self.name, exc)
 
     def stats(self) -> dict:
         return {
