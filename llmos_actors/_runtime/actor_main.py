@@ -26,8 +26,10 @@ from .._pages.registry import set_default as set_default_pages
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
+from .._rpc.tcp import bind_actor_tcp
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
+from .._wire.limits import frame_limit
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
@@ -37,6 +39,7 @@ from .loader import load_class
 from .methods import ASYNC, SYNC, classify
 from .settings import ExecutorSettings
 from .subscriptions import ActorSubscriptions, declared_subscriptions
+from .timings import CallTimings, metrics_enabled
 
 log = logging.getLogger("llmos_actors.actor")
 
@@ -44,9 +47,34 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
+#: Most entries an actor's ``on_metrics()`` may report per heartbeat (the rest are left out).
+MAX_CUSTOM_METRICS = 64
+
+
+def actor_metrics(instance: Any) -> dict:
+    """What the actor's ``on_metrics()`` hook reports: numbers and histogram snapshots, bounded."""
+    hook = getattr(instance, "on_metrics", None)
+    if not callable(hook):
+        return {}
+    try:
+        values = hook()
+    except Exception:
+        log.exception("on_metrics raised")
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if len(out) >= MAX_CUSTOM_METRICS:
+            break
+        if isinstance(key, str) and (isinstance(value, (int, float, dict)) and not isinstance(value, bool)):
+            out[key] = value
+    return out
+
+
 def config_from_dict(data: dict) -> Config:
     values = dict(data)
-    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir"):
+    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["preload"] = tuple(values.get("preload") or ())
@@ -121,7 +149,8 @@ class ActorRuntime:
             sock_path.unlink()  # a previous incarnation's socket file
         except FileNotFoundError:
             pass
-        sock = make_router(self.ctx, self.endpoint)
+        sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
+        self.tcp_endpoint, self.zap = bind_actor_tcp(sock, self.ctx, loop, self.config)
         self.server = RpcServer(
             self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
         )
@@ -137,6 +166,11 @@ class ActorRuntime:
         settings = ExecutorSettings.pick(self.spec, type(instance), self.config)
         self.executor = ActorExecutor(self.server, instance, f"actor {self.name!r}", settings)
         self.server.on_request = self.executor
+        if metrics_enabled(self.config.extra):
+            self.executor.timings = CallTimings()
+        if self.core.tracer is not None:
+            self.executor.tracer = self.core.tracer
+            self.executor.span_prefix = self.name
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
@@ -154,8 +188,10 @@ class ActorRuntime:
                 "overflow": settings.overflow,
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
                 "mailbox": settings.mailbox_policy,
+                "tcp_endpoint": self.tcp_endpoint,
                 **self.placement,
             },
+            self.spec.get("token"),
             timeout=self.config.spawn_timeout,
         )
         heartbeat = loop.create_task(self._heartbeat())
@@ -168,9 +204,9 @@ class ActorRuntime:
     # ------------------------------------------------------------------ monitors and links
     def monitor(self, target: Any) -> int:
         """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
-        from ..supervision import _target
+        from ..supervision import target_id
 
-        name = _target(target)
+        name = target_id(target)
         ref = self.core.next_id()
         self._monitors[ref] = name
         self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)
@@ -238,7 +274,8 @@ class ActorRuntime:
             payload["code"] = "init"
             print(f"actor __init__/on_start raised:\n{payload['traceback']}", file=sys.stderr)
         try:
-            await self.kernel_async()._control("actor_failed", self.actor_id, payload, timeout=5.0)
+            token = self.spec.get("token")
+            await self.kernel_async()._control("actor_failed", self.actor_id, payload, token, timeout=5.0)
         except Exception:
             pass
 
@@ -246,9 +283,19 @@ class ActorRuntime:
         interval = self.config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            stats = self.executor.snapshot()  # type: ignore[union-attr]
-            stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+            self._report()
+
+    def _report(self) -> None:
+        """Send the counters to the daemon (each second, and once more when stopping)."""
+        stats = self.executor.snapshot()  # type: ignore[union-attr]
+        stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
+        timings = self.executor.timings  # type: ignore[union-attr]
+        if timings is not None:
+            stats["timings"] = timings.snapshot()
+            custom = actor_metrics(self.instance)
+            if custom:
+                stats["metrics"] = custom
+        self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -259,7 +306,8 @@ class ActorRuntime:
         self.subscriptions.close()
         mode = {"drain": True, "grace": self.config.grace}
         try:
-            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, timeout=1.0)
+            token = self.spec.get("token")
+            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, token, timeout=1.0)
             if isinstance(reply, dict):
                 mode.update(reply)
         except Exception:  # no daemon to ask: drain with the configured grace
@@ -268,6 +316,10 @@ class ActorRuntime:
         grace = float(mode.get("grace") or 0.0)
         # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
         await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
+        try:
+            self._report()  # the last counts: a short-lived actor's calls are not lost to the metrics
+        except Exception:
+            pass
         try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None
@@ -281,10 +333,15 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
+        zap = getattr(self, "zap", None)
+        if zap is not None:
+            zap.close()
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
         if self.core is not None:
+            if self.core.tracer is not None:
+                self.core.tracer.shutdown()  # export what is left before the process exits
             self.core.close()
         self.ctx.term()
 

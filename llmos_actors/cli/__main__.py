@@ -12,11 +12,13 @@ from . import (
     call_cmd,
     chat_cmd,
     daemon_cmd,
+    keygen_cmd,
     kill_cmd,
     logs_cmd,
     ps_cmd,
     serve_openai_cmd,
     spawn_cmd,
+    stats_cmd,
     status_cmd,
     top_cmd,
     topics_cmd,
@@ -24,7 +26,20 @@ from . import (
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
+COMMANDS = [
+    daemon_cmd,
+    status_cmd,
+    ps_cmd,
+    spawn_cmd,
+    call_cmd,
+    kill_cmd,
+    logs_cmd,
+    topics_cmd,
+    top_cmd,
+    stats_cmd,
+    bench_cmd,
+    keygen_cmd,
+]
 COMMANDS += [chat_cmd, serve_openai_cmd]
 
 EPILOG = """examples:
@@ -36,6 +51,7 @@ EPILOG = """examples:
   llmos sub sys.actor.                         # the daemon's events, as JSON lines
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
+  llmos stats c --watch                        # c's latency percentiles, live
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
   llmos spawn llmos_actors.llm:LLM --name llm --cpus 0,1   # an LLM device (SmolLM2 by default)
   llmos chat llm                               # talk to it; llmos serve-openai --llm llm for HTTP
@@ -54,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LLMOS_RUNTIME_DIR"),
         help="the daemon instance's runtime directory (default: $LLMOS_RUNTIME_DIR, else the user's)",
     )
+    parser.add_argument("--connect", metavar="tcp://HOST:PORT", help="a remote daemon (CurveZMQ; needs --key)")
+    parser.add_argument("--key", metavar="FILE", help="this client's secret key file (llmos keygen)")
+    parser.add_argument("--server-key", metavar="KEY", help="the remote daemon's public key, or its .pub file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)

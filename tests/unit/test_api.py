@@ -24,12 +24,14 @@ def test_all_matches_exports():
         "topics",
         "supervision",
         "sync",
+        "pages",
         "pools",
         "pool_dispatcher",
         "scheduling",
         "bench",
         "agents",
         "llm",
+        "keys",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
