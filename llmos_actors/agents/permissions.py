@@ -19,8 +19,6 @@ from ..errors import CallTimeout
 
 log = logging.getLogger(__name__)
 
-#: Where tool calls and refusals go when the kernel has no audit operation.
-FALLBACK_AUDIT_TOPIC = "agents.audit"
 #: Topic prefix of approval requests; answers come on ``<prefix><agent>.<id>``.
 APPROVAL_TOPIC = "approvals."
 #: Seconds an approval may take before it counts as a refusal.
@@ -125,13 +123,9 @@ def _verdict(answer: Any, who: str) -> tuple[bool, str]:
 async def audit(kernel: Any, event: dict) -> None:
     """Record ``event`` on ``sys.audit`` through the kernel (the daemon attaches who sent it).
 
-    Older daemons without the audit operation: the event goes to ``agents.audit`` instead.
+    A failure to record is logged; it never stops the agent's run.
     """
-    send = getattr(kernel, "audit", None)
     try:
-        if send is not None:
-            await send(event)
-            return
+        await kernel.audit(event)
     except Exception as exc:
-        log.warning("audit through the kernel failed (%s); publishing on %s", exc, FALLBACK_AUDIT_TOPIC)
-    kernel.publish(FALLBACK_AUDIT_TOPIC, event)
+        log.warning("audit event not recorded (%s): %r", exc, event)

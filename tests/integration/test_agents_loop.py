@@ -9,7 +9,6 @@ import pytest
 
 import llmos_actors as llmos
 from llmos_actors._callctx import current_call_options
-from llmos_actors.agents.permissions import FALLBACK_AUDIT_TOPIC
 from llmos_actors.testing import wait_for
 
 
@@ -104,10 +103,6 @@ def calc(kernel):
     return kernel.spawn(Calc, name="calc")
 
 
-def audit_topic(kernel) -> str:
-    return "sys.audit" if hasattr(kernel, "audit") else FALLBACK_AUDIT_TOPIC
-
-
 def test_tools_called_with_validated_args(kernel, calc):
     script = [
         step("calc.add", {"a": 2, "b": 3}),
@@ -147,7 +142,7 @@ def test_max_steps_is_honoured(kernel, calc):
 
 
 def test_only_granted_tools_and_audit(kernel, calc):
-    sub = kernel.subscribe(audit_topic(kernel))
+    sub = kernel.subscribe("sys.audit")
     try:
         # The spawn grant overrides the class's: calc.add is no longer granted.
         agent = kernel.spawn(
