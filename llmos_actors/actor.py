@@ -90,6 +90,17 @@ class Actor:
         self.actor_kernel.unlink(self.actor_id, other)
 
     @property
+    def actor_call_priority(self) -> int | None:
+        """The level (0..7) of the call being run, after the goal function (objective, deadline).
+
+        Seen by ``async def`` and async generator methods (None elsewhere): an actor that
+        queues work of its own, like the LLM device, passes its callers' priorities on.
+        """
+        from .scheduling import CALL_LEVEL
+
+        return CALL_LEVEL.get()
+
+    @property
     def actor_name(self) -> str:
         """The name this actor was spawned with."""
         return self._llmos_runtime.name

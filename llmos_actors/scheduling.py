@@ -14,12 +14,18 @@ Choose one per actor class (``goal = staticmethod(my_goal)``) or per daemon (the
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 
 from .errors import ConfigError
 
 #: A call whose deadline is this close is urgent.
 URGENT_SECONDS = 0.05
+
+#: The level (0..7, after the goal function) of the call an ``async def`` or async generator
+#: method is running for: ``Actor.actor_call_priority`` reads it, so an actor that schedules
+#: work of its own (the LLM device) can honour its callers' priorities.
+CALL_LEVEL: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmos_call_level", default=None)
 
 
 def default_goal(objective: float | None, time_left: float | None, priority: int) -> int:

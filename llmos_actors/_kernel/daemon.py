@@ -230,7 +230,7 @@ class Daemon:
         notices, exits, clients gone) reach it through ``Services`` by its ``on_*`` hooks.
         """
         add, extra, publish = self.services.add, self.config.extra, self.events.publish
-        self.pages = add(PagesService(self.config))
+        self.pages = add(PagesService(self.config, self._actor_name))
         add(self.events)
         self.supervision = add(
             Supervision(self.lifecycle, self.table, extra.get("supervisor"), loop=self.loop, publish=publish)
@@ -373,6 +373,10 @@ class Daemon:
                 self.usage.pop(pid, None)
         for pid in set(self.usage) - seen:
             del self.usage[pid]
+
+    def _actor_name(self, pid: int) -> str | None:
+        record = self.table.by_pid.get(pid)
+        return record.label if record is not None else None
 
     def status(self) -> dict:
         config = self.config

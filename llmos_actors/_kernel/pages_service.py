@@ -16,6 +16,7 @@ import logging
 import mmap
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from .._pages import channel as C
@@ -42,8 +43,9 @@ class PagesService(Service):
 
     name = "pages"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, name_of: Callable[[int], str | None] | None = None) -> None:
         self.config = config
+        self.name_of = name_of  # pid -> actor name, for ``largest_holders``
         self.settings: PagesSettings = settings_from(self.config.extra, self.config.state_dir)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.region: PageRegion | None = None
@@ -132,10 +134,27 @@ class PagesService(Service):
             "blocks": len(t.blocks),
             "holders": t.holders(),
             "transfers": len(t.transfers),
+            "largest_holders": self._largest_holders(ps),
             **self.store.numbers(),
             **t.counters,
             **self.counters,
         }
+
+    def _largest_holders(self, page_size: int, count: int = 3) -> str:
+        """The processes holding the most pool memory, by actor name (an LLM device's KV cache
+        shows here): ``"llm 256.0 MiB, worker 4.0 MiB"``."""
+        t = self.table
+        held = []
+        for pid, starts in t.by_pid.items():
+            pages = sum(t.blocks[s].pages for s in starts if s in t.blocks)
+            if pages:
+                held.append((pages * page_size, pid))
+        held.sort(reverse=True)
+        parts = []
+        for nbytes, pid in held[:count]:
+            who = (self.name_of(pid) if self.name_of is not None else None) or f"pid {pid}"
+            parts.append(f"{who} {nbytes / (1 << 20):.1f} MiB")
+        return ", ".join(parts)
 
     # ------------------------------------------------------------------ housekeeping
     def _drain_all(self) -> bool:

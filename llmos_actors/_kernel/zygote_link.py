@@ -74,6 +74,7 @@ class ZygoteLink:
         ]
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
+        env["LLMOS_STATE_DIR"] = str(self.config["state_dir"])  # actors keep durable state there (agents' memory)
         try:
             self.pid = os.posix_spawn(sys.executable, argv, env, setpgroup=0)  # Ctrl-C is the daemon's to handle
         finally:

@@ -96,6 +96,8 @@ class ActorRuntime:
         self.executor: ActorExecutor | None = None
         self._monitors: dict[int, str] = {}
         self.snapshots = ActorSnapshots(self)
+        #: ``actor_subscribe`` calls made in ``__init__``/``on_start``: live before READY, with the declared ones.
+        self._early_subscriptions: list[tuple[str, str]] = []
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -174,7 +176,8 @@ class ActorRuntime:
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
-            await self.subscriptions.start(declared_subscriptions(instance) + self.snapshots.subscriptions())
+            early = self.snapshots.subscriptions() + self._early_subscriptions
+            await self.subscriptions.start(declared_subscriptions(instance) + early)
         except BaseException as exc:
             await self._report_failure(exc)
             await self._shutdown()
@@ -239,6 +242,9 @@ class ActorRuntime:
 
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
+        if getattr(self, "subscriptions", None) is None:
+            self._early_subscriptions.append((prefix, method))
+            return
         self.subscriptions.add(prefix, method)
         self.core.tell_daemon("actor_subscribed", self.actor_id, prefix, method)  # kept across restarts
 

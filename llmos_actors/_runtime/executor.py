@@ -24,12 +24,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._callctx import CURRENT_CALL
 from .._clock import LoopClock
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
 from .._wire import protocol as P
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
-from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, public_method_resolver
+from ..scheduling import CALL_LEVEL
+from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, classify, public_method_resolver
 from .settings import ExecutorSettings
 from .stream_runner import StreamRunner, StreamTurn
 from .timings import CallTimings
@@ -240,6 +242,11 @@ class ActorExecutor(Invoker):
             return
         if req.kind == P.STREAM:
             level = self.level_of(req)
+            if kind not in (GEN, AGEN):
+                # A plain method may have a streaming twin, ``_stream_<name>`` (LLM.generate does).
+                twin = getattr(self.instance, "_stream_" + req.method, None)
+                if callable(twin):
+                    fn, kind = twin, classify(twin)
             self.streams.start(req, fn, kind, self.priority if level is None else level)
             return
         if kind in (GEN, AGEN):
@@ -329,12 +336,19 @@ class ActorExecutor(Invoker):
         fut.add_done_callback(done)
 
     def _run_async(self, req: Request, fn: Callable[..., Any]) -> None:
+        level = self.level_of(req)
+        token = CALL_LEVEL.set(self.priority if level is None else level)  # the task copies it
+        call = CURRENT_CALL.set(req)  # and its deadline (see callctx)
         try:
-            coro = fn(*req.args, **req.kwargs)
-        except Exception as exc:
-            self.fail(req, exc)
-            return
-        self._track_async(req, coro, time.monotonic() if self.timings is not None else None)
+            try:
+                coro = fn(*req.args, **req.kwargs)
+            except Exception as exc:
+                self.fail(req, exc)
+                return
+            self._track_async(req, coro, time.monotonic() if self.timings is not None else None)
+        finally:
+            CALL_LEVEL.reset(token)
+            CURRENT_CALL.reset(call)
 
     def _track_async(self, req: Request, awaitable: Any, start: float | None = None) -> None:
         self.busy_async += 1

@@ -16,10 +16,12 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from .._callctx import CURRENT_CALL
 from .._clock import Clock
 from .._rpc.server import Request
 from .._wire import protocol as P
 from ..errors import LlmosError
+from ..scheduling import CALL_LEVEL
 from .methods import AGEN, GEN
 
 log = logging.getLogger(__name__)
@@ -121,11 +123,14 @@ class StreamRunner:
         if kind not in (GEN, AGEN):
             self.host.fail(req, LlmosError(f"{req.method!r} is not a generator method: use call()"), traceback=False)
             return
+        token = CALL_LEVEL.set(level)  # the call's level, seen by the generator (an async one's task copies it)
         try:
             gen = fn(*req.args, **req.kwargs)
         except Exception as exc:
             self.host.fail(req, exc)
             return
+        finally:
+            CALL_LEVEL.reset(token)
         credit = req.head.get("credit", DEFAULT_CREDIT)
         credit = credit if type(credit) is int and credit > 0 else DEFAULT_CREDIT
         stream = Stream(req, gen, kind, credit, level)
@@ -134,7 +139,10 @@ class StreamRunner:
             assert self.loop is not None, "async generators need the actor's loop"
             stream.wakeup = asyncio.Event()
             self.host.busy_async += 1
+            token, call = CALL_LEVEL.set(level), CURRENT_CALL.set(req)  # the task copies both (see callctx)
             stream.task = self.loop.create_task(self._run_async(stream))
+            CALL_LEVEL.reset(token)
+            CURRENT_CALL.reset(call)
         else:
             self.turn(stream)
 
@@ -192,6 +200,7 @@ class StreamRunner:
                     await stream.wakeup.wait()
                 if replies.gone(req.ident):
                     self.streams.pop((req.ident, req.id), None)
+                    await agen.aclose()  # its finally blocks release what it holds
                     return
                 try:
                     item = await agen.__anext__()

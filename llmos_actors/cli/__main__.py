@@ -10,11 +10,13 @@ from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
 from . import (
     bench_cmd,
     call_cmd,
+    chat_cmd,
     daemon_cmd,
     keygen_cmd,
     kill_cmd,
     logs_cmd,
     ps_cmd,
+    serve_openai_cmd,
     snapshot_cmd,
     spawn_cmd,
     state_cmd,
@@ -41,6 +43,8 @@ COMMANDS = [
     keygen_cmd,
     snapshot_cmd,
     state_cmd,
+    chat_cmd,
+    serve_openai_cmd,
 ]
 
 EPILOG = """examples:
@@ -54,6 +58,8 @@ EPILOG = """examples:
   llmos kill c
   llmos stats c --watch                        # c's latency percentiles, live
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
+  llmos spawn llmos_actors.llm:LLM --name llm --cpus 0,1   # an LLM device (SmolLM2 by default)
+  llmos chat llm                               # talk to it; llmos serve-openai --llm llm for HTTP
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 
 

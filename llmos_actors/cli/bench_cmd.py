@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..bench import agents_cases, llm_cases  # register the LLM device's and agents' cases (run with --llm)
 from ..bench.cases import CASES, UnknownCase, select
 from ..bench.context import BenchContext
 from ..bench.progress import Progress
@@ -38,6 +39,7 @@ EPILOG = """examples:
   llmos bench --peers --json out.json --plot docs/bench.png
   llmos bench --quick --peers 1_1_actor_calls_sync 'tensor_pass_*'
   llmos bench --peers --ray-python /path/to/venv-with-ray/bin/python
+  llmos bench --llm --peers                    # the LLM device vs transformers (and vLLM, see docs/llm.md)
   llmos bench --list"""
 
 #: The benchmark's own daemon takes messages up to this size (the 256 MiB tensor cases).
@@ -59,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ray-python", metavar="PYTHON", help="interpreter that has Ray, for the Ray peers (default: this one)"
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--llm", action="store_true", help="the LLM device's cases (llm_*: the real SmolLM2, minutes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -88,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list()
     try:
-        cases = select(args.cases)
+        model_prefixes = (llm_cases.PREFIX, agents_cases.PREFIX)  # cases that load a real model
+        cases = select(args.cases or ([p + "*" for p in model_prefixes] if args.llm else []))
+        if not args.cases and not args.llm:  # the LLM cases load a real model: only when asked for
+            cases = [c for c in cases if not c.name.startswith(model_prefixes)]
     except UnknownCase as exc:
         err(str(exc))
         return Exit.USAGE

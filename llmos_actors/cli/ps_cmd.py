@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .common import human_bytes, kernel_for, print_json, table
+from .llm_devices import device_stats, print_devices
 
 HELP = "list actors (pid, core, priority, state, exit)"
 
@@ -100,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     with kernel_for(args) as kernel:
         rows = kernel.ps(exited=not args.live)
         supervisors = kernel.supervisors() if args.tree else []
+        devices = device_stats(kernel, rows)
+    for row in rows:  # LLM devices: tokens/s, batch, KV use
+        if row["id"] in devices:
+            row["device"] = devices[row["id"]]
     if args.tree:
         tree = build_tree(rows, supervisors)
         if args.json:
@@ -150,4 +155,5 @@ def run(args: argparse.Namespace) -> int:
             "NOTE",
         ),
     )
+    print_devices(rows, devices)
     return 0

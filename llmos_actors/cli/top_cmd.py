@@ -9,6 +9,7 @@ import time
 from collections import deque
 
 from .common import human_bytes, kernel_for, print_json, table
+from .llm_devices import device_stats, print_devices
 from .spark import sparkline
 
 HELP = "live view of actors: pid, core, priority, CPU%%, RSS, queue per priority level, calls/s (with sparklines)"
@@ -95,7 +96,9 @@ def frame(
 def run(args: argparse.Namespace) -> int:
     with kernel_for(args) as kernel:
         if args.json:
-            print_json({"actors": kernel.ps(exited=False), "status": kernel.status()})
+            rows = kernel.ps(exited=False)
+            devices = device_stats(kernel, rows)
+            print_json({"actors": rows, "status": kernel.status(), "devices": devices})
             return 0
         previous: dict[str, tuple[float, int]] = {}
         history: dict[str, dict[str, deque]] = {}
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             for gone in set(history) - {r["id"] for r in rows}:
                 del history[gone]
             lines = frame(rows, rates, kernel.status(), history)
+            print_devices(rows, device_stats(kernel, rows), lines.append)  # LLM devices: tokens/s, batch, KV
             width = shutil.get_terminal_size((160, 40)).columns
             text = "\n".join(line[:width] for line in lines)
             if args.once:

@@ -29,6 +29,8 @@ def test_all_matches_exports():
         "pool_dispatcher",
         "scheduling",
         "bench",
+        "agents",
+        "llm",
         "keys",
         "snapshots",
     }

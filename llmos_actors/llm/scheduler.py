@@ -1,0 +1,233 @@
+"""The token-level scheduler: which sequences run this step, how many tokens each, who is preempted.
+
+It never touches tensors (vLLM keeps scheduling apart from execution and memory the same way):
+it reads the sequences' levels and the block budget and returns a ``Plan`` the engine carries out.
+
+Rules, the mailboxes' MLFQ at the granularity of a token:
+
+- Levels 0 (lowest) .. 7. A waiting sequence's *effective* level is ``level + waited / aging``,
+  so nothing starves; it is admitted at that level (rounded down, at most 7).
+- A running sequence sinks one level per ``quantum`` tokens it generates (a long generation
+  yields to newcomers); the aging while it waits after a preemption lifts it back.
+- Admission: by effective level (then arrival), while the batch has room (``max_batch``) and the
+  KV budget holds its next chunk.
+- Priority preemption: when the batch is full or the budget is short and the best waiting
+  sequence's level exceeds the lowest running one's by more than ``margin``, that running
+  sequence is preempted (so a priority-7 arrival displaces a priority-0 generation at the next
+  step; equals never displace each other). A waiter that outranks it only by aging displaces it
+  once it has made a quantum of tokens since its admission: time slices, never thrashing.
+- Memory preemption: a running sequence that needs a block when none is left preempts the lowest
+  running sequence (itself if it is the lowest).
+- Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
+  prefills take the rest in chunks, so a long prompt never stalls the decoders.
+
+Every preemption, admission and demotion is recorded with its reason (``decisions``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .sequence import RUNNING, WAITING, Sequence
+
+TOP = 7
+
+
+class BlockBudget(Protocol):
+    """What the scheduler needs to know of the KV cache."""
+
+    def free_blocks(self) -> int: ...
+
+    def blocks_for(self, seq: Sequence, new_tokens: int) -> int:
+        """Blocks ``seq`` must be given to hold ``new_tokens`` more tokens (counting a swapped
+        sequence's own blocks and, for a fresh one, what the prefix cache already holds)."""
+        ...
+
+    def blocks_freed(self, seq: Sequence) -> int:
+        """Blocks that preempting ``seq`` gives back to the budget."""
+        ...
+
+
+@dataclass
+class Plan:
+    """One step: preempt these, admit those, then run ``batch`` as ``(sequence, tokens to feed)``."""
+
+    preempt: list[Sequence] = field(default_factory=list)
+    admit: list[Sequence] = field(default_factory=list)
+    batch: list[tuple[Sequence, int]] = field(default_factory=list)
+
+
+class TokenScheduler:
+    """See the module docstring.
+
+    Args:
+        max_batch: sequences in one forward at most.
+        max_step_tokens: tokens in one forward at most (decode tokens + prefill chunks).
+        aging: seconds a waiting sequence needs to climb one level (0: no aging).
+        quantum: tokens a running sequence generates before it sinks a level (0: never).
+        margin: levels by which a waiting sequence must outrank a running one to preempt it.
+        fifo: one level, arrival order, no priority preemption (for comparison).
+        clock: monotonic seconds (tests inject one).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_batch: int = 16,
+        max_step_tokens: int = 256,
+        aging: float = 1.0,
+        quantum: int = 64,
+        margin: float = 1.0,
+        fifo: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_batch < 1 or max_step_tokens < max_batch:
+            raise ValueError("max_batch must be >= 1 and max_step_tokens >= max_batch")
+        self.max_batch = max_batch
+        self.max_step_tokens = max_step_tokens
+        self.aging = aging
+        self.quantum = quantum
+        self.margin = margin
+        self.fifo = fifo
+        self.clock = clock
+        self.waiting: list[Sequence] = []
+        self.running: list[Sequence] = []
+        self.decisions: deque[dict] = deque(maxlen=200)
+        self.preemptions = 0
+
+    # ------------------------------------------------------------------ queues
+    def add(self, seq: Sequence) -> None:
+        seq.state = WAITING
+        seq.since = self.clock()
+        self.waiting.append(seq)
+
+    def remove(self, seq: Sequence) -> None:
+        """Forget a finished or cancelled sequence (wherever it is)."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+
+    def effective(self, seq: Sequence, now: float) -> float:
+        if self.fifo:
+            return 0.0
+        if seq.state == WAITING and self.aging > 0:
+            return seq.level + (now - seq.since) / self.aging
+        return float(seq.level)
+
+    def record(self, action: str, seq: Sequence, reason: str) -> None:
+        self.decisions.append(
+            {"time": time.time(), "action": action, "seq": seq.id, "level": seq.level, "reason": reason}
+        )
+
+    def generated(self, seq: Sequence) -> None:
+        """``seq`` made one token: MLFQ feedback (one level down per quantum)."""
+        seq.quantum_used += 1
+        seq.run_tokens += 1
+        if self.quantum and seq.quantum_used >= self.quantum and not self.fifo:
+            seq.quantum_used = 0
+            if seq.level > 0:
+                seq.level -= 1
+                self.record("demote", seq, f"used a quantum of {self.quantum} tokens")
+
+    # ------------------------------------------------------------------ the plan
+    def plan(self, kv: BlockBudget) -> Plan:
+        now = self.clock()
+        plan = Plan()
+        free = kv.free_blocks()
+        running = self.running
+        waiting = sorted(self.waiting, key=lambda s: (-self.effective(s, now), s.arrived))
+
+        # Priority preemption: the best waiter against the lowest runner.
+        if not self.fifo:
+            for cand in waiting:
+                if len(running) < self.max_batch and kv.blocks_for(cand, 1) <= free:
+                    break  # room for it without displacing anyone
+                victim = self._lowest(running, now)
+                if victim is None or not self._outranks(cand, victim, now):
+                    break
+                free += kv.blocks_freed(victim)
+                self._preempt(victim, plan, f"outranked by sequence {cand.id} (level {cand.level})", now)
+                if len(running) < self.max_batch and kv.blocks_for(cand, 1) <= free:
+                    break
+
+        # Admission by effective level, then arrival.
+        budget = self.max_step_tokens - sum(1 for s in running if not s.prefilling)
+        for cand in waiting:
+            if cand in plan.preempt:
+                continue
+            if len(running) >= self.max_batch:
+                break
+            first = min(len(cand.tokens) - cand.computed, max(1, budget)) if cand.swapped is None else 1
+            need = kv.blocks_for(cand, first)
+            if need > free:
+                break  # keep the order: a big request is not overtaken forever by small ones
+            free -= need
+            if not self.fifo:
+                cand.level = min(TOP, int(self.effective(cand, now)))
+            self.waiting.remove(cand)
+            cand.state = RUNNING
+            cand.since = now
+            cand.run_tokens = 0
+            running.append(cand)
+            plan.admit.append(cand)
+            self.record("admit", cand, f"waited {now - cand.arrived:.3f} s")
+
+        # Tokens this step: decoders first, then prefill chunks by level.
+        budget = self.max_step_tokens
+        needs: dict[int, int] = {}
+        order = sorted(running, key=lambda s: (s.prefilling, -s.level, s.arrived))
+        for seq in order:
+            if seq.state != RUNNING:
+                continue  # preempted below for memory
+            n = len(seq.tokens) - seq.computed
+            if seq.prefilling:
+                n = min(n, budget)
+                if n <= 0:
+                    continue
+            need = kv.blocks_for(seq, n)
+            while need > free:
+                victim = self._lowest([s for s in running if s is not seq], now)
+                if victim is None or victim.level > seq.level:
+                    victim = seq
+                free += kv.blocks_freed(victim) + needs.pop(victim.id, 0)
+                self._preempt(victim, plan, "KV budget full", now)
+                plan.batch = [(s, k) for s, k in plan.batch if s is not victim]
+                if victim is seq:
+                    break
+            if seq.state != RUNNING:
+                continue
+            free -= need
+            needs[seq.id] = need
+            budget -= n
+            plan.batch.append((seq, n))
+        return plan
+
+    def _outranks(self, cand: Sequence, victim: Sequence, now: float) -> bool:
+        bar = victim.level + self.margin
+        if cand.level > bar:
+            return True  # by its own level: at once
+        return self.effective(cand, now) > bar and victim.run_tokens >= max(1, self.quantum)
+
+    def _lowest(self, running: list[Sequence], now: float) -> Sequence | None:
+        """The running sequence to preempt first: lowest level, then latest arrival."""
+        live = [s for s in running if s.state == RUNNING]
+        if not live:
+            return None
+        return min(live, key=lambda s: (s.level, -s.arrived))
+
+    def _preempt(self, seq: Sequence, plan: Plan, reason: str, now: float) -> None:
+        self.running.remove(seq)
+        seq.state = WAITING
+        seq.since = now
+        seq.preemptions += 1
+        self.waiting.append(seq)
+        plan.preempt.append(seq)
+        if seq in plan.admit:
+            plan.admit.remove(seq)
+        self.preemptions += 1
+        self.record("preempt", seq, reason)

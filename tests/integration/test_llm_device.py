@@ -1,0 +1,178 @@
+"""The LLM device through a real daemon: concurrent greedy requests equal ``model.generate``,
+preemption and prefix cache keep the tokens, streams cancel, deaths and restarts, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from llm_tiny import PROMPTS, build_model_dir, build_tokenizer, reference_greedy
+
+import llmos_actors as llmos
+from llmos_actors.testing import wait_for
+
+MAX_TOKENS = 24
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+    tok = build_tokenizer()
+    texts = [tok.decode(ids) for ids in reference_greedy(path, PROMPTS, MAX_TOKENS)]
+    return str(path), texts
+
+
+def spawn(kernel, path, name, **settings):
+    llm = kernel.spawn(llmos.LLM, model=path, name=name, **settings)
+    wait_for(lambda: llm.call("stats")["state"] == "ready", timeout=120, what="the model to load")
+    return llm
+
+
+def concurrent(llm, prompts, **kw):
+    futures = [llm.ask("generate", p, max_tokens=MAX_TOKENS, ignore_eos=True, **kw) for p in prompts]
+    return [f.result(timeout=120) for f in futures]
+
+
+def test_eight_concurrent_requests_equal_generate(kernel, tiny):
+    path, want = tiny
+    llm = spawn(kernel, path, "llm-eq", block_size=4)
+    assert concurrent(llm, PROMPTS) == want
+    stats = llm.call("stats")
+    assert stats["tokens_total"] >= 8 * MAX_TOKENS
+    assert stats["running"] == 0 and stats["kv_blocks_used"] == 0
+    assert "llm-eq" in kernel.status()["pages"]["largest_holders"]  # the KV budget is pool pages
+    metrics = llm.call("on_metrics")
+    assert metrics["llm_tokens_total"] == stats["tokens_total"]
+    assert metrics["llm_ttft_seconds"]["count"] == 8 and metrics["llm_ttft_seconds"]["counts"][-1] == 8
+
+
+@pytest.mark.parametrize("mode", ["swap", "recompute"])
+def test_preemption_and_resume_keep_the_tokens(kernel, tiny, mode):
+    path, want = tiny
+    llm = spawn(kernel, path, f"llm-{mode}", block_size=4, kv_blocks=40, preempt=mode, prefix_cache=False)
+    assert concurrent(llm, PROMPTS) == want
+    stats = llm.call("stats")
+    assert stats["preemptions"] > 0
+    assert stats["swap_outs" if mode == "swap" else "recomputes"] > 0
+    assert stats["kv_blocks_used"] == 0 and stats["swapped"] == 0
+
+
+def test_prefix_cache_hit_keeps_the_tokens(kernel, tiny):
+    path, want = tiny
+    llm = spawn(kernel, path, "llm-prefix", block_size=4)
+    assert llm.call("generate", PROMPTS[6], max_tokens=MAX_TOKENS, ignore_eos=True) == want[6]
+    hits = llm.call("stats")["prefix_hits"]
+    assert llm.call("generate", PROMPTS[6], max_tokens=MAX_TOKENS, ignore_eos=True) == want[6]
+    assert llm.call("stats")["prefix_hits"] > hits
+
+
+def test_stream_pieces_and_close_frees_blocks(kernel, tiny):
+    path, want = tiny
+    llm = spawn(kernel, path, "llm-stream", block_size=4, prefix_cache=False)
+    pieces = list(llm.stream("generate", PROMPTS[0], max_tokens=MAX_TOKENS, ignore_eos=True))
+    assert len(pieces) > 1 and "".join(pieces) == want[0]
+    stream = llm.stream("generate", PROMPTS[1], max_tokens=400, ignore_eos=True)
+    next(stream)
+    assert llm.call("stats")["kv_blocks_used"] > 0
+    stream.close()
+    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=10, what="blocks freed")
+    assert llm.call("stats")["running"] == 0
+
+
+def test_priority_reaches_the_scheduler(kernel, tiny):
+    path, _ = tiny
+    llm = spawn(kernel, path, "llm-prio", block_size=4)
+    llm.options(priority=7).call("generate", PROMPTS[0], max_tokens=2)
+    llm.options(priority=1).call("generate", PROMPTS[0], max_tokens=2)
+    assert list(llm.options(priority=6).stream("generate", PROMPTS[0], max_tokens=2))
+    llm.options(objective=5.0).call("generate", PROMPTS[0], max_tokens=2)  # the goal function's level
+    levels = [d["level"] for d in llm.call("decisions") if d["action"] == "admit"]
+    assert levels[-4:] == [7, 1, 6, 5]
+
+
+def test_killed_caller_frees_blocks(kernel, tiny, daemon):
+    path, _ = tiny
+    llm = spawn(kernel, path, "llm-caller", block_size=4, prefix_cache=False)
+    script = textwrap.dedent(
+        f"""
+        import sys, llmos_actors as llmos
+        with llmos.connect({str(daemon.runtime_dir)!r}) as k:
+            for piece in k.lookup("llm-caller").stream("generate", "hello world", max_tokens=100000, ignore_eos=True):
+                print("piece", flush=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout.readline().startswith(b"piece")
+        assert llm.call("stats")["running"] == 1
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=20, what="blocks freed")
+    assert llm.call("stats")["running"] == 0
+
+
+def test_kill_9_fails_pending_requests_and_permanent_device_returns(kernel, tiny):
+    path, want = tiny
+    llm = spawn(kernel, path, "llm-perm", block_size=4, restart="permanent")
+    pid = next(row["pid"] for row in kernel.ps() if row["name"] == "llm-perm" and row["state"] == "running")
+    futures = [llm.ask("generate", p, max_tokens=100000, ignore_eos=True) for p in PROMPTS]
+    wait_for(lambda: llm.call("stats")["running"] == 8, timeout=30, what="all eight running")
+    os.kill(pid, signal.SIGKILL)
+    for f in futures:
+        with pytest.raises(llmos.ActorDiedError):
+            f.result(timeout=30)
+
+    def back():
+        rows = [r for r in kernel.ps() if r["name"] == "llm-perm" and r["state"] == "running"]
+        return rows and rows[0]["pid"] != pid
+
+    wait_for(back, timeout=60, what="the permanent device restarted")
+    again = kernel.lookup("llm-perm")
+    wait_for(lambda: again.call("stats")["state"] == "ready", timeout=120, what="the model to load")
+    assert again.call("generate", PROMPTS[0], max_tokens=MAX_TOKENS, ignore_eos=True) == want[0]
+
+
+def test_bad_input_is_refused_clearly_and_disturbs_nothing(kernel, tiny):
+    path, want = tiny
+    llm = spawn(kernel, path, "llm-bad", block_size=4)
+    stream = llm.stream("generate", PROMPTS[2], max_tokens=MAX_TOKENS, ignore_eos=True)
+    first = next(stream)
+    with pytest.raises(llmos.RemoteError, match="context length is 512"):
+        llm.call("generate", "hello world " * 400)
+    with pytest.raises(llmos.RemoteError, match=r"max_tokens must be an integer >= 1"):
+        llm.call("generate", "hello", max_tokens=0)
+    with pytest.raises(llmos.RemoteError, match=r"unknown option.*top_q"):
+        llm.call("generate", "hello", top_q=0.5)
+    with pytest.raises(llmos.RemoteError, match="temperature"):
+        llm.call("generate", "hello", temperature=-1)
+    with pytest.raises(llmos.LlmosError, match=r"schema|constrain"):
+        llm.call("generate", "hello", json_schema={"type": "no-such-type"})
+    with pytest.raises(llmos.RemoteError, match="messages"):
+        llm.call("chat", "not a list")
+    assert first + "".join(stream) == want[2]  # the stream in flight was not disturbed
+    assert llm.call("generate", PROMPTS[3], max_tokens=MAX_TOKENS, ignore_eos=True) == want[3]
+    assert llm.call("stats")["kv_blocks_used"] == 0
+
+
+def test_missing_model_fails_the_spawn_clearly(kernel, tmp_path):
+    with pytest.raises(llmos.ActorDiedError, match="does not exist"):
+        kernel.spawn(llmos.LLM, model=str(tmp_path / "nope.gguf"), name="llm-missing")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(llmos.ActorDiedError, match="not a GGUF file"):
+        kernel.spawn(llmos.LLM, model=str(junk), name="llm-junk")

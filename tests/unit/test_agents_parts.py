@@ -1,0 +1,127 @@
+"""The agent's parts without processes: tool descriptions, decision schema and checks, memory, grants."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+
+import llmos_actors as llmos
+from llmos_actors.agents.context import ShortTermMemory
+from llmos_actors.agents.decision import DecisionError, NotGranted, decision_schema, parse_decision
+from llmos_actors.agents.memory import LongTermMemory, match_query
+from llmos_actors.agents.permissions import Grants
+from llmos_actors.agents.tools import parse_docstring, tool_methods
+
+
+class Host(llmos.Actor):
+    @llmos.tool
+    def search(self, query: str, limit: int = 5, mode: Literal["fast", "deep"] = "fast", tags: list[str] | None = None):
+        """Search the archive for documents.
+
+        Longer explanation that is not part of the summary.
+
+        Args:
+            query: words to look for,
+                over two lines.
+            limit: how many results.
+
+        Returns:
+            the documents.
+        """
+
+    @llmos.tool(confirm=True)
+    def delete(self, doc_id: int) -> None:
+        """Delete a document."""
+
+    def plain(self) -> None:
+        """Not a tool."""
+
+
+def test_tool_spec_from_hints_and_docstring():
+    tools = tool_methods(Host)
+    assert set(tools) == {"search", "delete"}
+    spec = tools["search"].spec("archive.search")
+    assert spec.description == "Search the archive for documents."
+    props = spec.parameters["properties"]
+    assert props["query"]["type"] == "string" and props["query"]["description"] == "words to look for, over two lines."
+    assert props["limit"] == {"type": "integer", "description": "how many results."}
+    assert props["mode"] == {"enum": ["fast", "deep"]}
+    assert props["tags"]["type"] == "array" and props["tags"]["items"]["type"] == "string"
+    assert spec.parameters["required"] == ["query"]
+    assert tools["delete"].confirm and not spec.confirm
+    # The decorated method is still the plain method on an instance, and the class lists its tools.
+    host = Host.__new__(Host)
+    assert host.plain() is None and [t["name"] for t in host.llmos_tools()] == ["search", "delete"]
+
+
+def test_docstring_without_args():
+    assert parse_docstring("Only a summary.") == ("Only a summary.", {})
+
+
+def test_decision_schema_and_checks():
+    spec = tool_methods(Host)["search"].spec("archive.search")
+    schema = decision_schema([spec])
+    assert len(schema["anyOf"]) == 2
+    assert schema["anyOf"][0]["properties"]["args"]["properties"]["query"]["maxLength"] == 120
+    tools = {spec.name: spec}
+    d = parse_decision('{"thought": "look", "tool": "archive.search", "args": {"query": "cats", "limit": 2}}', tools)
+    assert d.tool == "archive.search" and d.args == {"query": "cats", "limit": 2}
+    assert parse_decision({"thought": "t", "final": "done"}, tools).final == "done"
+    assert parse_decision('{"thought": "a\tb\x01", "final": "x"}', tools).thought == "a\tb\x01"  # raw controls
+    with pytest.raises(NotGranted):
+        parse_decision({"thought": "", "tool": "archive.delete", "args": {}}, tools)
+    for bad, why in [
+        ("not json", "not JSON"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": 3}}, "expected string"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": "x", "limit": True}}, "expected integer"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": "x", "mode": "slow"}}, "not one of"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": "x", "extra": 1}}, "unexpected extra"),
+        ({"thought": ""}, "names a 'tool'"),
+        ({"thought": "", "tool": "archive.search", "args": {"query": "x", "limit": 10**30}}, "out of range"),
+    ]:
+        with pytest.raises(DecisionError, match=why):
+            parse_decision(bad, tools)
+
+
+def test_long_term_memory_search(tmp_path):
+    mem = LongTermMemory(tmp_path, "agent-1")
+    mem.add("the cat sat on the mat")
+    mem.add("dogs bark at night")
+    assert [h["text"] for h in mem.search("cat")] == ["the cat sat on the mat"]
+    assert mem.search('bark" OR *') and mem.search("")[0]["text"] == "dogs bark at night"  # no query syntax leaks
+    assert match_query("a-b (c)") == '"a" OR "b" OR "c"'
+    mem.close()
+    reader = LongTermMemory(tmp_path, "agent-1", readonly=True)
+    assert reader.count() == 2
+    with pytest.raises(PermissionError):
+        reader.add("x")
+    reader.close()
+    with pytest.raises(FileNotFoundError):
+        LongTermMemory(tmp_path, "nobody", readonly=True)
+    with pytest.raises(ValueError):
+        LongTermMemory(tmp_path, "../escape")
+
+
+def test_short_term_memory_evicts_least_recently_used():
+    evicted = []
+    stm = ShortTermMemory(budget=60, evict=evicted.append, count=lambda text: 10)
+    turns = [stm.add("user", f"turn {i} about {'apples' if i == 0 else 'pears'}") for i in range(6)]
+    assert stm.touch("apples") == 1  # recalled: the oldest turn is now the most recently used
+    stm.add("user", "one more")
+    gone = stm.fit(fixed_tokens=10)
+    assert [t.content for t in gone] == [turns[1].content, turns[2].content]
+    assert turns[0] in stm.turns and evicted == gone
+    assert stm.tokens + 10 <= 60
+
+
+def test_grants():
+    grants = Grants.parse(["calc.add", "team.board.write", "ask_agent:helper"])
+    assert grants.remote == {"calc.add": ("calc", "add"), "team.board.write": ("team.board", "write")}
+    assert grants.ask_agent == frozenset({"helper"})
+    assert Grants.parse(["ask_agent"]).ask_agent == frozenset()
+    assert Grants.parse([]).ask_agent is None
+    with pytest.raises(ValueError):
+        Grants.parse(["nodot"])
+    with pytest.raises(TypeError):
+        Grants.parse("calc.add")
