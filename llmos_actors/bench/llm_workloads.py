@@ -217,11 +217,17 @@ def safetensors_copy(ctx: BenchContext, gguf: Path) -> Path:
     out = ctx.workdir / "smollm2-hf"
     if not (out / "config.json").exists():
         import torch
+        from safetensors.torch import save_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        model.save_pretrained(out)
+        # Dequantized already, but transformers refuses to save a model loaded from a GGUF: weights and
+        # config are written directly (the config without its GGUF quantization entry).
+        save_model(model, str(out / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
 
 
