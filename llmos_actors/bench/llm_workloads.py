@@ -333,15 +333,15 @@ class PreemptResume(Workload):
         self.actors = Actors(ctx.kernel)
         self.mode = mode
         block = 16
-        # The budget holds the low answer to its end and nothing more: the urgent request's
-        # prompt (several blocks) finds no room and preempts it.
-        blocks = -(-(self.PROMPT_TOKENS + self.LOW_TOKENS) // block)
+        # The budget holds the low answer to its end and two blocks more: the urgent request's
+        # prompt (six blocks) finds no room beside it and preempts it.
+        blocks = -(-(self.PROMPT_TOKENS + self.LOW_TOKENS) // block) + 2
         with self.actors.on_error_close():
             self.device = spawn_device(
                 self.actors, kv_blocks=blocks, block_size=block, preempt=mode, prefix_cache=False
             )
         self.prompt = self._text("Repeat after me:", " word", self.PROMPT_TOKENS)
-        self.urgent = self._text("A quick question:", " why", 4 * block)
+        self.urgent = self._text("A quick question:", " why", 6 * block)
         self.note = (
             f"resume by {mode}: a {self.PROMPT_TOKENS}-token prompt, KV budget {blocks} blocks of {block} tokens; "
             f"the stall includes the urgent request's own prefill and token"
