@@ -327,7 +327,7 @@ class PreemptResume(Workload):
     warmup = False
     max_samples = 5
     PROMPT_TOKENS = 512
-    LOW_TOKENS = 24
+    LOW_TOKENS = 64
 
     def __init__(self, ctx: BenchContext, mode: str = "swap") -> None:
         self.actors = Actors(ctx.kernel)
@@ -383,8 +383,11 @@ class PreemptResume(Workload):
         reader.join(ANSWER_TIMEOUT)
         if failed:
             raise LlmosError(f"the low-priority answer failed: {failed[0]}")
-        if self.device.call("stats")[self.counter] <= before:
-            raise LlmosError(f"no preemption by {self.mode} happened (the budget did not force one)")
+        stats = self.device.call("stats")
+        if stats[self.counter] <= before:
+            raise LlmosError(
+                f"no resume by {self.mode} happened ({stats['preemptions']} preemptions, {len(stamps)} tokens made)"
+            )
         after = [t for t in stamps if t > sent]
         gaps = [b - a for a, b in itertools.pairwise([sent, *after])]
         return max(gaps)
