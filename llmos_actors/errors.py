@@ -171,10 +171,15 @@ class DeadlockError(LockError):
     code = "deadlock"
 
 
-class PoolExhausted(LlmosError, MemoryError):
-    """The shared-memory pool had no room for an allocation, even after spilling and waiting."""
+class PagesExhausted(LlmosError, MemoryError):
+    """The shared-memory pages had no room for an allocation, even after spilling and waiting."""
 
-    code = "pool_exhausted"
+    code = "pool_exhausted"  # the wire code stays: older peers know it
+
+
+#: Deprecated name of ``PagesExhausted`` (the same class), kept for one release: "pool" now
+#: means actor pools only.
+PoolExhausted = PagesExhausted
 
 
 class ObjectLost(LlmosError, LookupError):
@@ -234,14 +239,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         LockError,
         InvalidSyncArgument,
         DeadlockError,
-        PoolExhausted,
+        PagesExhausted,
         ObjectLost,
         RemoteError,
     )
 }
-
-
-def register_wire_error(cls: type[LlmosError]) -> type[LlmosError]:
-    """Make an error class from another module travel by its ``code``."""
-    WIRE_ERRORS[cls.code] = cls
-    return cls

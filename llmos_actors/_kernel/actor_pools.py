@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ class ActorPools:
     Args:
         decide: records a decision with its reason (the scheduler's ``Decisions``).
         settings: the ``[scheduler]`` section (``grow_after``, ``idle_after``).
+        spawn: starts the dispatcher and the members (the daemon's checked spawn).
     """
 
     def __init__(
@@ -64,8 +65,11 @@ class ActorPools:
         lifecycle: Lifecycle,
         decide: Callable[..., None],
         settings: dict,
+        spawn: Callable[[dict], Awaitable[ActorRecord]] | None = None,
     ) -> None:
         self.loop = loop
+        #: Spawns as a client's spawn does (every service may check the request first).
+        self.spawn = spawn or lifecycle.spawn
         self.table = table
         self.lifecycle = lifecycle
         self.decide = decide
@@ -91,7 +95,7 @@ class ActorPools:
             raise LlmosError(f"a pool named {name!r} exists")
         window = int(request.get("window", 2))
         args, _ = self._codec.pack([[window], {}], inline=True)
-        dispatcher = await self.lifecycle.spawn({"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []})
+        dispatcher = await self.spawn({"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []})
         pool = PoolRecord(
             name,
             dispatcher,
@@ -113,7 +117,7 @@ class ActorPools:
     async def _grow(self, pool: PoolRecord, reason: str) -> None:
         pool.serial += 1
         member_request = {**pool.member_request, "name": f"{pool.name}.{pool.serial}"}
-        record = await self.lifecycle.spawn(member_request)
+        record = await self.spawn(member_request)
         pool.members.append(record.id)
         pool.last_change = time.monotonic()
         await self._tell_dispatcher(pool, "add_member", self._ref_of(record), pool.tags)

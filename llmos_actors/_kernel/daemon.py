@@ -143,7 +143,9 @@ class Daemon:
         self._lifeline_r, self._lifeline_w = os.pipe()
         self.driver = LoopDriver(loop)
         self.ctx = zmq.Context()
-        self.table = ProcessTable(config.keep_exited)
+        # An exited actor's log goes when the process table forgets it (``keep_exited``): a
+        # daemon that outlives many short-lived actors keeps a bounded number of files.
+        self.table = ProcessTable(config.keep_exited, on_forget=self._forget_logs)
         self.inventory = Inventory()
         self.inventory.detect_gpus()
         echo = config.log_to_stderr if config.log_to_stderr is not None else bool(os.environ.get("JOURNAL_STREAM"))
@@ -151,9 +153,6 @@ class Daemon:
         self.logs = LogCollector(
             loop, config.state_dir, max_bytes=config.log_max_bytes, backups=config.log_backups, echo=echo
         )
-        # An exited actor's log goes when the process table forgets it (``keep_exited``): a
-        # daemon that outlives many short-lived actors keeps a bounded number of files.
-        self.table.on_forget = self._forget_logs
         self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
         sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
         self.server = RpcServer(
@@ -199,7 +198,7 @@ class Daemon:
         self.monitors = add(Monitors(self.table, self.lifecycle, self.server))
         self.sync = add(SyncObjects(self.loop, extra.get("sync")))
         self.scheduler = add(
-            Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish)
+            Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish, self.spawn)
         )
 
     def _remove_stale_sockets(self) -> None:
@@ -289,7 +288,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ operations
     async def spawn(self, request: dict) -> ActorRecord:
-        self.supervision.check_spawn(request)
+        self.services.check_spawn(request)  # any service may refuse it before it forks
         return await self.lifecycle.spawn(request)
 
     async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:

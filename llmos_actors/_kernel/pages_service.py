@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._pages import channel as C
-from .._pages.layout import PoolMap
-from .._pages.settings import PagesSettings, human, pool_size, settings_from
+from .._pages.layout import PageRegion
+from .._pages.settings import PagesSettings, human, region_size, settings_from
 from .._pages.store import ObjectMissing, ObjectStore
 from .._pages.table import Block, PageTable
 from ..config import Config
@@ -48,7 +48,7 @@ class PagesService(Service):
         self.name_of = name_of  # pid -> actor name, for ``largest_holders``
         self.settings: PagesSettings = settings_from(self.config.extra, self.config.state_dir)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pool: PoolMap | None = None
+        self.region: PageRegion | None = None
         self.fd = -1
         self.channel: PagesChannel | None = None
         self._poll_delay = POLL_IDLE
@@ -64,7 +64,7 @@ class PagesService(Service):
             log.info("shared-memory pages are disabled: arrays and tensors travel inline")
             return
         self.loop = asyncio.get_running_loop()
-        size, note = pool_size(self.settings)
+        size, note = region_size(self.settings)
         if note:
             log.warning(note)
         ps = self.settings.page_size
@@ -72,18 +72,18 @@ class PagesService(Service):
         pool_id = secrets.randbits(63)
         fd = os.memfd_create(f"llmos-{self.config.instance}-pool", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            PoolMap.create(fd, pool_id, ps, n_pages)
+            PageRegion.create(fd, pool_id, ps, n_pages)
             # Nobody may shrink it under the others' mappings (that would be SIGBUS for them).
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
-            self.pool = PoolMap(fd, daemon=True)
+            self.region = PageRegion(fd, daemon=True)
         except OSError as exc:
             os.close(fd)
             raise ConfigError(f"cannot create the shared-memory pool of {human(size)}: {exc}") from exc
         self.fd = fd
         s = self.settings
-        self.table = PageTable(self.pool.table, ttl=s.transfer_ttl, quarantine=s.quarantine)
+        self.table = PageTable(self.region.table, ttl=s.transfer_ttl, quarantine=s.quarantine)
         assert s.spill_dir is not None
-        self.store = ObjectStore(self.table, self.pool, s.spill_dir)
+        self.store = ObjectStore(self.table, self.region, s.spill_dir)
         self.store.prepare()
         self.channel = PagesChannel(
             self.loop,
@@ -109,22 +109,22 @@ class PagesService(Service):
         if self.channel is not None:
             self.channel.close()
         self.store.close()
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        if self.region is not None:
+            self.region.close()
+            self.region = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
         self.path.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
-        if self.pool is None:
+        if self.region is None:
             return {"enabled": False}
         self._drain_all()
         t = self.table
-        ps = self.pool.page_size
+        ps = self.region.page_size
         return {
-            "pool_bytes": self.pool.data_bytes,
+            "pool_bytes": self.region.data_bytes,
             "page_bytes": ps,
             "used_bytes": t.used_pages() * ps,
             "resident_bytes": self.resident_bytes(),
@@ -171,9 +171,9 @@ class PagesService(Service):
 
     def trim(self) -> int:
         """Give free pages back to the system beyond ``trim_above`` resident free bytes."""
-        pool = self.pool
-        assert pool is not None
-        ps = pool.page_size
+        region = self.region
+        assert region is not None
+        ps = region.page_size
         excess = self.resident_bytes() - self.table.used_pages() * ps - self.settings.trim_above
         trimmed = 0
         # First fit allocates from the bottom: the top of the pool is the least likely to be reused soon.
@@ -181,7 +181,7 @@ class PagesService(Service):
             if excess <= 0:
                 break
             try:
-                pool.data.madvise(mmap.MADV_REMOVE, start * ps, length * ps)
+                region.data.madvise(mmap.MADV_REMOVE, start * ps, length * ps)
             except OSError as exc:
                 log.warning("pages: cannot give free pages back: %s", exc)
                 break
@@ -226,13 +226,13 @@ class PagesService(Service):
             self.counters["bad_frames"] += 1
 
     def _op_hello(self, conn: Peer, info: Any = None) -> tuple[dict, list[int]]:
-        pool = self.pool
-        assert pool is not None
+        region = self.region
+        assert region is not None
         s = self.settings
         reply = {
-            "pool_id": pool.pool_id,
-            "page_size": pool.page_size,
-            "pages": pool.n_pages,
+            "pool_id": region.pool_id,
+            "page_size": region.page_size,
+            "pages": region.n_pages,
             "chunk_size": s.chunk_size,
             "inline_threshold": s.inline_threshold,
             "alloc_timeout": s.alloc_timeout,
@@ -253,7 +253,7 @@ class PagesService(Service):
 
     def _full(self, nbytes: int) -> dict:
         t = self.table
-        ps = self.pool.page_size  # type: ignore[union-attr]
+        ps = self.region.page_size  # type: ignore[union-attr]
         self.counters["exhausted"] += 1
         pinned = sum(1 for o in self.store.objects.values() if o.block is not None)
         holders = sorted(pid for pid, starts in t.by_pid.items() if starts)
@@ -267,7 +267,7 @@ class PagesService(Service):
         return {"error": "full", "message": message}
 
     def _op_alloc(self, conn: Peer, nbytes: Any) -> tuple[dict, None]:
-        ps = self.pool.page_size  # type: ignore[union-attr]
+        ps = self.region.page_size  # type: ignore[union-attr]
         if type(nbytes) is not int or nbytes <= 0:
             return {"error": "bad", "message": f"alloc needs a positive byte count, not {nbytes!r}"}, None
         if nbytes > self.table.n_pages * ps:
@@ -279,7 +279,7 @@ class PagesService(Service):
         return {"start": block.start, "pages": block.pages, "gen": block.gen}, None
 
     def _check_meta(self, block: Block, meta: Any) -> list:
-        ps = self.pool.page_size  # type: ignore[union-attr]
+        ps = self.region.page_size  # type: ignore[union-attr]
         if type(meta) is not list or len(meta) != 7 or meta[0] not in META_KINDS:
             raise ValueError("malformed object metadata")
         base_off, span = meta[4], meta[5]

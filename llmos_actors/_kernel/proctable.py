@@ -52,7 +52,7 @@ class ActorRecord:
     ready: asyncio.Future | None = None
     exited_event: asyncio.Event = field(default_factory=asyncio.Event)
     placement_note: str = ""
-    # -- supervision (issue 5) -------------------------------------------------------
+    # -- supervision -------------------------------------------------------
     supervisor: str = ""  # id of the supervisor it belongs to ("" = standalone)
     limits: dict = field(default_factory=dict)  # per-actor intensity/period/backoff overrides
     wanted_down: bool = False  # stopped by request: never restarted
@@ -150,14 +150,15 @@ def exit_reason(exitcode: int | None, signum: int | None, *, failure: dict | Non
 class ProcessTable:
     """Actors by id, by live name and by pid; exited records kept up to a bound."""
 
-    def __init__(self, keep_exited: int = 200) -> None:
+    def __init__(self, keep_exited: int = 200, on_forget: Callable[[ActorRecord], None] | None = None) -> None:
         self.by_id: dict[str, ActorRecord] = {}
         self.by_name: dict[str, ActorRecord] = {}
         self.by_pid: dict[int, ActorRecord] = {}
         self._exited: OrderedDict[str, None] = OrderedDict()
         self.keep_exited = keep_exited
         #: Called with each exited record the table lets go of (its logs can go with it).
-        self.on_forget: Callable[[ActorRecord], None] | None = None
+        #: Called with each exited record the table forgets (beyond ``keep_exited``).
+        self.on_forget = on_forget
 
     def new_id(self) -> str:
         while True:

@@ -16,9 +16,6 @@ from typing import Any
 
 from .. import _validate as check
 
-STRATEGIES = check.STRATEGIES
-POLICIES = check.RESTART_POLICIES
-
 #: Defaults of the ``[supervisor]`` config section.
 DEFAULT_LIMITS = {"intensity": 5, "period": 10.0, "backoff": 0.1, "backoff_max": 5.0}
 LIMIT_KEYS = check.RESTART_LIMIT_KEYS

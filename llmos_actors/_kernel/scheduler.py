@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
@@ -114,6 +114,7 @@ class Scheduler(Service):
         inventory: Inventory,
         lifecycle: Lifecycle,
         publish: Callable[[str, dict], None],
+        spawn: Callable[[dict], Awaitable[ActorRecord]] | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -122,7 +123,7 @@ class Scheduler(Service):
         self.inventory = inventory
         self.settings = scheduler_settings(dict(config.extra))
         self.decide = Decisions(publish)
-        self.pools = ActorPools(loop, table, lifecycle, self.decide, self.settings)
+        self.pools = ActorPools(loop, table, lifecycle, self.decide, self.settings, spawn)
         self.reniced: dict[str, int] = {}  # actor id -> nice it had before we raised it
         self.loaded = False
         self._procs: dict[int, psutil.Process] = {}

@@ -43,6 +43,10 @@ class Service:
         return {}
 
     # ------------------------------------------------------------------ actor events
+    def check_spawn(self, request: dict) -> None:
+        """A spawn request, before anything is recorded or forked: raise to refuse it (it may fill
+        in defaults)."""
+
     def on_new_record(self, record: Any) -> None:
         """A new actor record, before its first incarnation forks (it may still be refused here)."""
 
@@ -79,6 +83,10 @@ class Services:
 
     def __reversed__(self) -> Iterator[Service]:
         return reversed(self.items)
+
+    def check_spawn(self, request: dict) -> None:
+        for service in self.items:
+            service.check_spawn(request)
 
     def record_created(self, record: Any) -> None:
         for service in self.items:

@@ -132,7 +132,7 @@ class SyncLedger:
         return found
 
     def waits(self, limit: int) -> list[dict]:
-        out = []
+        out: list[dict] = []
         for holder, obj in self.waiting_on.items():
             if len(out) >= limit:
                 break

@@ -49,7 +49,6 @@ from .sync_waits import who as describe_holder
 
 log = logging.getLogger(__name__)
 
-KINDS = check.SYNC_KINDS
 #: Default bound on the number of named objects (``[sync] max_objects``).
 MAX_OBJECTS = 10_000
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ObjectLost, PoolExhausted, ProtocolError
+from ..errors import ObjectLost, PagesExhausted, ProtocolError
 from . import channel as C
 from .mapping import U8, LocalBlock, PagesMapping
 
@@ -36,7 +36,7 @@ class PageClient(PagesMapping):
         """``nbytes`` of pool memory as a writable uint8 lease (shared mapping).
 
         Raises:
-            PoolExhausted: no room after spilling and waiting ``alloc_timeout`` (or ``timeout``).
+            PagesExhausted: no room after spilling and waiting ``alloc_timeout`` (or ``timeout``).
         """
         for attempt in (1, 2):
             self.require()
@@ -91,7 +91,7 @@ class PageClient(PagesMapping):
                 self._register(block)
                 return block
             if reply.get("error") != "full" or time.monotonic() >= deadline:
-                raise PoolExhausted(
+                raise PagesExhausted(
                     f"shared-memory pool exhausted: {reply.get('message', reply)}"
                     + (f" (waited {wait:g} s; [pages] alloc_timeout)" if reply.get("error") == "full" else "")
                 )
@@ -110,16 +110,16 @@ class PageClient(PagesMapping):
     # ------------------------------------------------------------------ sending
     def locate(self, low: int, span: int) -> tuple[LocalBlock, bool, int] | None:
         """The held block whose pages contain ``[low, low + span)``: ``(block, readonly, offset)``."""
-        pool = self.pool
-        if pool is None:
+        region = self.region
+        if region is None:
             return None
-        if pool.base <= low and low + span <= pool.base + pool.data_bytes:
-            rel, readonly = low - pool.base, False
-        elif pool.robase <= low and low + span <= pool.robase + pool.data_bytes:
-            rel, readonly = low - pool.robase, True
+        if region.base <= low and low + span <= region.base + region.data_bytes:
+            rel, readonly = low - region.base, False
+        elif region.robase <= low and low + span <= region.robase + region.data_bytes:
+            rel, readonly = low - region.robase, True
         else:
             return None
-        ps = pool.page_size
+        ps = region.page_size
         self.lock.acquire()
         try:
             i = bisect.bisect_right(self.starts, rel // ps) - 1
@@ -162,7 +162,7 @@ class PageClient(PagesMapping):
         """Map a received handle (already validated) as a lease; tells the daemon we took it."""
         self.lock.acquire()
         try:
-            if self.pool is None:  # detached meanwhile (every kernel closed, or the daemon went away)
+            if self.region is None:  # detached meanwhile (every kernel closed, or the daemon went away)
                 raise ProtocolError(f"no shared-memory pool attached for {self.runtime_dir}")
             block = self.blocks.get(start)
             if block is None:
@@ -193,7 +193,7 @@ class PageClient(PagesMapping):
 
     def get(self, oid: str, timeout: float | None = None) -> tuple[np.ndarray, list]:
         """Map a stored object (read-only); returns its lease and metadata."""
-        pool = self.require()
+        region = self.require()
         wait = float(self.info.get("alloc_timeout", 10.0)) if timeout is None else timeout
         deadline = time.monotonic() + wait
         while True:
@@ -209,7 +209,7 @@ class PageClient(PagesMapping):
                     else:
                         block.holds += 1
                     base_off, span = meta[4], meta[5]
-                    if base_off + span > pages * pool.page_size:
+                    if base_off + span > pages * region.page_size:
                         raise ProtocolError("stored object lies outside its pages")
                     return self._lease(block, base_off, span, readonly=True), meta
             finally:
@@ -217,7 +217,7 @@ class PageClient(PagesMapping):
             if reply.get("error") == "missing":
                 raise ObjectLost(reply.get("message", f"no object {oid!r}"))
             if reply.get("error") != "full" or time.monotonic() >= deadline:
-                raise PoolExhausted(f"cannot restore object {oid}: {reply.get('message', reply)}")
+                raise PagesExhausted(f"cannot restore object {oid}: {reply.get('message', reply)}")
             time.sleep(0.01)
 
     def free(self, oid: str) -> None:

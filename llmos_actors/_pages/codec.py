@@ -1,9 +1,9 @@
-"""The pool-aware ``ArrayCodec``: large arrays and tensors travel as page handles.
+"""The page-aware ``ArrayCodec``: large arrays and tensors travel as page handles.
 
 Below ``inline_threshold`` bytes they are copied into the message as before (cheaper than
-any bookkeeping). At or above it they go as a handle to pool pages: a tensor allocated
-in the pool travels as it is (O(1) whatever its size); any other is copied into the pool
-once. CUDA tensors travel by CUDA IPC handle. Without a pool (pages disabled, or the
+any bookkeeping). At or above it they go as a handle to shared pages: a tensor allocated
+in the page region travels as it is (O(1) whatever its size); any other is copied into the page region
+once. CUDA tensors travel by CUDA IPC handle. Without a page region (pages disabled, or the
 daemon has none) the inline path remains.
 """
 
@@ -47,14 +47,14 @@ class PageArrayCodec(ArrayCodec):
 
     @property
     def client(self) -> PageClient:
-        """This process's client for the pool (made on first use: numpy loads only then)."""
+        """This process's client for the pages (made on first use: numpy loads only then)."""
         client = self._client
         if client is None:
             from .registry import client_for
 
             client = client_for(self.runtime_dir)
             client.use()
-            if self._closed:  # used after close (a late reply): do not keep the pool for us
+            if self._closed:  # used after close (a late reply): do not keep the pages mapped for us
                 client.unuse()
             self._client = client
         return client

@@ -138,8 +138,8 @@ def locate(client: PageClient, view: View, mode: str) -> tuple[LocalBlock, bool,
 
 def encode(client: PageClient, obj: Any, mode: str, fanout: bool) -> list:
     """The ``EXT_PAGES`` payload for ``obj``; copies it into the pool first if it is not there."""
-    pool = client.pool
-    assert pool is not None
+    region = client.region
+    assert region is not None
     view = describe(obj)
     loc = locate(client, view, mode)
     lease = None
@@ -153,7 +153,7 @@ def encode(client: PageClient, obj: Any, mode: str, fanout: bool) -> list:
     sender, seq = client.sent(block, fanout)
     del lease  # after the transfer is registered: our release cannot overtake it
     return [
-        pool.pool_id,
+        region.pool_id,
         view.kind,
         view.dtype,
         view.shape,
@@ -255,20 +255,20 @@ def decode(client: PageClient, payload: Any) -> Any:
     pool_id, kind, dtype, shape, strides, start, pages, gen, base_off, span, first, sender, seq, mode = payload
     if kind not in (KIND_NUMPY, KIND_TORCH) or mode not in MODES:
         raise ProtocolError("page handle: unknown kind or mode")
-    pool = client.require()
-    if pool_id != pool.pool_id:
+    region = client.require()
+    if pool_id != region.pool_id:
         raise ProtocolError("page handle from another pool (another daemon, or a daemon that restarted)")
     for value in (start, pages, gen, base_off, span, first, sender, seq):
         if type(value) is not int:
             raise ProtocolError(f"page handle: {value!r:.40} where an int belongs")
-    if not 0 <= start < pool.n_pages or not 1 <= pages <= pool.n_pages - start:
-        raise ProtocolError(f"page handle: pages {start}+{pages} are outside the pool ({pool.n_pages} pages)")
-    if pool.run(start) != (gen, pages) or gen <= 0:
+    if not 0 <= start < region.n_pages or not 1 <= pages <= region.n_pages - start:
+        raise ProtocolError(f"page handle: pages {start}+{pages} are outside the pool ({region.n_pages} pages)")
+    if region.run(start) != (gen, pages) or gen <= 0:
         raise ProtocolError(
             f"stale or forged page handle: pages {start}+{pages} generation {gen} are not allocated as such "
             "(freed and reused, or never handed out)"
         )
-    if base_off < 0 or span < 0 or base_off + span > pages * pool.page_size:
+    if base_off < 0 or span < 0 or base_off + span > pages * region.page_size:
         raise ProtocolError("page handle: offset and size lie outside its pages")
     dt, itemsize = itemsize_of(kind, dtype)
     check_view(kind, shape, strides, itemsize, first, span)

@@ -1,4 +1,4 @@
-"""The pool file: a header, a per-page table, then the data pages; and how a process maps it.
+"""The page region's file: a header, a per-page table, then the data pages; and how a process maps it.
 
     [preamble 64 B][page table: n_pages x (generation u64, run length u64)] .. padding ..
     [data: n_pages x page_size]
@@ -42,11 +42,11 @@ def address_of(buf: Any) -> int:
     return int(view.ctypes.data)
 
 
-class PoolMap:
-    """One process's mappings of a pool file.
+class PageRegion:
+    """One process's mappings of the page region (the daemon's memfd of shared pages).
 
     Args:
-        fd: the pool file (a memfd); not kept open (the mappings keep the memory).
+        fd: the region's file (a memfd); not kept open (the mappings keep the memory).
         daemon: map the header writable (only the daemon writes the page table) and skip the
             read-only mapping.
     """
@@ -55,7 +55,7 @@ class PoolMap:
         raw = os.pread(fd, _PREAMBLE.size, 0)
         magic, pool_id, page_size, n_pages, hbytes, dbytes = _PREAMBLE.unpack(raw)
         if magic != MAGIC:
-            raise ValueError("not an llmos pool file")
+            raise ValueError("not an llmos page region file")
         self.pool_id = pool_id
         self.page_size = page_size
         self.n_pages = n_pages

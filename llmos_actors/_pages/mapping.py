@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from . import channel as C
-from .layout import PoolMap
+from .layout import PageRegion
 from .owned import OwnValues
 from .ring import Ring
 
@@ -76,7 +76,7 @@ class PagesMapping:
         self.users = 0
         self.pid = 0
         self.sock: socket.socket | None = None
-        self.pool: PoolMap | None = None
+        self.region: PageRegion | None = None
         self.ring: Ring | None = None
         self.info: dict = {}
         self.available = False
@@ -205,7 +205,7 @@ class PagesMapping:
                 raise ConnectionError(f"unexpected hello reply: {info!r:.200}")
             if len(fds) < 2:
                 raise ConnectionError("the daemon sent no note ring")
-            pool = PoolMap(fds[0])
+            region = PageRegion(fds[0])
             ring = Ring(mmap.mmap(fds[1], Ring.size()))
         except (OSError, ValueError) as exc:
             sock.close()
@@ -216,7 +216,7 @@ class PagesMapping:
             return False
         for fd in fds:
             os.close(fd)  # the mappings keep the memory; no descriptor stays open
-        self.sock, self.pool, self.ring, self.info, self.pid = sock, pool, ring, info, os.getpid()
+        self.sock, self.region, self.ring, self.info, self.pid = sock, region, ring, info, os.getpid()
         self.inline_threshold = int(info.get("inline_threshold", INLINE_THRESHOLD))
         _quiet_readonly_warning()
         self.available = True
@@ -237,7 +237,7 @@ class PagesMapping:
         die); their releases have nobody to go to, and any of them sent later is copied in.
         """
         self._forget_daemon_state()
-        self.pool = None
+        self.region = None
 
     def _forget_daemon_state(self) -> None:
         """Drop the channel and everything recorded about blocks, holds and stored values."""
@@ -260,17 +260,17 @@ class PagesMapping:
         if self.ring is not None:
             self.ring.close()
             self.ring = None
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        if self.region is not None:
+            self.region.close()
+            self.region = None
         self.available = False
         self._failed_at = -RETRY_ATTACH - 1.0
 
-    def require(self) -> PoolMap:
+    def require(self) -> PageRegion:
         if not self.attach():
             raise ProtocolError(self.error or f"no shared-memory pool at {self.runtime_dir}")
-        assert self.pool is not None
-        return self.pool
+        assert self.region is not None
+        return self.region
 
     # ------------------------------------------------------------------ channel
     def _note(self, *parts: Any) -> None:
@@ -314,12 +314,12 @@ class PagesMapping:
     ) -> np.ndarray:
         """A flat view of ``nbytes`` at ``offset`` in ``block`` (uint8, or ``dtype`` when its item
         size divides ``nbytes``); its death releases the lease."""
-        pool = self.pool
-        assert pool is not None
-        mm = pool.rodata if readonly else pool.data
+        region = self.region
+        assert region is not None
+        mm = region.rodata if readonly else region.data
         assert mm is not None
         base = np.frombuffer(
-            mm, dtype=dtype, count=nbytes // dtype.itemsize, offset=block.start * pool.page_size + offset
+            mm, dtype=dtype, count=nbytes // dtype.itemsize, offset=block.start * region.page_size + offset
         )
         block.leases += 1
         # A plain weakref with a callback (cheaper than weakref.finalize); we keep the ref alive.

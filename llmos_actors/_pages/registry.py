@@ -1,6 +1,6 @@
-"""Which ``PageClient`` serves a daemon in this process, and which pool is the default.
+"""Which ``PageClient`` serves a daemon in this process, and which daemon's pages are the default.
 
-The pool is mapped once per process and daemon, so the registry is per process by nature;
+The page region is mapped once per process and daemon, so the registry is per process by nature;
 this module is light (no numpy) so that importing the client API stays fast.
 """
 
@@ -57,14 +57,14 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def note_kernel(runtime_dir: Path | str) -> None:
-    """A kernel handle connected to ``runtime_dir``: the default pool, if none was chosen yet."""
+    """A kernel handle connected to ``runtime_dir``: the default pages, if none were chosen yet."""
     with _lock:
         if not _default:
             _default.append(str(runtime_dir))
 
 
 def set_default(runtime_dir: Path | str) -> None:
-    """The pool ``llmos.empty()`` and friends use when given no kernel (actors: their daemon's)."""
+    """The pages ``llmos.empty()`` and friends use when given no kernel (actors: their daemon's)."""
     with _lock:
         _default[:] = [str(runtime_dir)]
 

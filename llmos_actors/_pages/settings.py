@@ -67,7 +67,7 @@ class PagesSettings:
         page_size: allocation granule of the page table (a power of two, >= the OS page).
         chunk_size: arena chunk a process gets at once for small allocations.
         inline_threshold: arrays/tensors smaller than this travel inside the message (copied).
-        alloc_timeout: how long an allocation waits for space (after spilling) before PoolExhausted.
+        alloc_timeout: how long an allocation waits for space (after spilling) before PagesExhausted.
         transfer_ttl: how long a handle in flight keeps its pages if no receiver takes it.
         quarantine: after a transfer expires, its pages stay unused this long (late receivers revive them).
         spill_dir: where least recently used objects go when the pool is full (default: state_dir/spill).
@@ -160,13 +160,13 @@ def mem_available() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def pool_size(
+def region_size(
     settings: PagesSettings,
     *,
     shm: Callable[[], int | None] = shm_capacity,
     available: Callable[[], int] = mem_available,
 ) -> tuple[int, str]:
-    """The pool size to create and a note for the log when it is small.
+    """The page region size to create and a note for the log when it is small.
 
     Raises:
         ConfigError: a configured size larger than the host's shared memory (/dev/shm).
@@ -189,7 +189,7 @@ def pool_size(
     if size < SMALL_POOL:
         note = (
             f"shared-memory pool is only {human(size)} because /dev/shm is {human(cap or 0)}: tensors larger "
-            "than that cannot be shared and allocations will fail with PoolExhausted; give the host more "
-            "shared memory (e.g. `docker run --shm-size=8g`) or set [pages] size"
+            "than that cannot be shared and allocations will fail with PagesExhausted (was PoolExhausted); give the "
+            "host more shared memory (e.g. `docker run --shm-size=8g`) or set [pages] size"
         )
     return size, note

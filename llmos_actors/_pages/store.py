@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .layout import PoolMap
+from .layout import PageRegion
 from .table import Block, PageTable
 
 
@@ -44,13 +44,13 @@ class ObjectStore:
     def __init__(
         self,
         table: PageTable,
-        pool: PoolMap,
+        region: PageRegion,
         spill_dir: Path,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table
-        self.pool = pool
+        self.region = region
         self.spill_dir = spill_dir
         self.clock = clock
         self.objects: dict[str, StoredObject] = {}
@@ -68,7 +68,7 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ operations
     def put(self, pid: int, block: Block, meta: list, *, detached: bool) -> str:
-        oid = f"{self.pool.pool_id:016x}-{next(self._ids)}"
+        oid = f"{self.region.pool_id:016x}-{next(self._ids)}"
         block.store += 1
         self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock())
         return oid
@@ -82,12 +82,12 @@ class ObjectStore:
     def restore(self, obj: StoredObject, alloc: Callable[[int], Block | None]) -> bool:
         """Read a spilled object back into fresh pages; False if the pool has no room."""
         assert obj.path is not None
-        ps = self.pool.page_size
+        ps = self.region.page_size
         size = obj.path.stat().st_size
         block = alloc(-(-size // ps) or 1)
         if block is None:
             return False
-        view = memoryview(self.pool.data)
+        view = memoryview(self.region.data)
         try:
             with open(obj.path, "rb") as fh:
                 fh.readinto(view[block.start * ps : block.start * ps + size])
@@ -151,11 +151,11 @@ class ObjectStore:
     def _spill(self, obj: StoredObject) -> None:
         block = obj.block
         assert block is not None
-        ps = self.pool.page_size
+        ps = self.region.page_size
         _kind, _dtype, _shape, _strides, base_off, span, _first = obj.meta
         size = base_off + span
         path = self.spill_dir / f"{obj.oid}.bin"
-        view = memoryview(self.pool.data)
+        view = memoryview(self.region.data)
         try:
             with open(path, "wb") as fh:
                 fh.write(view[block.start * ps : block.start * ps + size])
@@ -167,7 +167,7 @@ class ObjectStore:
         self.table.maybe_free(block)
         # Give the memory back too: the pages are free, their contents are on disk.
         try:
-            self.pool.data.madvise(_MADV_REMOVE, block.start * ps, block.pages * ps)
+            self.region.data.madvise(_MADV_REMOVE, block.start * ps, block.pages * ps)
         except (AttributeError, OSError, ValueError):
             pass
         self.counters["spills"] += 1

@@ -22,7 +22,7 @@ import zmq
 
 from .._pages.codec import PageArrayCodec
 from .._pages.objref import ObjectRef
-from .._pages.registry import set_default as set_default_pool
+from .._pages.registry import set_default as set_default_pages
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
@@ -113,7 +113,7 @@ class ActorRuntime:
             arrays=PageArrayCodec(self.config.runtime_dir),
         )
         self.server_codec = codec
-        set_default_pool(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pool
+        set_default_pages(self.config.runtime_dir)  # llmos.empty() in this actor: its daemon's pages
         sock_path = self.config.runtime_dir / "a" / self.actor_id
         try:
             sock_path.unlink()  # a previous incarnation's socket file

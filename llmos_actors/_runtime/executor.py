@@ -4,7 +4,7 @@ Requests go into the mailbox as the socket delivers them; ``pump`` takes them ou
 in order while there is capacity:
 
 - plain methods run on the actor's main thread, one at a time (``max_concurrency``
-  of 1), or on a pool of that many threads;
+  of 1), or on that many threads;
 - ``async def`` methods run as tasks on the actor's loop, at most ``max_async`` at once;
 - generator methods stream, in turns of one quantum each (``stream_runner``);
 - topic deliveries call the subscribed method once per message.
@@ -42,9 +42,6 @@ PUMP_SLICE = 0.0005
 #: Within a slice, seconds between looks at the socket (an EVENTS query: well under a
 #: microsecond), so an urgent call that arrived waits for at most one running method.
 INTAKE_EVERY = 0.0002
-#: Topic messages per mailbox entry: a topic batch (up to 1,024) is queued in pieces, so
-#: urgent calls get a look-in between them, as between calls.
-TOPIC_CHUNK = P.BATCH_MAX_ITEMS
 
 
 _PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
@@ -69,7 +66,7 @@ class ActorExecutor(Invoker):
         self.overflow = settings.overflow
         max_concurrency = settings.max_concurrency
         self.max_sync = max(1, max_concurrency)
-        self.pool = (
+        self.threads = (
             ThreadPoolExecutor(max_concurrency, thread_name_prefix="llmos-actor") if max_concurrency > 1 else None
         )
         self.max_async = settings.max_async
@@ -132,12 +129,8 @@ class ActorExecutor(Invoker):
             self.stats["topic_drops"] = self.stats.get("topic_drops", 0) + len(items)
             return
         self.topic_queued += len(items)
-        put = self.mailbox.put
-        if len(items) <= TOPIC_CHUNK:
-            put(TopicDelivery(fn, kind, topic, items), None, None)
-        else:
-            for start in range(0, len(items), TOPIC_CHUNK):
-                put(TopicDelivery(fn, kind, topic, items[start : start + TOPIC_CHUNK]), None, None)
+        for piece in TopicDelivery.pieces(fn, kind, topic, items):
+            self.mailbox.put(piece, None, None)
         self.schedule_pump()
 
     def _pump_after_read(self) -> None:
@@ -166,7 +159,7 @@ class ActorExecutor(Invoker):
         now = monotonic()
         end = now + PUMP_SLICE
         look_at = now + INTAKE_EVERY
-        inline = self.pool is None
+        inline = self.threads is None
         server = self.server
         base = self.priority
         while len(mailbox):
@@ -242,7 +235,7 @@ class ActorExecutor(Invoker):
             return
         if kind == ASYNC:
             self._run_async(req, fn)
-        elif self.pool is not None:
+        elif self.threads is not None:
             self._run_in_pool(req, fn)
         else:
             self._run_inline(req, fn)
@@ -266,7 +259,7 @@ class ActorExecutor(Invoker):
     def _run_in_pool(self, req: Request, fn: Callable[..., Any]) -> None:
         self.busy_sync += 1
         call = functools.partial(fn, *req.args, **req.kwargs)
-        fut = self.loop.run_in_executor(self.pool, call)
+        fut = self.loop.run_in_executor(self.threads, call)
 
         def done(f: asyncio.Future) -> None:
             self.busy_sync -= 1
@@ -388,8 +381,8 @@ class ActorExecutor(Invoker):
             task.cancel()
         if cancelled:  # let them reply (ActorDiedError, see _finished) before the socket closes
             await asyncio.wait(cancelled, timeout=0.5)
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.threads is not None:
+            self.threads.shutdown(wait=False, cancel_futures=True)
 
     def _finished(self, req: Request, task: asyncio.Future) -> None:
         if self.stopping and task.cancelled():  # cut off by a stop: to the caller, the actor died

@@ -7,11 +7,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._wire import protocol as P
 from ..actor import RESERVED_NAMES
 
 log = logging.getLogger(__name__)
 
 SYNC, ASYNC, GEN, AGEN = "sync", "async", "gen", "agen"
+
+#: Topic messages per mailbox entry: a topic batch (up to 1,024) is queued in pieces, so
+#: urgent calls get a look-in between them, as between calls.
+TOPIC_CHUNK = P.BATCH_MAX_ITEMS
 
 
 def classify(fn: Callable[..., Any]) -> str:
@@ -57,6 +62,13 @@ class TopicDelivery:
         self.topic = topic
         self.items = items
         self.prio = prio
+
+    @classmethod
+    def pieces(cls, fn: Callable[..., Any], kind: str, topic: str, items: list) -> list[TopicDelivery]:
+        """One delivery per ``TOPIC_CHUNK`` messages."""
+        if len(items) <= TOPIC_CHUNK:
+            return [cls(fn, kind, topic, items)]
+        return [cls(fn, kind, topic, items[i : i + TOPIC_CHUNK]) for i in range(0, len(items), TOPIC_CHUNK)]
 
     def run(self) -> None:
         fn, topic = self.fn, self.topic

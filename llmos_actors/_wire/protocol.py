@@ -34,7 +34,6 @@ END = "end"
 NOTICE = "notice"  # unsolicited: death notices, topic deliveries
 
 REQUEST_KINDS = frozenset({CALL, TELL, STREAM, CANCEL, CREDIT, BATCH})
-REPLY_KINDS = frozenset({OK, ERR, ITEM, END, NOTICE, BATCH})
 
 #: Largest batch we build, in items and in bytes; keeps one frame bounded.
 BATCH_MAX_ITEMS = 128

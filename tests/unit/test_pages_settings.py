@@ -10,7 +10,7 @@ import pytest
 from llmos_actors import ConfigError
 from llmos_actors._pages.channel import FrameReader, frame
 from llmos_actors._pages.ring import Ring
-from llmos_actors._pages.settings import GIB, MIB, PagesSettings, parse_size, pool_size, settings_from
+from llmos_actors._pages.settings import GIB, MIB, PagesSettings, parse_size, region_size, settings_from
 
 
 def test_parse_size():
@@ -38,13 +38,13 @@ def test_settings_from_config_validates():
 def test_configured_pool_larger_than_dev_shm_is_refused_clearly():
     s = PagesSettings(size=8 * GIB).check()
     with pytest.raises(ConfigError, match=r"exceeds this host's shared memory: /dev/shm is 64\.0 MiB.*shm-size"):
-        pool_size(s, shm=lambda: 64 * MIB, available=lambda: 16 * GIB)
+        region_size(s, shm=lambda: 64 * MIB, available=lambda: 16 * GIB)
 
 
 def test_automatic_size_and_small_dev_shm_note():
-    size, note = pool_size(PagesSettings(), shm=lambda: 24 * GIB, available=lambda: 20 * GIB)
+    size, note = region_size(PagesSettings(), shm=lambda: 24 * GIB, available=lambda: 20 * GIB)
     assert size == 5 * GIB and not note
-    size, note = pool_size(PagesSettings(), shm=lambda: 64 * MIB, available=lambda: 20 * GIB)
+    size, note = region_size(PagesSettings(), shm=lambda: 64 * MIB, available=lambda: 20 * GIB)
     assert size == 32 * MIB and "/dev/shm is 64.0 MiB" in note and "PoolExhausted" in note
 
 
