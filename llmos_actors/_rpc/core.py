@@ -86,7 +86,7 @@ class ClientCore:
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.LINGER, 0)
-        # Blocking receives (a sync caller reading its own reply) give up after one slice.
+        # Blocking receives (a blocked caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
         conn = Connection(

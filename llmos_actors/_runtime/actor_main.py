@@ -166,9 +166,9 @@ class ActorRuntime:
     # ------------------------------------------------------------------ monitors and links
     def monitor(self, target: Any) -> int:
         """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
-        from ..supervision import _target
+        from ..supervision import target_id
 
-        name = _target(target)
+        name = target_id(target)
         ref = self.core.next_id()
         self._monitors[ref] = name
         self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)

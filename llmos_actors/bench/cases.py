@@ -173,6 +173,14 @@ CASES: dict[str, Case] = {
             ray="1:1 actor calls async: ray.get([actor.f.remote() for _ in range(1000)])",
         ),
         Case(
+            "1_1_actor_calls_pipelined",
+            "calls/s",
+            f"one caller starts {ours.ASYNC_WINDOW} calls to one actor with ref.ask, then waits for all "
+            "(blocking client)",
+            lambda ctx: ours.PipelinedCalls(ctx),
+            peers=("zmq_dealer_router",),
+        ),
+        Case(
             "1_1_actor_calls_concurrent",
             "calls/s",
             "as 1_1_actor_calls_async, to an actor whose method is async def (calls run concurrently)",
