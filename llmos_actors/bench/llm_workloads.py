@@ -217,11 +217,17 @@ def safetensors_copy(ctx: BenchContext, gguf: Path) -> Path:
     out = ctx.workdir / "smollm2-hf"
     if not (out / "config.json").exists():
         import torch
+        from safetensors.torch import save_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        model.save_pretrained(out)
+        # Dequantized already, but transformers refuses to save a model loaded from a GGUF: weights and
+        # config are written directly (the config without its GGUF quantization entry).
+        save_model(model, str(out / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (out / "config.json").write_text(json.dumps(config, indent=1))
     return out
 
 
@@ -321,21 +327,21 @@ class PreemptResume(Workload):
     warmup = False
     max_samples = 5
     PROMPT_TOKENS = 512
-    LOW_TOKENS = 24
+    LOW_TOKENS = 64
 
     def __init__(self, ctx: BenchContext, mode: str = "swap") -> None:
         self.actors = Actors(ctx.kernel)
         self.mode = mode
         block = 16
-        # The budget holds the low answer to its end and nothing more: the urgent request's
-        # prompt (several blocks) finds no room and preempts it.
-        blocks = -(-(self.PROMPT_TOKENS + self.LOW_TOKENS) // block)
+        # The budget holds the low answer to its end and two blocks more: the urgent request's
+        # prompt (six blocks) finds no room beside it and preempts it.
+        blocks = -(-(self.PROMPT_TOKENS + self.LOW_TOKENS) // block) + 2
         with self.actors.on_error_close():
             self.device = spawn_device(
                 self.actors, kv_blocks=blocks, block_size=block, preempt=mode, prefix_cache=False
             )
         self.prompt = self._text("Repeat after me:", " word", self.PROMPT_TOKENS)
-        self.urgent = self._text("A quick question:", " why", 4 * block)
+        self.urgent = self._text("A quick question:", " why", 6 * block)
         self.note = (
             f"resume by {mode}: a {self.PROMPT_TOKENS}-token prompt, KV budget {blocks} blocks of {block} tokens; "
             f"the stall includes the urgent request's own prefill and token"
@@ -377,8 +383,11 @@ class PreemptResume(Workload):
         reader.join(ANSWER_TIMEOUT)
         if failed:
             raise LlmosError(f"the low-priority answer failed: {failed[0]}")
-        if self.device.call("stats")[self.counter] <= before:
-            raise LlmosError(f"no preemption by {self.mode} happened (the budget did not force one)")
+        stats = self.device.call("stats")
+        if stats[self.counter] <= before:
+            raise LlmosError(
+                f"no resume by {self.mode} happened ({stats['preemptions']} preemptions, {len(stamps)} tokens made)"
+            )
         after = [t for t in stamps if t > sent]
         gaps = [b - a for a, b in itertools.pairwise([sent, *after])]
         return max(gaps)

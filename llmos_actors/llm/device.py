@@ -32,7 +32,7 @@ LOAD_TIMEOUT = 600.0
 
 def _pool_alloc(shape: tuple[int, ...], dtype: Any) -> Any:
     """KV memory from the kernel's page pool (the device's holding shows in ``llmos status``)."""
-    from .._pages.api import empty
+    from ..pages import empty
 
     return empty(shape, dtype)
 
