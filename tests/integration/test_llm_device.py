@@ -32,6 +32,8 @@ def tiny(tmp_path_factory):
 
 
 def spawn(kernel, path, name, **settings):
+    settings.setdefault("kv_blocks", 512)  # the tiny model's blocks are 2 KiB: a 1 MiB budget
+    settings.setdefault("cpus", 1)  # one torch thread: nothing to spin-wait for on a busy machine
     llm = kernel.spawn(llmos.LLM, model=path, name=name, **settings)
     wait_for(lambda: llm.call("stats")["state"] == "ready", timeout=120, what="the model to load")
     return llm
@@ -44,7 +46,7 @@ def concurrent(llm, prompts, **kw):
 
 def test_eight_concurrent_requests_equal_generate(kernel, tiny):
     path, want = tiny
-    llm = spawn(kernel, path, "llm-eq", block_size=4)
+    llm = spawn(kernel, path, "llm-eq", block_size=4, kv_blocks=4096)  # 8 MiB of pool pages
     assert concurrent(llm, PROMPTS) == want
     stats = llm.call("stats")
     assert stats["tokens_total"] >= 8 * MAX_TOKENS
