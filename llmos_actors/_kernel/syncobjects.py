@@ -149,7 +149,7 @@ class SyncObjects(Service):
 
     def _waiter(self, req: Request, holder: Holder, ticket: Any, obj: SyncState, op: str) -> Waiter:
         check.ticket(ticket)
-        waiter = Waiter(holder, req.ident, ticket, self.loop.create_future(), obj, op)
+        waiter = Waiter(holder, req.ident, ticket, self.loop.create_future(), obj, op, since=self.ledger.clock.time())
         key = (req.ident, ticket)
         self.tickets[key] = waiter
         waiter.fut.add_done_callback(lambda _: self.tickets.pop(key, None))

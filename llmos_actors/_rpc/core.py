@@ -25,6 +25,7 @@ from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
 from .driver import LoopDriver
 from .pubsub import Publisher
+from .tracing import tracer_for
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
 SEND_HWM = 128
@@ -55,6 +56,8 @@ class ClientCore:
         ctx: zmq.Context | None = None,
     ) -> None:
         self.config = config
+        #: Call spans and trace context in headers ([tracing] enabled), else None: no cost.
+        self.tracer = tracer_for(config)
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
@@ -86,7 +89,7 @@ class ClientCore:
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.LINGER, 0)
-        # Blocking receives (a sync caller reading its own reply) give up after one slice.
+        # Blocking receives (a blocked caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
         conn = Connection(
@@ -159,6 +162,8 @@ class ClientCore:
             )
         msg_id = self.next_id()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.tracer is not None:
+            extra = self.tracer.outgoing(method, extra)
         head = P.request_header(kind, msg_id, method, prio, deadline, extra)
         return msg_id, head, body, bufs, deadline
 

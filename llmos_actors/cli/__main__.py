@@ -7,11 +7,35 @@ import os
 import sys
 
 from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
-from . import bench_cmd, call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd, top_cmd, topics_cmd
+from . import (
+    bench_cmd,
+    call_cmd,
+    daemon_cmd,
+    kill_cmd,
+    logs_cmd,
+    ps_cmd,
+    spawn_cmd,
+    stats_cmd,
+    status_cmd,
+    top_cmd,
+    topics_cmd,
+)
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
+COMMANDS = [
+    daemon_cmd,
+    status_cmd,
+    ps_cmd,
+    spawn_cmd,
+    call_cmd,
+    kill_cmd,
+    logs_cmd,
+    topics_cmd,
+    top_cmd,
+    stats_cmd,
+    bench_cmd,
+]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -22,6 +46,7 @@ EPILOG = """examples:
   llmos sub sys.actor.                         # the daemon's events, as JSON lines
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
+  llmos stats c --watch                        # c's latency percentiles, live
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 
