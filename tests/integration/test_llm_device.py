@@ -52,9 +52,6 @@ def test_eight_concurrent_requests_equal_generate(kernel, tiny):
     assert stats["tokens_total"] >= 8 * MAX_TOKENS
     assert stats["running"] == 0 and stats["kv_blocks_used"] == 0
     assert "llm-eq" in kernel.status()["pages"]["largest_holders"]  # the KV budget is pool pages
-    metrics = llm.call("on_metrics")
-    assert metrics["llm_tokens_total"] == stats["tokens_total"]
-    assert metrics["llm_ttft_seconds"]["count"] == 8 and metrics["llm_ttft_seconds"]["counts"][-1] == 8
 
 
 @pytest.mark.parametrize("mode", ["swap", "recompute"])
