@@ -80,7 +80,7 @@ class LLM(Actor):
             net, tokenizer, name = loading.load(self._model_arg, device=device, dtype=dtype)
             try:  # CPU: the KV storage in pool pages; any device: swapped blocks in pool pages
                 engine = build_engine(net, tokenizer, self.settings, on_events=self._on_events, alloc=_pool_alloc)
-            except LlmosError as exc:  # no page pool here: plain memory, said in the log
+            except LlmosError as exc:  # no page region here: plain memory, said in the log
                 log.warning("LLM device: KV cache outside the page pool (%s)", exc)
                 engine = build_engine(net, tokenizer, self.settings, on_events=self._on_events)
             self.tokenizer, self.model_name, self.engine = tokenizer, name, engine

@@ -32,6 +32,8 @@ def tiny(tmp_path_factory):
 
 
 def spawn(kernel, path, name, **settings):
+    settings.setdefault("kv_blocks", 512)  # the tiny model's blocks are 2 KiB: a 1 MiB budget
+    settings.setdefault("cpus", 1)  # one torch thread: nothing to spin-wait for on a busy machine
     llm = kernel.spawn(llmos.LLM, model=path, name=name, **settings)
     wait_for(lambda: llm.call("stats")["state"] == "ready", timeout=120, what="the model to load")
     return llm
@@ -44,15 +46,12 @@ def concurrent(llm, prompts, **kw):
 
 def test_eight_concurrent_requests_equal_generate(kernel, tiny):
     path, want = tiny
-    llm = spawn(kernel, path, "llm-eq", block_size=4)
+    llm = spawn(kernel, path, "llm-eq", block_size=4, kv_blocks=4096)  # 8 MiB of pool pages
     assert concurrent(llm, PROMPTS) == want
     stats = llm.call("stats")
     assert stats["tokens_total"] >= 8 * MAX_TOKENS
     assert stats["running"] == 0 and stats["kv_blocks_used"] == 0
     assert "llm-eq" in kernel.status()["pages"]["largest_holders"]  # the KV budget is pool pages
-    metrics = llm.call("on_metrics")
-    assert metrics["llm_tokens_total"] == stats["tokens_total"]
-    assert metrics["llm_ttft_seconds"]["count"] == 8 and metrics["llm_ttft_seconds"]["counts"][-1] == 8
 
 
 @pytest.mark.parametrize("mode", ["swap", "recompute"])

@@ -75,6 +75,9 @@ def test_batched_greedy_equals_generate_one_at_a_time(tiny):
         assert out.text[seq.id] == tok.decode(want)
         assert out.done[seq.id]["finish_reason"] == "length"
     assert engine.kv.manager.available() == engine.kv.manager.num_blocks  # filed blocks stay cached, available
+    ttft = engine.meter.ttft.snapshot()  # what LLM.on_metrics reports as llm_ttft_seconds
+    assert ttft["count"] == 8 and ttft["counts"][-1] == 8 and len(ttft["le"]) == len(ttft["counts"])
+    assert engine.meter.tokens_total == 8 * MAX_TOKENS
 
 
 @pytest.mark.parametrize("mode", ["swap", "recompute"])
