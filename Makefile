@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo test lint typecheck check chaos soak bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo test lint typecheck check chaos soak fuzz bench bench-quick bench-pytest peers install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ chaos: $(STAMP)
 ## soak: long stability runs
 soak: $(STAMP)
 	$(PY) -m pytest -m soak
+
+## fuzz: 100,000+ random and mutated frames at every socket a client can reach (several minutes)
+fuzz: $(STAMP)
+	$(PY) -m pytest -m fuzz tests/integration/test_security_fuzz.py -p no:randomly
 
 # The peers extra (Ray) for the benchmarks; the test suite does not need it.
 $(PEERS): $(STAMP)

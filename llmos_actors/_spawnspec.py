@@ -20,6 +20,15 @@ from .config import OVERFLOW_POLICIES
 from .errors import ActorImportError
 
 RESTART_POLICIES = ("permanent", "transient", "temporary")
+#: Largest packed constructor arguments (bytes): the fork server carries the whole request in one
+#: frame of at most 64 MiB, so arguments stay well below it (large data travels as pages or refs).
+MAX_SPAWN_ARGS_BYTES = 32 * 1024 * 1024
+#: Bounds on the other client-controlled parts of a spawn request.
+MAX_PATH_ENTRIES = 256
+MAX_PATH_CHARS = 4096
+MAX_ENV_ENTRIES = 1024
+MAX_ENV_BYTES = 1024 * 1024
+MAX_PRIORITY = 7
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -213,4 +222,126 @@ def build_spawn_request(codec: Codec, cls: Any, args: tuple, kwargs: dict, optio
             raise TypeError(f"supervisor must be a supervisor handle or its id/name, not {sup!r}")
     if "exclusive" in request:
         request["exclusive"] = bool(request["exclusive"])
+    return check_spawn_request(request)
+
+
+#: Keys a spawn request may carry on the wire.
+REQUEST_KEYS = frozenset(
+    {"cls", "path", "main_file", "args", "restart", "restart_limits"} | set(SPAWN_OPTIONS) - {"restart"}
+)
+
+
+def check_spawn_request(request: Any) -> dict:
+    """Validate a spawn request as it travels (the client builds it; the daemon checks it again).
+
+    Returns the request. Every field is checked for type and bounds, so whatever a client
+    sends, the daemon either refuses it with a clear error or can act on it safely.
+
+    Raises:
+        TypeError / ValueError: a bad field, named in the message.
+        ActorImportError: ``cls`` is not ``module:Class``.
+    """
+    if not isinstance(request, dict):
+        raise TypeError("a spawn request is a map")
+    unknown = set(request) - REQUEST_KEYS
+    if unknown:
+        raise ValueError(f"unknown spawn request fields: {', '.join(sorted(map(str, unknown)))}")
+    cls = request.get("cls")
+    if not isinstance(cls, str) or len(cls) > 512 or not CLASS_RE.match(cls):
+        raise ActorImportError(f"actor class must be named 'module:Class', not {cls!r:.200}")
+    path = request.get("path", [])
+    if path is None:
+        path = []
+    if not isinstance(path, list) or len(path) > MAX_PATH_ENTRIES:
+        raise ValueError(f"spawn 'path' must be a list of at most {MAX_PATH_ENTRIES} directories")
+    if not all(isinstance(p, str) and 0 < len(p) <= MAX_PATH_CHARS and "\0" not in p for p in path):
+        raise ValueError(f"spawn 'path' entries must be directory names of at most {MAX_PATH_CHARS} characters")
+    main_file = request.get("main_file")
+    if main_file is not None and (not isinstance(main_file, str) or not 0 < len(main_file) <= MAX_PATH_CHARS):
+        raise ValueError("spawn 'main_file' must be a file name")
+    args = request.get("args", b"")
+    if not isinstance(args, bytes):
+        raise TypeError("spawn request 'args' must be packed bytes")
+    if len(args) > MAX_SPAWN_ARGS_BYTES:
+        raise ValueError(
+            f"spawn arguments of {len(args)} bytes exceed the limit of {MAX_SPAWN_ARGS_BYTES} bytes "
+            "(MAX_SPAWN_ARGS_BYTES): pass large data as an array or tensor (pages) or an object ref"
+        )
+    name = request.get("name")
+    if name is not None and (not isinstance(name, str) or not NAME_RE.match(name)):
+        raise ValueError(f"actor name must match {NAME_RE.pattern} (letters, digits, '.', '_', '-'), not {name!r:.100}")
+    priority = request.get("priority")
+    if priority is not None and (type(priority) is not int or not 0 <= priority <= MAX_PRIORITY):
+        raise ValueError(f"priority must be an int from 0 (lowest) to {MAX_PRIORITY} (highest), not {priority!r:.50}")
+    restart = request.get("restart")
+    if restart is not None and restart not in RESTART_POLICIES:
+        raise ValueError(f"restart must be one of {RESTART_POLICIES}, not {restart!r:.50}")
+    limits = request.get("restart_limits")
+    if limits is not None:
+        if not isinstance(limits, dict) or not set(limits) <= {"intensity", "period", "backoff", "backoff_max"}:
+            raise ValueError("restart_limits must be a map of intensity, period, backoff, backoff_max")
+        _check_restart({"policy": restart or "permanent", **limits})
+    overflow = request.get("overflow")
+    if overflow is not None and overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r:.50}")
+    for key in ("max_concurrency", "mailbox_size"):
+        value = request.get(key)
+        if value is not None and (type(value) is not int or not 1 <= value <= 1 << 31):
+            raise ValueError(f"{key} must be an int from 1 to 2**31, not {value!r:.50}")
+    env = request.get("env")
+    if env is not None:
+        if not isinstance(env, dict) or len(env) > MAX_ENV_ENTRIES:
+            raise TypeError(f"env must be a dict of str to str with at most {MAX_ENV_ENTRIES} entries")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise TypeError("env must be a dict of str to str")
+        if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_BYTES:
+            raise ValueError(f"env exceeds the limit of {MAX_ENV_BYTES} characters")
+    for key in ("cpus", "gpus"):
+        value = request.get(key)
+        if isinstance(value, list) and len(value) > 4096:
+            raise ValueError(f"{key} lists more than 4096 devices")
+        _check_devices(value, key)
+    supervisor = request.get("supervisor")
+    if supervisor is not None and (not isinstance(supervisor, str) or not 0 < len(supervisor) <= 128):
+        raise TypeError("supervisor must be a supervisor id or name")
+    exclusive = request.get("exclusive")
+    if exclusive is not None and type(exclusive) is not bool:
+        raise TypeError("exclusive must be a bool")
+    return request
+
+
+#: Most members a pool may have (a bound on what one request makes the daemon start).
+MAX_POOL_SIZE = 1024
+MAX_POOL_TAGS = 64
+
+
+def check_pool_request(request: Any) -> dict:
+    """Validate a pool request as it travels: its member request is checked like a spawn.
+
+    Raises:
+        TypeError / ValueError / ActorImportError: a bad field, named in the message.
+    """
+    if not isinstance(request, dict) or not isinstance(request.get("member"), dict):
+        raise TypeError("a pool request is a map with the member spawn request under 'member'")
+    unknown = set(request) - {"member", "size", "min", "max", "tags", "window", "name"}
+    if unknown:
+        raise ValueError(f"unknown pool request fields: {', '.join(sorted(map(str, unknown)))}")
+    member = request["member"]
+    if "name" in member:
+        raise ValueError("a pool's member request must not carry a name (members are named after the pool)")
+    check_spawn_request(member)
+    name = request.get("name")
+    if name is not None and (not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 56):
+        raise ValueError(f"pool name must match {NAME_RE.pattern} in at most 56 characters, not {name!r:.100}")
+    for key, default in (("size", 1), ("min", 1), ("max", 1), ("window", 2)):
+        value = request.get(key, default)
+        if type(value) is not int or not 1 <= value <= MAX_POOL_SIZE:
+            raise ValueError(f"pool {key} must be an int from 1 to {MAX_POOL_SIZE}, not {value!r:.50}")
+    tags = request.get("tags") or []
+    if (
+        not isinstance(tags, list)
+        or len(tags) > MAX_POOL_TAGS
+        or not all(isinstance(t, str) and len(t) <= 128 for t in tags)
+    ):
+        raise ValueError(f"pool tags must be a list of at most {MAX_POOL_TAGS} short strings")
     return request

@@ -11,10 +11,11 @@ import os
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 from . import _spawnspec
+from ._auditing import AsyncAuditMixin, AuditMixin
+from ._connecting import check_reachable, config_for
 from ._pages.api import AsyncPagesKernel, PagesKernel
 from ._rpc.connection import Connection
 from ._rpc.core import ClientCore
@@ -22,7 +23,7 @@ from ._rpc.driver import IOThread, LoopDriver
 from ._rpc.waiters import AsyncWaiter, SyncWaiter
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
-from .config import CONTROL_SOCKET, Config, load_config
+from .config import Config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .pools import AsyncPoolsMixin, PoolsMixin
 from .refs import ActorRef, AsyncActorRef, wait_sync
@@ -34,19 +35,12 @@ from .topics import AsyncTopicsMixin, TopicsMixin
 CONTROL_TIMEOUT = 30.0
 
 
-def _config_for(runtime_dir: str | os.PathLike[str] | None, config: Config | None) -> Config:
-    if config is not None:
-        return config
-    return load_config({"runtime_dir": runtime_dir} if runtime_dir else None)
+def _config_for(runtime_dir: str | os.PathLike[str] | None, config: Config | None, **keys: Any) -> Config:
+    return config_for(runtime_dir, config, **keys)
 
 
 def _check_daemon_socket(config: Config) -> None:
-    path = Path(config.runtime_dir) / CONTROL_SOCKET
-    if not path.exists():
-        raise DaemonUnavailable(
-            f"no llmos daemon at {config.runtime_dir} (no {CONTROL_SOCKET} socket); "
-            "start one with `llmos daemon` or point LLMOS_RUNTIME_DIR / --runtime-dir at a running one"
-        )
+    check_reachable(config)
 
 
 def _hello_payload() -> dict:
@@ -67,7 +61,7 @@ def _target(ref_or_name: Any) -> str:
     return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
 
 
-class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
+class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, PagesKernel):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -264,7 +258,9 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, PagesKernel):
         return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncPagesKernel):
+class AsyncKernel(
+    AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncAuditMixin, AsyncPagesKernel
+):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and
@@ -367,15 +363,31 @@ class AsyncKernel(AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, Asyn
         self._core_obj = None
 
 
-def connect(runtime_dir: str | os.PathLike[str] | None = None, *, config: Config | None = None) -> Kernel:
+def connect(
+    runtime_dir: str | os.PathLike[str] | None = None,
+    *,
+    config: Config | None = None,
+    key: str | os.PathLike[str] | None = None,
+    server_key: str | None = None,
+) -> Kernel:
     """Connect to the daemon of ``runtime_dir`` (default: ``$LLMOS_RUNTIME_DIR`` or the user's).
+
+    A remote daemon: ``connect("tcp://host:7700", key="~/.config/llmos/me.key", server_key=...)``
+    (CurveZMQ; ``server_key`` is the daemon's public key or its ``.pub`` file).
 
     Raises:
         DaemonUnavailable: no daemon runs there, or it does not answer.
+        ConfigError: the runtime directory is not trustworthy, or keys are missing or bad.
     """
-    return Kernel(_config_for(runtime_dir, config))
+    return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
 
 
-def connect_async(runtime_dir: str | os.PathLike[str] | None = None, *, config: Config | None = None) -> AsyncKernel:
+def connect_async(
+    runtime_dir: str | os.PathLike[str] | None = None,
+    *,
+    config: Config | None = None,
+    key: str | os.PathLike[str] | None = None,
+    server_key: str | None = None,
+) -> AsyncKernel:
     """The asyncio handle: ``async with connect_async() as kernel`` or ``kernel = await connect_async()``."""
-    return AsyncKernel(_config_for(runtime_dir, config))
+    return AsyncKernel(_config_for(runtime_dir, config, key=key, server_key=server_key))

@@ -38,7 +38,14 @@ OVERFLOW_POLICIES = ("block", "raise", "drop")
 
 
 def default_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the daemon's sockets live: $LLMOS_RUNTIME_DIR, $XDG_RUNTIME_DIR/llmos, /run/llmos (root), /tmp."""
+    """Where the daemon's sockets live: $LLMOS_RUNTIME_DIR, $XDG_RUNTIME_DIR/llmos, /run/llmos (root).
+
+    There is no shared fallback (a predictable path under /tmp could be made first by
+    another user): without ``$XDG_RUNTIME_DIR`` a directory must be given.
+
+    Raises:
+        ConfigError: none of those applies.
+    """
     env = os.environ if env is None else env
     if env.get("LLMOS_RUNTIME_DIR"):
         return Path(env["LLMOS_RUNTIME_DIR"]).expanduser()
@@ -46,7 +53,10 @@ def default_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
         return Path(env["XDG_RUNTIME_DIR"]) / "llmos"
     if os.geteuid() == 0:
         return Path("/run/llmos")
-    return Path(f"/tmp/llmos-{os.getuid()}")
+    raise ConfigError(
+        "no runtime directory: $XDG_RUNTIME_DIR is not set; set LLMOS_RUNTIME_DIR (or --runtime-dir) to a "
+        "private directory (there is no /tmp fallback: another user could create it first)"
+    )
 
 
 def default_state_dir(runtime_dir: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -111,6 +121,11 @@ class Config:
     tcp: str | None = None
     curve_secret_key_file: Path | None = None
     curve_authorized_dir: Path | None = None
+    #: A remote daemon (client side): ``tcp://host:port``, reached with CurveZMQ only, with this
+    #: client's secret key file and the daemon's public key (z85, or a ``.pub`` file).
+    connect: str | None = None
+    key_file: Path | None = None
+    server_key: str | None = None
     #: Extra settings owned by subsystems (pages, scheduler, ...), validated by them.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,6 +134,8 @@ class Config:
         return instance_name(self.runtime_dir)
 
     def endpoint(self, name: str) -> str:
+        if self.connect:
+            return tcp_endpoint(self.connect, name)
         return f"ipc://{self.runtime_dir / name}"
 
     def actor_endpoint(self, actor_id: str) -> str:
@@ -150,14 +167,35 @@ class Config:
             raise ConfigError("gc_threshold must be >= 0 (0 keeps Python's default)")
         if self.tcp:
             raise ConfigError(
-                "tcp is not supported in this version: clients connect over unix sockets in the 0700 "
-                "runtime dir; remote access will require CurveZMQ (plain TCP is never allowed)"
+                'tcp is not a setting: the daemon listens on TCP with [network] listen = ["tcp://..."] '
+                "(CurveZMQ only; plain TCP is never offered)"
             )
+        if self.connect:
+            if not self.connect.startswith("tcp://") or ":" not in self.connect[6:]:
+                raise ConfigError(f"connect must be 'tcp://host:port', not {self.connect!r}")
+            if self.key_file is None or not self.server_key:
+                raise ConfigError(
+                    "a TCP connection needs CurveZMQ keys: key= (this client's .key file, from `llmos keygen`) "
+                    "and server_key= (the daemon's public key or its .pub file); plain TCP is never offered"
+                )
         return self
 
 
+#: Ports of a daemon listening at ``tcp://host:P``: control at P, then these offsets.
+TCP_PORT_OFFSETS = {CONTROL_SOCKET: 0, EVENTS_SOCKET: 1, PUBLISH_SOCKET: 2}
+
+
+def tcp_endpoint(base: str, name: str) -> str:
+    """The TCP endpoint of the daemon socket ``name`` for a daemon listening at ``base`` (its control port)."""
+    host, _, port = base.rpartition(":")
+    try:
+        return f"{host}:{int(port) + TCP_PORT_OFFSETS[name]}"
+    except (KeyError, ValueError):
+        raise ConfigError(f"no TCP endpoint for {name!r} at {base!r}") from None
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_PATH_KEYS = {"runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir"}
+_PATH_KEYS = {"runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -235,7 +273,12 @@ def load_config(
     flags = flags or {}
     # Directories: flags > environment > file > defaults (one daemon instance per shell).
     runtime_dir = flags.get("runtime_dir") or env.get("LLMOS_RUNTIME_DIR") or settings.get("runtime_dir")
-    settings["runtime_dir"] = Path(runtime_dir).expanduser() if runtime_dir else default_runtime_dir(env)
+    if runtime_dir:
+        settings["runtime_dir"] = Path(runtime_dir).expanduser()
+    elif flags.get("connect"):  # a remote daemon: no local directory is used
+        settings["runtime_dir"] = Path("/nonexistent/llmos-remote")
+    else:
+        settings["runtime_dir"] = default_runtime_dir(env)
     state_dir = flags.get("state_dir") or env.get("LLMOS_STATE_DIR") or settings.get("state_dir")
     values = {k: _coerce(k, v) if k != "extra" else v for k, v in settings.items()}
     values["runtime_dir"] = Path(values["runtime_dir"]).absolute()

@@ -188,6 +188,18 @@ class ObjectLost(LlmosError, LookupError):
     code = "object_lost"
 
 
+class PermissionDenied(LlmosError, PermissionError):
+    """The daemon refused the request: the requester's identity or role does not allow it (nothing changed)."""
+
+    code = "permission_denied"
+
+
+class LimitExceeded(ResourceUnavailable):
+    """A request would exceed a configured limit; the message names the limit and its value (nothing changed)."""
+
+    code = "limit_exceeded"
+
+
 class RemoteError(LlmosError):
     """The actor's method raised; carries the remote type, message and traceback.
 
@@ -241,6 +253,8 @@ WIRE_ERRORS: dict[str, type[LlmosError]] = {
         DeadlockError,
         PagesExhausted,
         ObjectLost,
+        PermissionDenied,
+        LimitExceeded,
         RemoteError,
     )
 }

@@ -70,10 +70,10 @@ def _not_module_daemon(proc: psutil.Process, before: set[int]) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Chaos and soak runs only when asked for with -m."""
+    """Chaos, soak and long fuzz runs only when asked for with -m."""
     selected = config.getoption("-m") or ""
     for item in items:
-        for mark in ("chaos", "soak"):
+        for mark in ("chaos", "soak", "fuzz"):
             if item.get_closest_marker(mark) and mark not in selected:
                 item.add_marker(pytest.mark.skip(reason=f"{mark} run: select with `-m {mark}` (see README)"))
         if item.get_closest_marker("gpu") and not _has_cuda():

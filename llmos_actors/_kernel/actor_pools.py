@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._spawnspec import check_pool_request
 from .._wire.address import ActorAddress
 from .._wire.codec import Codec
-from ..errors import LlmosError, ProtocolError
+from ..errors import ActorImportError, LlmosError, ProtocolError
 from .lifecycle import Lifecycle
 from .proctable import EXITED, RESTARTING, ActorRecord, ProcessTable
 
@@ -90,6 +91,10 @@ class ActorPools:
     async def h_create(self, req: Any, request: Any) -> dict:
         if not isinstance(request, dict) or not isinstance(request.get("member"), dict):
             raise ProtocolError("pool_create takes one map with the member spawn request")
+        try:
+            check_pool_request(request)  # the member request is checked like a spawn
+        except (TypeError, ValueError, ActorImportError) as exc:
+            raise ProtocolError(f"invalid pool request: {exc}") from None
         name = request.get("name") or f"pool-{self.table.new_id()[1:7]}"
         if name in self.by_name:
             raise LlmosError(f"a pool named {name!r} exists")

@@ -7,6 +7,7 @@ becomes a clear error reply and leaves the daemon's state as it was.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from typing import Any
@@ -15,7 +16,8 @@ from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
 from .._version import __version__
 from .._wire import protocol as P
-from ..errors import ActorNotFound, ProtocolError
+from ..errors import ActorNotFound, LimitExceeded, PermissionDenied, ProtocolError
+from .auth import DAEMON, Gate, Identity
 from .proctable import EXITED, RESTARTING, ActorRecord
 
 #: Methods clients may call on the daemon. Anything else is MethodNotFound.
@@ -34,6 +36,7 @@ PUBLIC_METHODS = frozenset(
         "actor_failed",
         "actor_stopping",
         "heartbeat",
+        "audit",
     }
 )
 
@@ -52,8 +55,10 @@ class ControlService:
         self.server = server
         self.started = time.time()
         self.handlers: dict[str, Any] = {name: getattr(self, name) for name in PUBLIC_METHODS}
-        self.invoker = Invoker(server, self.handlers.get, pass_request=True, label="the daemon")
-        server.on_request = self.invoker
+        self.invoker = AuditedInvoker(server, self.handlers.get, pass_request=True, label="the daemon")
+        self.invoker.audit = daemon.audit
+        # Every request passes the gate first: who sent it (from the transport), and may they?
+        server.on_request = Gate(daemon.policy, server, daemon.audit, self.invoker)
 
     def add(self, name: str, handler: Any) -> None:
         """Expose another subsystem's handler (``handler(request, *args)``) on the control socket."""
@@ -84,21 +89,40 @@ class ControlService:
     async def spawn(self, req: Request, request: Any) -> dict:
         if not isinstance(request, dict):
             raise ProtocolError("spawn takes one map describing the actor")
-        record = await self.daemon.spawn(request)
-        return self._address_reply(record)
+        who = identity_of(req)
+        d = self.daemon
+        try:
+            d.policy.check_spawn(who, str(request.get("cls")))
+            d.quotas.check_actors(who, d.table)
+        except (PermissionDenied, LimitExceeded) as exc:
+            d.audit.refused("spawn", who, str(exc), cls=str(request.get("cls"))[:200])
+            raise
+        record = await d.spawn(request, owner=who.name)
+        d.audit.record("spawn", who, actor=record.id, name=record.name, cls=record.cls, pid=record.pid)
+        return self._address_reply(record, who)
 
     @staticmethod
-    def _address_reply(record: ActorRecord) -> dict:
-        return {**record.address(), "pid": record.pid, "cpus": record.cpus, "nice": record.nice}
+    def _address_reply(record: ActorRecord, who: Identity | None = None) -> dict:
+        address = record.address()
+        if who is not None and who.remote:  # a remote client reaches the actor over TCP (CurveZMQ)
+            address["endpoint"] = record.tcp_endpoint
+        return {**address, "pid": record.pid, "cpus": record.cpus, "nice": record.nice}
 
     def lookup(self, req: Request, name: Any) -> dict:
         record = self.daemon.table.find(_str_arg(name, "name"))
-        return self._address_reply(record)
+        return self._address_reply(record, identity_of(req))
 
     async def kill(self, req: Request, target: Any, force: bool = False, grace: Any = None, drain: bool = True) -> dict:
         record = self.daemon.table.find(_str_arg(target, "actor name"))
-        if grace is not None and (not isinstance(grace, (int, float)) or grace < 0):
-            raise ProtocolError("grace must be a number of seconds >= 0")
+        if grace is not None and (type(grace) not in (int, float) or not 0 <= grace <= 3600):
+            raise ProtocolError("grace must be a number of seconds from 0 to 3600")
+        who = identity_of(req)
+        try:
+            self.daemon.policy.check_owner(who, record.owner, f"actor {record.label!r}")
+        except PermissionDenied as exc:
+            self.daemon.audit.refused("kill", who, str(exc), actor=record.id)
+            raise
+        self.daemon.audit.record("kill", who, actor=record.id, name=record.name, force=bool(force))
         return await self.daemon.kill(record, force=bool(force), grace=grace, drain=bool(drain))
 
     def ps(self, req: Request, exited: bool = True) -> list[dict]:
@@ -133,24 +157,75 @@ class ControlService:
             raise ProtocolError("offset must be an int")
         return self.daemon.logs.read(label, lines=lines, offset=offset)
 
-    # -- from actors -------------------------------------------------------------------
-    def actor_ready(self, req: Request, actor_id: Any, info: Any = None) -> None:
+    def audit(self, req: Request, event: Any) -> None:
+        """An actor or agent reports an audit event; the daemon attaches who sent it."""
+        self.daemon.audit.client_event(identity_of(req), event)
+
+    # -- from actors (only the actor's own process: its incarnation's token, and its pid) --------
+    def _own_record(self, req: Request, method: str, actor_id: Any, token: Any) -> ActorRecord | None:
+        """The record of the actor that sent ``req``; None if unknown (a late message after its exit).
+
+        Raises:
+            PermissionDenied: the sender is not that actor's current process.
+        """
         actor_id = _str_arg(actor_id, "actor id")
         record = self.daemon.table.by_id.get(actor_id)
-        if record is not None:
-            record.control_ident = req.ident  # where notices for the actor itself go (linked exits)
-        self.daemon.lifecycle.ready(actor_id, info or {})
+        if record is None:
+            return None
+        who = identity_of(req)
+        ok = (
+            isinstance(token, str)
+            and bool(record.token)
+            and hmac.compare_digest(token.encode(), record.token.encode())
+            and not who.remote
+            and (record.pid is None or who.pid is None or who.pid == record.pid)
+        )
+        if not ok:
+            exc = PermissionDenied(f"{method} for actor {actor_id} must come from that actor's own process")
+            self.daemon.audit.refused(method, who, str(exc), actor=actor_id)
+            raise exc
+        return record
 
-    def actor_stopping(self, req: Request, actor_id: Any) -> dict:
+    def actor_ready(self, req: Request, actor_id: Any, info: Any = None, token: Any = None) -> None:
+        record = self._own_record(req, "actor_ready", actor_id, token)
+        if record is None:
+            return
+        record.control_ident = req.ident  # where notices for the actor itself go (linked exits)
+        self.daemon.lifecycle.ready(record.id, info if isinstance(info, dict) else {})
+
+    def actor_stopping(self, req: Request, actor_id: Any, token: Any = None) -> dict:
         """An actor got SIGTERM: how to treat its calls in flight (drain or cancel) and for how long."""
-        record = self.daemon.table.by_id.get(_str_arg(actor_id, "actor id"))
+        record = self._own_record(req, "actor_stopping", actor_id, token)
         mode = dict(record.stop_mode) if record is not None else {}
         mode.setdefault("drain", True)
         mode.setdefault("grace", self.daemon.config.grace)
         return mode
 
-    def actor_failed(self, req: Request, actor_id: Any, payload: Any = None) -> None:
-        self.daemon.lifecycle.failed(_str_arg(actor_id, "actor id"), payload or {})
+    def actor_failed(self, req: Request, actor_id: Any, payload: Any = None, token: Any = None) -> None:
+        record = self._own_record(req, "actor_failed", actor_id, token)
+        if record is not None:
+            self.daemon.lifecycle.failed(record.id, payload if isinstance(payload, dict) else {})
 
-    def heartbeat(self, req: Request, actor_id: Any, stats: Any = None) -> None:
-        self.daemon.lifecycle.heartbeat(_str_arg(actor_id, "actor id"), stats or {})
+    def heartbeat(self, req: Request, actor_id: Any, stats: Any = None, token: Any = None) -> None:
+        record = self._own_record(req, "heartbeat", actor_id, token)
+        if record is not None:
+            self.daemon.lifecycle.heartbeat(record.id, stats if isinstance(stats, dict) else {})
+
+
+def identity_of(req: Request) -> Identity:
+    """Who sent ``req`` (set by the gate; the daemon itself for requests it makes internally)."""
+    return getattr(req, "peer", None) or DAEMON
+
+
+class AuditedInvoker(Invoker):
+    """The daemon's invoker: a request refused as malformed or over a limit is audited too.
+
+    (Permission refusals are audited where they are decided, with what was asked.)
+    """
+
+    audit: Any = None
+
+    def fail(self, req: Request, exc: BaseException, *, traceback: bool = True) -> None:
+        if self.audit is not None and isinstance(exc, (ProtocolError, LimitExceeded)):
+            self.audit.refused(str(req.method)[:100], identity_of(req), str(exc)[:300])
+        super().fail(req, exc, traceback=traceback)

@@ -26,16 +26,21 @@ from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
 from .._version import __version__
 from .._wire.codec import Codec
+from .._wire.limits import frame_limit
 from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
 from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
+from .audit import Audit
+from .auth import Policy
 from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
 from .monitors import Monitors
+from .network import Network
 from .pages_service import PagesService
 from .proctable import ActorRecord, ProcessTable
+from .quotas import Limits, Quotas
 from .resources import Inventory
 from .scheduler import Scheduler, scheduler_settings
 from .service import Services
@@ -55,18 +60,33 @@ class AlreadyRunning(LlmosError):
 def prepare_runtime_dir(path: Path) -> None:
     """Create the runtime dir with mode 0700, or check an existing one is ours and private.
 
+    Checked without following links (``lstat``, ``O_NOFOLLOW``): a symlink planted in its
+    place by another user is refused, never followed.
+
     Raises:
-        ConfigError: it belongs to another user, or is not a directory.
+        ConfigError: a symlink, not a directory, or another user's.
     """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"runtime_dir {path} is not a directory")
-    if st.st_uid != os.geteuid():
-        raise ConfigError(f"runtime_dir {path} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    (path / ACTORS_DIR).mkdir(mode=0o700, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    for directory in (path, path / ACTORS_DIR):
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            os.mkdir(directory, 0o700)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError(f"runtime_dir {directory} is not a directory (or is a symlink): {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid():
+                raise ConfigError(f"runtime_dir {directory} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
 
 def config_as_dict(config: Config) -> dict:
@@ -101,6 +121,10 @@ class Daemon:
         # Subsystems' config sections are theirs to check: before anything starts, not halfway.
         scheduler_settings(dict(config.extra))
         settings_from(config.extra, config.state_dir)
+        self.policy = Policy.from_config(config.extra.get("security"))
+        self.limits = Limits.from_config(config.extra.get("limits"))
+        self.quotas = Quotas(self.limits)
+        self.audit = Audit()
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -154,9 +178,14 @@ class Daemon:
             loop, config.state_dir, max_bytes=config.log_max_bytes, backups=config.log_backups, echo=echo
         )
         self.zygote = ZygoteLink(loop, config_as_dict(config), self._lifeline_r, self._on_zygote_reaped)
-        sock = make_router(self.ctx, config.endpoint(CONTROL_SOCKET))
+        sock = make_router(
+            self.ctx,
+            config.endpoint(CONTROL_SOCKET),
+            max_bytes=self.limits.max_frame_bytes or frame_limit(config.max_message_bytes),
+            send_queue=self.limits.send_queue,
+        )
         self.server = RpcServer(
-            self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes
+            self.driver, sock, Codec(), lambda req: None, max_message_bytes=config.max_message_bytes, identify=True
         )
         self.control = ControlService(self, self.server)
         # The event bus comes first: the lifecycle publishes on it from its first spawn.
@@ -200,6 +229,14 @@ class Daemon:
         self.scheduler = add(
             Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish, self.spawn)
         )
+        self.network = add(Network(self))
+        self.audit.publish = publish
+        self.events.audit = self.audit
+        self.events.may = self.policy.topic_verdict
+        self.events.max_prefixes = self.limits.subscriptions
+        self.events.max_subscribers = self.limits.subscribers
+        self.sync.max_waiters = self.limits.waiters
+        self.pages.limits = self.limits
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
@@ -287,9 +324,9 @@ class Daemon:
         self.services.actor_notice(record, notice)
 
     # ------------------------------------------------------------------ operations
-    async def spawn(self, request: dict) -> ActorRecord:
+    async def spawn(self, request: dict, owner: str = "daemon") -> ActorRecord:
         self.services.check_spawn(request)  # any service may refuse it before it forks
-        return await self.lifecycle.spawn(request)
+        return await self.lifecycle.spawn(request, owner)
 
     async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:
         return await self.lifecycle.kill(record, force=force, grace=grace, drain=drain)
@@ -339,6 +376,7 @@ class Daemon:
             "fork_server": self.zygote.describe(),
             "counters": dict(self.driver.stats),
             "spawn_ms_p50": round(spawn_times[len(spawn_times) // 2] * 1000, 2) if spawn_times else None,
+            "security": {**self.audit.status(), **self.quotas.status()},
         }
         for service in self.services:
             section = service.status()
@@ -349,6 +387,7 @@ class Daemon:
 
 def run_daemon(config: Config) -> int:
     """Run a daemon in this process until it is told to stop (what ``llmos daemon`` does)."""
+    os.umask(0o077)  # sockets, logs and keys are the daemon's user's alone
     apply_gc_threshold(config.gc_threshold)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

@@ -28,9 +28,10 @@ import zmq
 
 from .._wire import protocol as P
 from .._wire.codec import error_payload
-from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header
+from .._wire.limits import CONTROL_FRAME_BYTES, frame_limit, limit_inbound
+from .._wire.topics import PUB, SYSTEM_PREFIX, array_body, check_topic, pub_header, refuse_topic
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET
-from ..errors import ProtocolError
+from ..errors import LimitExceeded, PermissionDenied, ProtocolError
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 READ_LIMIT = 256
 #: Kernel socket buffer (bytes) per subscriber connection.
 TOPIC_SOCKET_BUFFER = 256 * 1024
+#: Default bounds on subscriptions (``[limits]`` overrides them).
+DEFAULT_MAX_PREFIXES = 1024
+DEFAULT_MAX_SUBSCRIBERS = 4096
 #: Topics whose subscriber list is remembered between subscription changes.
 MATCH_CACHE = 4096
 
@@ -53,6 +57,7 @@ class Subscriber:
 
     ident: bytes
     who: str  # "actor:<id>" or "client:<pid>"
+    owner: str = ""  # the peer process, from the transport (quotas count per owner)
     prefixes: set[bytes] = field(default_factory=set)
     delivered: int = 0
     dropped: int = 0
@@ -67,6 +72,14 @@ class Subscriber:
         }
 
 
+def _peer_of(frame: Any) -> str:
+    """The sending process as the transport names it (``host:uid:gid:pid`` on unix sockets)."""
+    try:
+        return frame.get("Peer-Address") or ""
+    except zmq.ZMQError:
+        return ""
+
+
 class EventBus(Service):
     """The topic router, on the daemon's loop."""
 
@@ -79,6 +92,19 @@ class EventBus(Service):
         self.subscribers: dict[bytes, Subscriber] = {}
         self.by_prefix: dict[bytes, set[bytes]] = {}
         self._match: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._lengths: list[int] = []  # distinct lengths of subscribed prefixes, ascending
+        #: Refusals go on ``sys.audit`` (the daemon sets it).
+        self.audit: Any = None
+        #: Most prefixes one subscriber socket may hold (``[limits] subscriptions``).
+        self.max_prefixes = DEFAULT_MAX_PREFIXES
+        #: Most subscriber sockets at once (``[limits] subscribers``).
+        self.max_subscribers = DEFAULT_MAX_SUBSCRIBERS
+        self.refused = 0
+        self._held: dict[str, int] = {}  # prefixes held per peer process
+        self._peer = ""  # the peer of the control message being handled
+        #: ``may(peer_address, user_id, action) -> why not ("" if allowed)``: roles (the daemon sets it).
+        self.may: Any = None
+        self._verdicts: dict[tuple, str] = {}
         self.published = 0
         self.delivered = 0
         self.dropped = 0
@@ -94,6 +120,7 @@ class EventBus(Service):
         inbox.setsockopt(zmq.RCVHWM, config.topic_queue)
         inbox.setsockopt(zmq.LINGER, 0)
         inbox.setsockopt(zmq.SUBSCRIBE, b"")
+        limit_inbound(inbox, frame_limit(config.max_message_bytes))
         inbox.bind(config.endpoint(PUBLISH_SOCKET))
         outbox = self.ctx.socket(zmq.ROUTER)
         outbox.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -102,6 +129,7 @@ class EventBus(Service):
         outbox.setsockopt(zmq.SNDBUF, TOPIC_SOCKET_BUFFER)
         outbox.setsockopt(zmq.RCVHWM, 1000)
         outbox.setsockopt(zmq.LINGER, 0)
+        limit_inbound(outbox, CONTROL_FRAME_BYTES)
         outbox.bind(config.endpoint(EVENTS_SOCKET))
         self.inbox, self.outbox = inbox, outbox
         self._sockets = [inbox, outbox]
@@ -119,9 +147,14 @@ class EventBus(Service):
         hit = self._match.get(topic)
         if hit is not None:
             return hit
+        # Only the lengths some prefix has are looked up: the work is bounded by the number of
+        # distinct prefix lengths (at most MAX_TOPIC_BYTES + 1), not by the topic's length squared.
         idents: set[bytes] = set()
         by_prefix = self.by_prefix
-        for end in range(len(topic) + 1):
+        size = len(topic)
+        for end in self._lengths:
+            if end > size:
+                break
             found = by_prefix.get(topic[:end])
             if found:
                 idents |= found
@@ -130,6 +163,10 @@ class EventBus(Service):
         if len(self._match) > MATCH_CACHE:
             self._match.popitem(last=False)
         return result
+
+    def _index_changed(self) -> None:
+        self._match.clear()
+        self._lengths = sorted({len(p) for p in self.by_prefix})
 
     def route(self, topic: bytes, head: Any, body: Any, n: int) -> None:
         """Send one batch to every matching subscriber (never blocking; full queues drop and count)."""
@@ -172,13 +209,40 @@ class EventBus(Service):
             except (ValueError, ProtocolError):
                 self.malformed += 1
                 continue
+            raw = topic.bytes
+            why = refuse_topic(raw) or self._refuse_role(topic, "publish")
+            if why:
+                self._refuse_published(topic, why)
+                continue
             pd = head.get("pd")
             if type(pd) is int and pd > 0:
                 self.publisher_drops += pd
-            self.route(topic.bytes, head_frame, body, n)
+            self.route(raw, head_frame, body, n)
         else:
             self.loop.call_soon(self._on_published)
         self._check_subscribers()
+
+    def _refuse_role(self, frame: Any, action: str) -> str:
+        """Why the sender of ``frame`` may not ``action`` ("" if it may): its role, from the transport."""
+        if self.may is None:
+            return ""
+        try:
+            user = frame.get("User-Id")
+        except zmq.ZMQError:
+            user = None
+        key = (_peer_of(frame), user, action)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self.may(key[0], user, action)
+            if len(self._verdicts) > 4096:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
+
+    def _refuse_published(self, topic_frame: Any, why: str) -> None:
+        self.refused += 1
+        if self.audit is not None:
+            self.audit.refused("publish", f"peer:{_peer_of(topic_frame)}", why)
 
     def _check_subscribers(self) -> None:
         # Sends on the ROUTER can swallow its fd's edge for control messages waiting there.
@@ -196,19 +260,28 @@ class EventBus(Service):
         recv = self.outbox.recv_multipart
         for _ in range(READ_LIMIT):
             try:
-                frames = recv(_NOBLOCK)
+                parts = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            if len(frames) != 4 or frames[1] != b"":
+            if len(parts) != 4 or parts[1].bytes != b"":
                 self.malformed += 1
                 continue
-            ident, _, head_raw, body = frames
+            self._peer = _peer_of(parts[0])
+            ident, _, head_raw, body = (p.bytes for p in parts)
             msg_id = 0
             try:
+                denied = self._refuse_role(parts[0], "subscribe")
+                if denied:
+                    head = P.parse_header(head_raw)
+                    msg_id = head["id"]
+                    self.refused += 1
+                    if self.audit is not None:
+                        self.audit.refused("subscribe", f"peer:{self._peer}", denied)
+                    raise PermissionDenied(denied)
                 head = P.parse_header(head_raw)
                 msg_id = head["id"]
                 self._control(ident, head, msgpack.unpackb(body))
-            except (ProtocolError, ValueError, TypeError) as exc:
+            except (ProtocolError, ValueError, TypeError, LimitExceeded, PermissionDenied) as exc:
                 self._reply(ident, msg_id, P.ERR, error_payload(exc, with_traceback=False))
         else:
             self.loop.call_soon(self._on_subscriber)
@@ -223,22 +296,43 @@ class EventBus(Service):
         raw = [check_topic(p, publishing=False) for p in prefixes]
         if method == "subscribe":
             sub = self.subscribers.get(ident)
+            owner = sub.owner if sub is not None else self._peer
+            new = len(set(raw) - (sub.prefixes if sub is not None else set()))
+            if self._held.get(owner, 0) + new > self.max_prefixes:
+                self.refused += 1
+                limit = LimitExceeded(
+                    f"subscription refused: one process may hold at most {self.max_prefixes} prefixes "
+                    f"([limits] subscriptions = {self.max_prefixes})"
+                )
+                if self.audit is not None:
+                    self.audit.refused("subscribe", f"peer:{owner}", str(limit))
+                raise limit
             if sub is None:
-                sub = self.subscribers[ident] = Subscriber(ident, who[:200])
+                if len(self.subscribers) >= self.max_subscribers:
+                    self.refused += 1
+                    raise LimitExceeded(
+                        f"subscription refused: the daemon serves at most {self.max_subscribers} subscriber "
+                        f"sockets ([limits] subscribers = {self.max_subscribers})"
+                    )
+                sub = self.subscribers[ident] = Subscriber(ident, who[:200], owner)
             for prefix in raw:
+                if prefix not in sub.prefixes:
+                    self._held[owner] = self._held.get(owner, 0) + 1
                 sub.prefixes.add(prefix)
                 self.by_prefix.setdefault(prefix, set()).add(ident)
-            self._match.clear()
+            self._index_changed()
             self._reply(ident, head["id"], P.OK, len(sub.prefixes))
         elif method == "unsubscribe":
             sub = self.subscribers.get(ident)
             if sub is not None:
                 for prefix in raw or list(sub.prefixes):
-                    sub.prefixes.discard(prefix)
+                    if prefix in sub.prefixes:
+                        sub.prefixes.discard(prefix)
+                        self._release(sub.owner)
                     self._unindex(prefix, ident)
                 if not sub.prefixes:
                     del self.subscribers[ident]
-                self._match.clear()
+                self._index_changed()
             if head.get("kind") == P.CALL:
                 self._reply(ident, head["id"], P.OK, None)
         else:
@@ -249,6 +343,13 @@ class EventBus(Service):
             self.outbox.send_multipart([ident, b"", P.reply_header(kind, msg_id), msgpack.packb(value)], _NOBLOCK)
         except zmq.ZMQError:
             pass  # gone, or hopelessly behind: it will time out and retry
+
+    def _release(self, owner: str) -> None:
+        left = self._held.get(owner, 0) - 1
+        if left > 0:
+            self._held[owner] = left
+        else:
+            self._held.pop(owner, None)
 
     def _unindex(self, prefix: bytes, ident: bytes) -> None:
         idents = self.by_prefix.get(prefix)
@@ -262,7 +363,8 @@ class EventBus(Service):
         if sub is not None:
             for prefix in sub.prefixes:
                 self._unindex(prefix, ident)
-            self._match.clear()
+                self._release(sub.owner)
+            self._index_changed()
 
     def on_actor_exit(self, record: Any) -> None:
         """An actor's subscriptions go with it."""
@@ -283,6 +385,7 @@ class EventBus(Service):
             "publisher_drops": self.publisher_drops,
             "daemon_events": self.daemon_events,
             "malformed": self.malformed,
+            "refused": self.refused,
             "slowest": sorted((s.describe() for s in self.subscribers.values()), key=lambda d: -d["dropped"])[:5],
             "system_prefix": SYSTEM_PREFIX,
         }

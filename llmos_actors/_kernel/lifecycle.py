@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .._spawnspec import check_spawn_request
 from ..config import Config
-from ..errors import LlmosError, ProtocolError
+from ..errors import ActorImportError, LlmosError, ProtocolError
 from .linux import describe_status, signal_name
 from .logs import LogCollector
 from .proctable import (
@@ -88,21 +90,26 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ spawning
     def new_record(self, request: dict) -> ActorRecord:
-        """Validate a spawn request and enter it in the table (state: starting)."""
-        cls = request.get("cls")
-        if not isinstance(cls, str) or ":" not in cls:
-            raise ProtocolError("spawn request needs 'cls' as 'module:Class'")
-        if not isinstance(request.get("args", b""), bytes):
-            raise ProtocolError("spawn request 'args' must be packed bytes")
+        """Validate a spawn request (the client's own validator, again) and enter it in the table.
+
+        Raises:
+            ProtocolError: the request is malformed (nothing was entered).
+            NameTaken: a live actor has that name.
+        """
+        try:
+            check_spawn_request(request)
+        except (TypeError, ValueError, ActorImportError) as exc:
+            raise ProtocolError(f"invalid spawn request: {exc}") from None
         actor_id = self.table.new_id()
+        priority = request.get("priority")
         record = ActorRecord(
             id=actor_id,
             name=request.get("name") or "",
-            cls=cls,
+            cls=request["cls"],
             request=request,
             endpoint=self.config.actor_endpoint(actor_id),
             overflow=request.get("overflow") or self.config.overflow,
-            priority=request.get("priority", 4) if request.get("priority") is not None else 4,
+            priority=4 if priority is None else priority,
             restart=request.get("restart") or "temporary",
             exclusive=bool(request.get("exclusive")),
             supervisor=request.get("supervisor") or "",
@@ -112,23 +119,33 @@ class Lifecycle:
         self.table.add(record)
         return record
 
-    async def spawn(self, request: dict) -> ActorRecord:
+    def _unrecord(self, record: ActorRecord) -> None:
+        """Take back a record that never forked: table entry and placement."""
+        self.inventory.release(record.id)
+        if self.table.by_id.get(record.id) is record:
+            del self.table.by_id[record.id]
+        if record.name and self.table.by_name.get(record.name) is record:
+            del self.table.by_name[record.name]
+
+    async def spawn(self, request: dict, owner: str = "daemon") -> ActorRecord:
         """Start a new actor and return its record once it is READY.
+
+        Whatever fails before the fork takes back what was reserved (table entry, cores);
+        whatever fails after it is recorded as the incarnation's exit.
 
         Raises:
             ActorImportError / ActorDiedError: it failed to start (reason attached).
-            ResourceUnavailable / NameTaken: refused before forking.
+            ResourceUnavailable / NameTaken / ProtocolError: refused before forking.
         """
         record = self.new_record(request)
+        record.owner = owner
         try:
             placement = self.inventory.place(record.id, request.get("cpus"), request.get("gpus"), record.exclusive)
+            record.cpus, record.gpus = placement.cpus, placement.gpus
+            self.events.record_created(record)
         except BaseException:
-            del self.table.by_id[record.id]
-            if record.name and self.table.by_name.get(record.name) is record:
-                del self.table.by_name[record.name]
+            self._unrecord(record)
             raise
-        record.cpus, record.gpus = placement.cpus, placement.gpus
-        self.events.record_created(record)
         await self.start(record)
         return record
 
@@ -162,6 +179,7 @@ class Lifecycle:
         spec["cpus"] = record.cpus
         spec["nice"] = nice_for(record.priority)
         spec["priority"] = record.priority
+        spec["token"] = record.token
         env = dict(request.get("env") or {})
         if placement is not None:
             env.update(self.inventory.child_env(placement))
@@ -171,6 +189,7 @@ class Lifecycle:
     async def start(self, record: ActorRecord) -> None:
         """Fork one incarnation of ``record`` and wait for its READY (or its death)."""
         record.state = STARTING
+        record.token = secrets.token_urlsafe(24)
         record.incarnation += 1
         record.exit = None
         record.failure = None
@@ -180,12 +199,16 @@ class Lifecycle:
         record.ready = self.loop.create_future()
         record.started_mono = time.monotonic()
         pid_ref: list = [None]
-        output, fds = self.logs.capture(record.label, pid_ref, record.tail)
-        self.outputs[record.id] = output
+        output = None
         try:
-            pid = await self.zygote.fork(record.id, self.child_spec(record), fds)
+            spec = self.child_spec(record)
+            output, fds = self.logs.capture(record.label, pid_ref, record.tail)
+            self.outputs[record.id] = output
+            pid = await self.zygote.fork(record.id, spec, fds)
         except BaseException as exc:
-            output.close()
+            if output is not None:
+                self.outputs.pop(record.id, None)
+                output.close()
             self._finish(record, None, None, reason=f"could not fork: {exc}")
             raise
         pid_ref[0] = pid
@@ -216,6 +239,8 @@ class Lifecycle:
             record.placement_note = info.get("nice_error", "")
             record.overflow = info.get("overflow", record.overflow)
             record.trap_exits = bool(info.get("trap_exits"))
+            tcp = info.get("tcp_endpoint")
+            record.tcp_endpoint = tcp if isinstance(tcp, str) and tcp.startswith("tcp://") else ""
         if record.ready is not None and not record.ready.done():
             record.ready.set_result(record)
         self.publish(

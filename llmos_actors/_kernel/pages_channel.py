@@ -164,7 +164,7 @@ class PagesChannel:
                 log.warning("pages: accept failed: %s", exc)
                 return
             pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-            if uid != os.geteuid() and os.geteuid() != 0:
+            if uid not in (os.geteuid(), 0):  # the daemon's user (and root) only, root daemon or not
                 sock.close()
                 continue
             sock.setblocking(False)

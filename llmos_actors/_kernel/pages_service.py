@@ -54,6 +54,8 @@ class PagesService(Service):
         self.counters = {"exhausted": 0, "bad_frames": 0, "processes_reclaimed": 0, "trimmed_bytes": 0}
         self._tick_handle: asyncio.TimerHandle | None = None
         self.path = self.config.runtime_dir / C.SOCKET_NAME
+        #: Per-process store quotas (``quotas.Limits``; the daemon sets it, None: unbounded).
+        self.limits: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -278,6 +280,16 @@ class PagesService(Service):
             meta = self._check_meta(block, meta)
         except ValueError as exc:
             return {"error": "bad", "message": str(exc)}, None
+        count, size = self.store.held_by(conn.pid)
+        limits = self.limits
+        if limits is not None:
+            for name, value, limit in (
+                ("stored_objects", count + 1, limits.stored_objects),
+                ("stored_bytes", size + meta[5], limits.stored_bytes),
+            ):
+                if value > limit:
+                    message = f"put refused: process {conn.pid} would store {value}: limit [limits] {name} = {limit}"
+                    return {"error": "limit", "message": message}, None
         return {"oid": self.store.put(conn.pid, block, meta, detached=bool(detached))}, None
 
     def _op_get(self, conn: Peer, oid: Any) -> tuple[dict, None]:
@@ -298,7 +310,22 @@ class PagesService(Service):
 
     def _op_free(self, conn: Peer, oid: Any) -> tuple[dict, None]:
         try:
+            obj = self.store.lookup(oid)
+            creator = obj.creator
+            if creator is not None and creator != conn.pid and _alive(creator):
+                message = f"object {oid} belongs to process {creator}: only it may free it (others may read it)"
+                return {"error": "denied", "message": message}, None
             self.store.free(oid)
         except ObjectMissing as exc:
             return {"error": "missing", "message": str(exc)}, None
         return {}, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -62,6 +62,9 @@ class ActorRecord:
     last_exit: dict | None = None  # exit record of the previous incarnation
     trap_exits: bool = False  # linked exits arrive as ``on_exit`` calls instead of killing it
     control_ident: bytes | None = None  # the actor runtime's control connection (for notices)
+    tcp_endpoint: str = ""  # its CurveZMQ endpoint when the daemon listens on TCP
+    owner: str = "daemon"  # the identity that spawned it (``auth.Identity.name``)
+    token: str = ""  # this incarnation's secret, handed over at fork: proves "I am this actor"
     stop_mode: dict = field(default_factory=dict)  # how a requested stop treats calls in flight
 
     @property

@@ -33,7 +33,7 @@ from typing import Any
 from .. import _validate as check
 from .._clock import Clock, LoopClock
 from .._rpc.server import Request
-from ..errors import ConfigError, LockError
+from ..errors import ConfigError, LimitExceeded, LockError
 from .proctable import ActorRecord
 from .service import Service
 from .sync_kinds import (
@@ -73,6 +73,9 @@ class SyncObjects(Service):
         self.objects: dict[str, SyncState] = {}
         self.tickets: dict[tuple[bytes, int], Waiter] = {}
         self.pidfds: dict[int, int] = {}
+        #: Waits queued per connection, and their bound (``[limits] waiters``; the daemon sets it).
+        self.waiting: dict[bytes, int] = {}
+        self.max_waiters = 10_000
 
     @property
     def released_gone_holders(self) -> int:
@@ -147,13 +150,42 @@ class SyncObjects(Service):
         obj = self.objects[name] = KIND_CLASSES[kind](name, self.ledger, *extra)
         return obj
 
+    @staticmethod
+    def _holder(req: Request, who: Any) -> Holder:
+        """The holder a request acts for: its connection (and the thread or task it names there).
+
+        The pid is the kernel's (``SO_PEERCRED``), never the one the client wrote, and the owner
+        token is scoped to the requesting connection: no client can act as another's holder.
+        Remote (TCP) clients have no pid here; their connection alone names them.
+        """
+        _pid, owner = check.sync_holder(who)
+        peer = getattr(req, "peer", None)
+        if peer is None:  # not through the control socket's gate (the daemon's own calls)
+            return (_pid, owner)
+        return (peer.pid or 0, f"{req.ident.hex()}/{owner}")
+
     def _waiter(self, req: Request, holder: Holder, ticket: Any, obj: SyncState, op: str) -> Waiter:
         check.ticket(ticket)
-        waiter = Waiter(holder, req.ident, ticket, self.loop.create_future(), obj, op)
-        key = (req.ident, ticket)
+        ident = req.ident
+        waiting = self.waiting.get(ident, 0)
+        if waiting >= self.max_waiters:
+            raise LimitExceeded(
+                f"too many waits from one connection ({waiting}): limit [limits] waiters = {self.max_waiters} reached"
+            )
+        waiter = Waiter(holder, ident, ticket, self.loop.create_future(), obj, op)
+        key = (ident, ticket)
         self.tickets[key] = waiter
-        waiter.fut.add_done_callback(lambda _: self.tickets.pop(key, None))
+        self.waiting[ident] = waiting + 1
+        waiter.fut.add_done_callback(lambda _: self._unwait(key))
         return waiter
+
+    def _unwait(self, key: tuple[bytes, Any]) -> None:
+        self.tickets.pop(key, None)
+        left = self.waiting.get(key[0], 0) - 1
+        if left > 0:
+            self.waiting[key[0]] = left
+        else:
+            self.waiting.pop(key[0], None)
 
     # ------------------------------------------------------------------ acquire / release
     def h_acquire(
@@ -167,7 +199,7 @@ class SyncObjects(Service):
         ticket: Any = 0,
     ) -> Any:
         """Acquire a mutex, a condition's lock, or one unit of a semaphore. Replies True, or False on timeout."""
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         timeout = check.timeout(timeout)
         check.sync_kind(kind, check.LOCK_KINDS, "acquired")
         obj = self._get(kind, name, params)
@@ -181,7 +213,7 @@ class SyncObjects(Service):
 
     def h_release(self, req: Request, kind: Any, name: Any, who: Any = None) -> None:
         """Release a mutex or condition lock you hold, or one semaphore unit you hold."""
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         check.sync_kind(kind, check.LOCK_KINDS, "released")
         self._get(kind, name, create=False).release(holder)
 
@@ -202,7 +234,7 @@ class SyncObjects(Service):
     # ------------------------------------------------------------------ conditions, barriers, events
     def h_cond_wait(self, req: Request, name: Any, who: Any = None, timeout: Any = None, ticket: Any = 0) -> Any:
         """Release the condition's lock, sleep until notified (or timeout), re-acquire; replies notified."""
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         timeout = check.timeout(timeout)
         c: ConditionState = self._get("condition", name, create=False)
         c.check_holder(holder, "wait on")
@@ -212,7 +244,7 @@ class SyncObjects(Service):
 
     def h_cond_notify(self, req: Request, name: Any, who: Any = None, n: Any = 1) -> int:
         """Wake up to ``n`` sleepers (-1: all), oldest first; you must hold the lock. Returns how many."""
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         c: ConditionState = self._get("condition", name, create=False)
         c.check_holder(holder, "notify")
         return c.notify(holder, check.notify_count(n))
@@ -221,7 +253,7 @@ class SyncObjects(Service):
         self, req: Request, name: Any, parties: Any = None, who: Any = None, timeout: Any = None, ticket: Any = 0
     ) -> Any:
         """Wait until ``parties`` callers have arrived; replies each one's arrival index (0 .. parties-1)."""
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         timeout = check.timeout(timeout)
         b: BarrierState = self._get("barrier", name, {"parties": parties} if parties is not None else None)
         self._watch(holder[0])
@@ -239,7 +271,7 @@ class SyncObjects(Service):
         return self._get("event", name).flag
 
     def h_event_wait(self, req: Request, name: Any, who: Any = None, timeout: Any = None, ticket: Any = 0) -> Any:
-        holder = check.sync_holder(who)
+        holder = self._holder(req, who)
         timeout = check.timeout(timeout)
         e: EventState = self._get("event", name)
         if e.flag:
@@ -268,8 +300,8 @@ class SyncObjects(Service):
     # ------------------------------------------------------------------ holders that go away
     def _watch(self, pid: int) -> None:
         """Release what ``pid`` holds when it dies: a pidfd works for any process, not only children."""
-        if pid in self.pidfds or pid == os.getpid():
-            return
+        if pid <= 0 or pid in self.pidfds or pid == os.getpid():
+            return  # 0: a remote client (released when its connection says goodbye)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:

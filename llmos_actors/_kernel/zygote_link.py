@@ -102,15 +102,18 @@ class ZygoteLink:
 
     async def fork(self, actor_id: str, spec: dict, fds: list[int]) -> int:
         """Fork an actor; returns its pid. The fds are given to the child (and closed here)."""
-        await self.ensure_started()
-        assert self._sock is not None
         fut = self.loop.create_future()
-        self._forks[actor_id] = fut
         try:
+            await self.ensure_started()
+            assert self._sock is not None
+            self._forks[actor_id] = fut
             send_frame(self._sock, {"op": "spawn", "id": actor_id, "spec": spec}, fds)
         except OSError as exc:
             self._forks.pop(actor_id, None)
             raise LlmosError(f"could not reach the fork server: {exc}") from exc
+        except BaseException:
+            self._forks.pop(actor_id, None)
+            raise
         finally:
             for fd in fds:
                 os.close(fd)

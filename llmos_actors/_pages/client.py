@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import bisect
 import gc
+import secrets
 import time
 from typing import Any
 
 import numpy as np
 
-from ..errors import ObjectLost, PagesExhausted, ProtocolError
+from ..errors import LimitExceeded, ObjectLost, PagesExhausted, PermissionDenied, ProtocolError
 from . import channel as C
 from .mapping import U8, LocalBlock, PagesMapping
 
@@ -134,8 +135,12 @@ class PageClient(PagesMapping):
         return block, readonly, offset
 
     def sent(self, block: LocalBlock, fanout: bool) -> tuple[int, int]:
-        """Register a handle to ``block`` that is about to leave in a message; returns its token."""
-        seq = next(self.seq)
+        """Register a handle to ``block`` that is about to leave in a message; returns its token.
+
+        The token's ``seq`` is random, not a counter: only a process that was sent the
+        handle can name the transfer, so no stranger can take (or spoil) it by guessing.
+        """
+        seq = secrets.randbits(62)
         self.lock.acquire()
         try:
             if block.arena:
@@ -187,6 +192,8 @@ class PageClient(PagesMapping):
             reply = self._request(C.PUT, block.start, block.gen, meta, detached)
         finally:
             self._unlock()
+        if reply.get("error") == "limit":
+            raise LimitExceeded(reply.get("message", "put refused: a [limits] quota was reached"))
         if "oid" not in reply:
             raise ProtocolError(f"put failed: {reply.get('message', reply)}")
         return reply["oid"]
@@ -230,6 +237,8 @@ class PageClient(PagesMapping):
             self._unlock()
         if reply.get("error") == "missing":
             raise ObjectLost(reply.get("message", f"no object {oid!r}"))
+        if reply.get("error") == "denied":
+            raise PermissionDenied(reply.get("message", f"object {oid!r} is not yours to free"))
 
     def numbers(self) -> dict[str, int]:
         """This process's side: blocks mapped and live leases (for tests and debugging)."""

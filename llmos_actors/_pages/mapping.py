@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import itertools
 import mmap
 import os
 import socket
@@ -87,7 +86,6 @@ class PagesMapping:
         self.chunk: LocalBlock | None = None
         self.dead: collections.deque = collections.deque()
         self._refs: dict[int, tuple[weakref.ref, int, int]] = {}
-        self.seq = itertools.count(1)
         self.inline_threshold = INLINE_THRESHOLD
         self.own_values = OwnValues()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class StoredObject:
     block: Block | None
     last_used: float
     path: Path | None = None
+    creator: int | None = None  # the process that stored it (only it, while it lives, may free it)
 
 
 class ObjectStore:
@@ -54,6 +56,8 @@ class ObjectStore:
         self.spill_dir = spill_dir
         self.clock = clock
         self.objects: dict[str, StoredObject] = {}
+        #: ``(objects, bytes)`` per storing process, for the per-process quotas (``[limits]``).
+        self.by_creator: dict[int, tuple[int, int]] = {}
         self._ids = itertools.count(1)
         self.counters = {"spills": 0, "restores": 0, "spilled_bytes": 0, "restored_bytes": 0}
 
@@ -68,10 +72,17 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ operations
     def put(self, pid: int, block: Block, meta: list, *, detached: bool) -> str:
-        oid = f"{self.region.pool_id:016x}-{next(self._ids)}"
+        # The random tail makes ids unguessable: holding an id means having been given it.
+        oid = f"{self.region.pool_id:016x}-{next(self._ids)}-{secrets.token_hex(8)}"
         block.store += 1
-        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock())
+        self.objects[oid] = StoredObject(oid, None if detached else pid, meta, block, self.clock(), creator=pid)
+        count, size = self.by_creator.get(pid, (0, 0))
+        self.by_creator[pid] = (count + 1, size + _extent(meta))
         return oid
+
+    def held_by(self, pid: int) -> tuple[int, int]:
+        """``(objects, bytes)`` that process ``pid`` stored and that are still here."""
+        return self.by_creator.get(pid, (0, 0))
 
     def lookup(self, oid: Any) -> StoredObject:
         obj = self.objects.get(oid) if isinstance(oid, str) else None
@@ -114,6 +125,12 @@ class ObjectStore:
         return len(gone)
 
     def _drop(self, obj: StoredObject) -> None:
+        if obj.creator is not None and obj.creator in self.by_creator:
+            count, size = self.by_creator[obj.creator]
+            if count <= 1:
+                del self.by_creator[obj.creator]
+            else:
+                self.by_creator[obj.creator] = (count - 1, size - _extent(obj.meta))
         if obj.block is not None:
             obj.block.store -= 1
             self.table.maybe_free(obj.block)
@@ -179,3 +196,8 @@ class ObjectStore:
 
 
 _MADV_REMOVE = getattr(mmap, "MADV_REMOVE", 9)
+
+
+def _extent(meta: list) -> int:
+    """Bytes an object's data spans (from its metadata: offset and span in its block)."""
+    return int(meta[5]) if len(meta) > 5 and type(meta[5]) is int else 0

@@ -20,11 +20,13 @@ from .._pages.registry import note_kernel
 from .._wire import protocol as P
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec
+from .._wire.limits import frame_limit, limit_inbound
 from ..config import CONTROL_SOCKET, Config
 from ..errors import ActorDiedError, ActorNotFound, ClosedError, ProtocolError
 from .connection import READ_SLICE, Connection
 from .driver import LoopDriver
 from .pubsub import Publisher
+from .tcp import remote_endpoint, secure_client
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
 SEND_HWM = 128
@@ -61,9 +63,10 @@ class ClientCore:
         # Arrays and tensors: page handles through this process's pool when the daemon has one.
         self.codec = Codec(
             {EXT_REF: lambda payload: bind_ref(ActorAddress.from_wire(payload)), EXT_OBJREF: ObjectRef.from_wire},
-            arrays=PageArrayCodec(config.runtime_dir),
+            arrays=None if config.connect else PageArrayCodec(config.runtime_dir),  # remote: arrays inline
         )
-        note_kernel(config.runtime_dir)
+        if not config.connect:
+            note_kernel(config.runtime_dir)
         self.bind_ref = bind_ref
         self.next_id = itertools.count(1).__next__
         self.actors: dict[str, Connection] = {}
@@ -86,6 +89,8 @@ class ClientCore:
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.LINGER, 0)
+        limit_inbound(sock, frame_limit(self.config.max_message_bytes))
+        secure_client(sock, self.config)
         # Blocking receives (a sync caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
@@ -113,7 +118,7 @@ class ClientCore:
             conn = self.actors.get(addr.id)
             if conn is None:
                 label = f"actor {addr.name or addr.id}"
-                conn = self._open(addr.endpoint, label, addr.overflow)
+                conn = self._open(remote_endpoint(self.config, addr.endpoint), label, addr.overflow)
                 self.actors[addr.id] = conn
                 self.driver.call_soon(conn.attach)
                 # Ask the daemon to tell us if it dies (or if it is already gone).

@@ -25,11 +25,13 @@ import zmq
 from .._wire import fastpack
 from .._wire import protocol as P
 from .._wire.codec import Codec, error_from_payload
+from .._wire.limits import CONTROL_FRAME_BYTES, frame_limit, limit_inbound
 from .._wire.topics import BATCH_MAX_ITEMS as TOPIC_BATCH_ITEMS
 from .._wire.topics import array_body, check_topic, parse_delivery, pub_header
 from ..config import EVENTS_SOCKET, PUBLISH_SOCKET, Config
 from ..errors import CallTimeout, DaemonUnavailable, ProtocolError
 from .driver import LoopDriver
+from .tcp import secure_client
 
 #: The caller sends the queue itself once this many messages wait (it is far ahead of the loop).
 FLUSH_AT = TOPIC_BATCH_ITEMS
@@ -62,6 +64,8 @@ class Publisher:
         self.sock.setsockopt(zmq.XPUB_NODROP, 1)
         self.sock.setsockopt(zmq.SNDHWM, config.topic_queue)
         self.sock.setsockopt(zmq.LINGER, 500)
+        limit_inbound(self.sock, CONTROL_FRAME_BYTES)
+        secure_client(self.sock, config)
         self.sock.connect(config.endpoint(PUBLISH_SOCKET))
         if not self.sock.poll(int(config.connect_timeout * 1000), zmq.POLLIN):
             self.sock.close(linger=0)
@@ -183,6 +187,8 @@ class SubscriberSocket:
         self.sock.setsockopt(zmq.RCVHWM, config.topic_queue)
         self.sock.setsockopt(zmq.RCVBUF, 256 * 1024)
         self.sock.setsockopt(zmq.LINGER, 200)
+        limit_inbound(self.sock, frame_limit(config.max_message_bytes))
+        secure_client(self.sock, config)
         self.sock.connect(config.endpoint(EVENTS_SOCKET))
         self.prefixes: list[str] = []
         self.dropped = 0

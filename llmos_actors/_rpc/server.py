@@ -21,13 +21,12 @@ from ..errors import ProtocolError
 from .driver import LoopDriver
 from .frames import get_option as _get
 from .frames import recv_message, send_message
+from .router import make_router  # noqa: F401  (where callers have always found it)
 
 log = logging.getLogger(__name__)
 
 #: Messages read per wake-up before other callbacks get a turn.
 DRAIN_LIMIT = 256
-#: Zmq messages the ROUTER queues inbound before senders block (each may be a batch).
-RECV_HWM = 128
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
@@ -40,7 +39,8 @@ _PING = msgpack.packb({"event": "ping"})
 class Request:
     """One decoded request, as the dispatcher sees it."""
 
-    __slots__ = ("args", "bufs", "deadline", "head", "id", "ident", "kind", "kwargs", "method", "prio")
+    # ``peer``: who sent it, set only on servers made with ``identify=True`` (the daemon's).
+    __slots__ = ("args", "bufs", "deadline", "head", "id", "ident", "kind", "kwargs", "method", "peer", "prio")
 
     def __init__(
         self,
@@ -67,15 +67,11 @@ class Request:
         self.bufs = bufs
 
 
-def make_router(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """A ROUTER bound at ``endpoint`` with our options (unroutable replies raise, replies never drop)."""
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.SNDHWM, 0)
-    sock.setsockopt(zmq.RCVHWM, RECV_HWM)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.bind(endpoint)
-    return sock
+def _property(frame: Any, name: str) -> str | None:
+    try:
+        return frame.get(name)
+    except (zmq.ZMQError, AttributeError):
+        return None
 
 
 class RpcServer:
@@ -97,8 +93,13 @@ class RpcServer:
         on_request: Callable[[Request], None],
         *,
         max_message_bytes: int,
+        identify: bool = False,
     ) -> None:
         self.driver = driver
+        #: Read each message's transport properties (``Peer-Address``, ``User-Id``) into ``current_peer``.
+        self.identify = identify
+        #: ``(peer_address, user_id)`` of the message being handled (``identify`` servers only).
+        self.current_peer: tuple[str | None, str | None] = (None, None)
         self.loop = driver.loop
         self.sock = sock
         self.codec = codec
@@ -111,6 +112,7 @@ class RpcServer:
         #: Called after each burst of reads (the actor's executor starts queued work there).
         self.after_read: Callable[[], None] | None = None
         self._gone: dict[bytes, None] = {}  # callers whose replies were unroutable (recent, bounded)
+        self.cut_off: dict[bytes, None] = {}  # callers that stopped reading (bounded; see ``_cut_off``)
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         self._outbox: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._flush_scheduled = False
@@ -173,7 +175,8 @@ class RpcServer:
             if not _get(sock, _EVENTS) & _POLLIN:
                 return False
             try:
-                frames = recv_message(sock, _NOBLOCK, 3)  # [ident, head, body] as bytes, buffers as frames
+                # [ident, head, body] as bytes, buffers as frames
+                frames = self._recv_identified() if self.identify else recv_message(sock, _NOBLOCK, 3)
             except _Again:
                 return False
             handle(frames)
@@ -181,11 +184,21 @@ class RpcServer:
                 return False
         return True
 
+    def _recv_identified(self) -> list:
+        """One message, noting who sent it: the kernel's peer credentials or the ZAP user id."""
+        frames = self.sock.recv_multipart(_NOBLOCK, copy=False)
+        first = frames[0]
+        self.current_peer = (_property(first, "Peer-Address"), _property(first, "User-Id"))
+        return [f.bytes if i < 3 else f for i, f in enumerate(frames)]
+
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def _handle(self, frames: list[bytes]) -> None:
         ident = frames[0]
+        if self.cut_off and ident in self.cut_off:
+            self._count("ignored_cut_off")
+            return
         if len(frames) < 2:
             self._count("malformed")
             return
@@ -360,6 +373,21 @@ class RpcServer:
         """Whether replies to this caller recently could not be delivered (it disconnected)."""
         return ident in self._gone
 
+    def _cut_off(self, ident: bytes) -> None:
+        """A caller that does not read its replies (its send queue is full): serve it no more.
+
+        Its replies are dropped and its requests ignored from now on, so it cannot make this
+        process hold more than ``send_queue`` messages for it. (ZeroMQ cannot close one peer of a
+        bound socket; a client that reconnects gets a new routing id and a fresh start.)
+        """
+        if ident not in self.cut_off:
+            self._count("clients_cut_off")
+            log.warning("a client stopped reading its replies: it is cut off (send queue full)")
+            self.cut_off[ident] = None
+            if len(self.cut_off) > 4096:
+                del self.cut_off[next(iter(self.cut_off))]
+        self._outbox.pop(ident, None)
+
     def flush(self) -> None:
         self._flush_scheduled = False
         if not self._outbox:
@@ -375,7 +403,7 @@ class RpcServer:
         queue = self._outbox.pop(ident, None)
         if not queue:
             return
-        while queue:
+        while queue and ident not in self.cut_off:
             chunk, queue = queue[: P.BATCH_MAX_ITEMS], queue[P.BATCH_MAX_ITEMS :]
             if len(chunk) == 1:
                 self._send([ident, chunk[0][0], chunk[0][1]])
@@ -394,6 +422,8 @@ class RpcServer:
                 self._gone[frames[0]] = None
                 if len(self._gone) > 1024:
                     del self._gone[next(iter(self._gone))]
+            elif exc.errno == zmq.EAGAIN:
+                self._cut_off(frames[0])
             else:
                 self._count("replies_failed")
                 log.warning("reply could not be sent: %s", exc)

@@ -26,8 +26,10 @@ from .._pages.registry import set_default as set_default_pages
 from .._rpc.core import ClientCore
 from .._rpc.driver import LoopDriver, new_event_loop
 from .._rpc.server import RpcServer, make_router
+from .._rpc.tcp import bind_actor_tcp
 from .._wire.address import ActorAddress
 from .._wire.codec import EXT_OBJREF, EXT_REF, Codec, error_payload
+from .._wire.limits import frame_limit
 from ..actor import Actor
 from ..config import Config
 from ..errors import ActorImportError
@@ -46,7 +48,7 @@ EXIT_FAILED = 1
 
 def config_from_dict(data: dict) -> Config:
     values = dict(data)
-    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir"):
+    for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["preload"] = tuple(values.get("preload") or ())
@@ -119,7 +121,8 @@ class ActorRuntime:
             sock_path.unlink()  # a previous incarnation's socket file
         except FileNotFoundError:
             pass
-        sock = make_router(self.ctx, self.endpoint)
+        sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
+        self.tcp_endpoint, self.zap = bind_actor_tcp(sock, self.ctx, loop, self.config)
         self.server = RpcServer(
             self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
         )
@@ -152,8 +155,10 @@ class ActorRuntime:
                 "overflow": settings.overflow,
                 "trap_exits": bool(getattr(type(instance), "trap_exits", False)),
                 "mailbox": settings.mailbox_policy,
+                "tcp_endpoint": self.tcp_endpoint,
                 **self.placement,
             },
+            self.spec.get("token"),
             timeout=self.config.spawn_timeout,
         )
         heartbeat = loop.create_task(self._heartbeat())
@@ -233,7 +238,8 @@ class ActorRuntime:
             payload["code"] = "init"
             print(f"actor __init__/on_start raised:\n{payload['traceback']}", file=sys.stderr)
         try:
-            await self.kernel_async()._control("actor_failed", self.actor_id, payload, timeout=5.0)
+            token = self.spec.get("token")
+            await self.kernel_async()._control("actor_failed", self.actor_id, payload, token, timeout=5.0)
         except Exception:
             pass
 
@@ -243,7 +249,7 @@ class ActorRuntime:
             await asyncio.sleep(interval)
             stats = self.executor.snapshot()  # type: ignore[union-attr]
             stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats)
+            self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -254,7 +260,8 @@ class ActorRuntime:
         self.subscriptions.close()
         mode = {"drain": True, "grace": self.config.grace}
         try:
-            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, timeout=1.0)
+            token = self.spec.get("token")
+            reply = await self.kernel_async()._control("actor_stopping", self.actor_id, token, timeout=1.0)
             if isinstance(reply, dict):
                 mode.update(reply)
         except Exception:  # no daemon to ask: drain with the configured grace
@@ -276,6 +283,8 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
+        if getattr(self, "zap", None) is not None:
+            self.zap.close()
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()

@@ -31,6 +31,7 @@ MAX_TOPIC_BYTES = 1024
 BATCH_MAX_ITEMS = 1024
 #: Reserved for the daemon's own events (actor started, exited, restarted).
 SYSTEM_PREFIX = "sys."
+_SYSTEM_RAW = SYSTEM_PREFIX.encode()
 
 
 def check_topic(topic: object, *, publishing: bool = True) -> bytes:
@@ -50,6 +51,25 @@ def check_topic(topic: object, *, publishing: bool = True) -> bytes:
         if topic.startswith(SYSTEM_PREFIX):
             raise ValueError(f"topics starting with {SYSTEM_PREFIX!r} are reserved for the daemon's events")
     return raw
+
+
+def refuse_topic(raw: bytes) -> str:
+    """Why the daemon refuses a published topic ("" if it is acceptable); O(length) at most.
+
+    The same rules as ``check_topic``, applied to what arrived on the wire: a client that
+    skips the library's check still cannot publish a long, non-UTF-8 or ``sys.`` topic.
+    """
+    if len(raw) > MAX_TOPIC_BYTES:
+        return f"topic of {len(raw)} bytes exceeds the limit of {MAX_TOPIC_BYTES} bytes (MAX_TOPIC_BYTES)"
+    if not raw:
+        return "empty topic"
+    if raw.startswith(_SYSTEM_RAW):
+        return f"topics starting with {SYSTEM_PREFIX!r} are reserved for the daemon's events"
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return "topic is not UTF-8"
+    return ""
 
 
 def pub_header(n: int, **extra: int) -> bytes:

@@ -308,3 +308,6 @@ def select(patterns: Iterable[str]) -> list[Case]:
             raise UnknownCase(f"no benchmark case {pattern!r}; known cases: {', '.join(CASES)}")
         chosen.update(hits)
     return [c for name, c in CASES.items() if name in chosen]
+
+
+from . import tcp_cases as _tcp_cases  # noqa: E402,F401  (registers the TCP + CurveZMQ case)

@@ -7,11 +7,35 @@ import os
 import sys
 
 from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
-from . import bench_cmd, call_cmd, daemon_cmd, kill_cmd, logs_cmd, ps_cmd, spawn_cmd, status_cmd, top_cmd, topics_cmd
+from . import (
+    bench_cmd,
+    call_cmd,
+    daemon_cmd,
+    keygen_cmd,
+    kill_cmd,
+    logs_cmd,
+    ps_cmd,
+    spawn_cmd,
+    status_cmd,
+    top_cmd,
+    topics_cmd,
+)
 from .common import Exit, err
 
 #: Subcommand modules, in the order ``llmos --help`` lists them.
-COMMANDS = [daemon_cmd, status_cmd, ps_cmd, spawn_cmd, call_cmd, kill_cmd, logs_cmd, topics_cmd, top_cmd, bench_cmd]
+COMMANDS = [
+    daemon_cmd,
+    status_cmd,
+    ps_cmd,
+    spawn_cmd,
+    call_cmd,
+    kill_cmd,
+    logs_cmd,
+    topics_cmd,
+    top_cmd,
+    bench_cmd,
+    keygen_cmd,
+]
 
 EPILOG = """examples:
   llmos daemon                                # run the kernel in the foreground
@@ -38,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LLMOS_RUNTIME_DIR"),
         help="the daemon instance's runtime directory (default: $LLMOS_RUNTIME_DIR, else the user's)",
     )
+    parser.add_argument("--connect", metavar="tcp://HOST:PORT", help="a remote daemon (CurveZMQ; needs --key)")
+    parser.add_argument("--key", metavar="FILE", help="this client's secret key file (llmos keygen)")
+    parser.add_argument("--server-key", metavar="KEY", help="the remote daemon's public key, or its .pub file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)

@@ -26,7 +26,9 @@ class Exit(enum.IntEnum):
 
 
 def kernel_for(args: argparse.Namespace) -> Kernel:
-    """Connect to the daemon chosen by ``--runtime-dir`` / ``$LLMOS_RUNTIME_DIR``."""
+    """Connect to the daemon chosen by ``--runtime-dir`` / ``$LLMOS_RUNTIME_DIR``, or ``--connect`` (TCP)."""
+    if getattr(args, "connect", None):
+        return connect(args.connect, key=args.key, server_key=args.server_key)
     return connect(config=load_config({"runtime_dir": args.runtime_dir}, config_file=getattr(args, "config", None)))
 
 

@@ -28,6 +28,7 @@ def test_all_matches_exports():
         "pool_dispatcher",
         "scheduling",
         "bench",
+        "keys",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:

@@ -36,7 +36,7 @@ def test_default_dirs():
         ({"grace": 0}, "grace"),
         ({"mailbox_size": 0}, "mailbox_size"),
         ({"gc_threshold": -1}, "gc_threshold"),
-        ({"tcp": "tcp://0.0.0.0:1"}, "tcp is not supported"),
+        ({"tcp": "tcp://0.0.0.0:1"}, "network\\] listen"),
         ({"runtime_dir": "/tmp/" + "x" * 120}, "too long"),
     ],
 )
