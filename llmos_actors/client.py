@@ -379,6 +379,10 @@ def connect(
         DaemonUnavailable: no daemon runs there, or it does not answer.
         ConfigError: the runtime directory is not trustworthy, or keys are missing or bad.
     """
+    if isinstance(runtime_dir, str) and runtime_dir.startswith("ray://"):
+        from .cluster import connect as connect_cluster  # the cluster layer is built on this module
+
+        return connect_cluster(runtime_dir)  # type: ignore[return-value]
     return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
 
 
