@@ -311,3 +311,4 @@ def select(patterns: Iterable[str]) -> list[Case]:
 
 
 from . import tcp_cases as _tcp_cases  # noqa: E402,F401  (registers the TCP + CurveZMQ case)
+from . import cluster_cases as _cluster_cases  # noqa: E402,F401  (registers the cross-node cases; need Ray)

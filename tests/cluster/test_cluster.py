@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -33,7 +34,7 @@ def _poll(fn, timeout, what):
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s")
+    raise AssertionError(f"{what() if callable(what) else what} not within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +167,34 @@ def test_new_node_gets_a_daemon(ray_cluster, ck):
     _poll(
         lambda: any(n["node_id"] == new.node_id and n["state"] == "up" for n in ck.nodes()),
         90,
-        "daemon on the new node",
+        lambda: f"daemon on the new node {new.node_id} (nodes: {ck.nodes()})",
     )
-    ref = ck.spawn(Counter, node=new.node_id)
-    assert ref.call("incr") == 1
-    ck.kill(ref)
+    try:
+        ref = ck.spawn(Counter, node=new.node_id)
+        assert ref.call("incr") == 1
+        ck.kill(ref)
+    finally:
+        _remove_node_and_wait(c, new)
+
+
+def _remove_node_and_wait(c, node):
+    """Remove a node this test added and wait until its processes (raylet, agent, daemon) are gone."""
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    procs = [raylet, *raylet.children(recursive=True)]
+    procs += [q for p in procs for q in _safe_children(p)]
+    c.remove_node(node, allow_graceful=False)
+    _poll(lambda: not [p for p in procs if _running(p)], 30, "the removed node's processes to exit")
+
+
+def _safe_children(p):
+    try:
+        return p.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _running(p):
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
