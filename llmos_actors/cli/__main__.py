@@ -10,6 +10,7 @@ from ..errors import ActorNotFound, DaemonUnavailable, LlmosError
 from . import (
     bench_cmd,
     call_cmd,
+    cluster_cmd,
     daemon_cmd,
     keygen_cmd,
     kill_cmd,
@@ -29,12 +30,14 @@ COMMANDS = [
     ps_cmd,
     spawn_cmd,
     call_cmd,
+    cluster_cmd,
     kill_cmd,
     logs_cmd,
     topics_cmd,
     top_cmd,
     bench_cmd,
     keygen_cmd,
+    cluster_cmd,
 ]
 
 EPILOG = """examples:

@@ -6,7 +6,10 @@ nodes with labels. Everything is torn down at the end, on failure too.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -198,3 +201,17 @@ def _running(p):
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_cli_cluster_status_lists_the_nodes(ray_cluster):
+    c, _workers = ray_cluster
+    out = subprocess.run(
+        [sys.executable, "-m", "llmos_actors.cli", "cluster", "status", "--address", c.address, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    table = json.loads(out)
+    assert {n["node_id"] for n in table if n["state"] == "up"} >= {c.head_node.node_id}
+    assert all(n["endpoint"].startswith("tcp://") for n in table if n["state"] == "up")
