@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from . import _spawnspec
@@ -363,6 +364,10 @@ class AsyncKernel(
         self._core_obj = None
 
 
+#: ``connect("SCHEME://...")`` handlers registered by layers built on this one (``ray`` by ``llmos_actors.cluster``).
+URL_SCHEMES: dict[str, Callable[[str], Any]] = {}
+
+
 def connect(
     runtime_dir: str | os.PathLike[str] | None = None,
     *,
@@ -379,10 +384,9 @@ def connect(
         DaemonUnavailable: no daemon runs there, or it does not answer.
         ConfigError: the runtime directory is not trustworthy, or keys are missing or bad.
     """
-    if isinstance(runtime_dir, str) and runtime_dir.startswith("ray://"):
-        from .cluster import connect as connect_cluster  # the cluster layer is built on this module
-
-        return connect_cluster(runtime_dir)  # type: ignore[return-value]
+    scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
+    if scheme in URL_SCHEMES:
+        return URL_SCHEMES[scheme](runtime_dir)
     return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
 
 

@@ -6,6 +6,7 @@ as ``llmos.connect("ray://auto")``) returns a ``ClusterKernel``. Needs Ray (``pi
 
 from __future__ import annotations
 
+from ..client import URL_SCHEMES
 from .control import down, up
 from .kernel import ClusterKernel
 
@@ -14,5 +15,7 @@ def connect(address: str = "ray://auto") -> ClusterKernel:
     """A ``ClusterKernel`` on the llmos cluster of the Ray cluster at ``ray://auto`` or ``ray://host:port``."""
     return ClusterKernel(address.removeprefix("ray://") or "auto")
 
+
+URL_SCHEMES["ray"] = connect
 
 __all__ = ["ClusterKernel", "connect", "down", "up"]

@@ -29,6 +29,7 @@ def test_all_matches_exports():
         "scheduling",
         "bench",
         "keys",
+        "cluster",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:
