@@ -37,7 +37,6 @@ COMMANDS = [
     top_cmd,
     bench_cmd,
     keygen_cmd,
-    cluster_cmd,
 ]
 
 EPILOG = """examples:

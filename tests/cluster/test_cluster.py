@@ -25,7 +25,8 @@ from llmos_actors import cluster  # noqa: E402
 
 from actors import Counter, Streamer  # noqa: E402
 
-pytestmark = pytest.mark.cluster
+# Starting three Ray nodes and their daemons takes minutes on a loaded machine.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 SYSTEM = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
 

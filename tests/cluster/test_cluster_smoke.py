@@ -14,6 +14,7 @@ import llmos_actors as llmos  # noqa: E402
 from llmos_actors import cluster  # noqa: E402
 
 
+@pytest.mark.timeout(600)  # two Ray nodes and their daemons: slow on a loaded machine
 def test_up_spawn_on_other_node_call_down():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
