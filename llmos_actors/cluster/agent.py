@@ -33,7 +33,7 @@ READY_TIMEOUT = 60.0
 WATCH_PERIOD = 0.2
 
 
-def _die_with_parent() -> None:
+def _die_with_parent() -> None:  # the runner: SIGTERM when the agent's thread that started it dies
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -115,10 +115,10 @@ class NodeAgent:
 
     def kill_daemon(self) -> int:
         """SIGKILL the daemon (tests use it to check the agent restarts it); returns the old pid."""
-        proc = self.proc
-        assert proc is not None
-        os.kill(proc.pid, signal.SIGKILL)
-        return proc.pid
+        pid = self.ready_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     # ------------------------------------------------------------------ the daemon process
     def _launch(self) -> None:
@@ -132,11 +132,12 @@ class NodeAgent:
         env.update({"LLMOS_RUNTIME_DIR": str(rt), "LLMOS_STATE_DIR": str(state), "LLMOS_CONFIG": str(config)})
         log_path = self.base / "daemon.log"
         self.ready_pid = None
+        (self.base / "daemon.pid").unlink(missing_ok=True)
         if log_path.exists():  # keep the last incarnation's log; "ready at" must come from this one
             log_path.replace(self.base / "daemon.log.1")
         with open(log_path, "wb") as log_fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llmos_actors.cli", "daemon"],
+                [sys.executable, "-m", "llmos_actors.cluster.daemon_runner", str(self.base)],
                 stdout=log_fh,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -147,8 +148,9 @@ class NodeAgent:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"llmos daemon exited with {self.proc.returncode}: {log_path.read_text()[-2000:]}")
-            if (rt / "control").exists() and "ready at" in log_path.read_text(errors="replace"):
-                self.ready_pid = self.proc.pid
+            pid_file = self.base / "daemon.pid"
+            if (rt / "control").exists() and pid_file.exists() and "ready at" in log_path.read_text(errors="replace"):
+                self.ready_pid = int(pid_file.read_text())
                 return
             self._stopping.wait(0.05)
         raise RuntimeError(f"llmos daemon not ready within {READY_TIMEOUT} s: {log_path.read_text()[-2000:]}")
