@@ -117,12 +117,15 @@ class ClusterKernel:
                 self._permanent[ref.id] = (node_id, cls, tuple(args), dict(kwargs or {}), dict(options))
         return ref
 
-    def _find(self, name: str) -> ActorRef | None:
+    def _find(self, name: str, *, reachable: bool = False) -> ActorRef | None:
+        """The actor named ``name`` on any node; with ``reachable``, only once it has its TCP endpoint (ready)."""
         for kernel in self._up_kernels().values():
             try:
-                return kernel.lookup(name)
+                ref = kernel.lookup(name)
             except ActorNotFound:
                 continue
+            if not reachable or ref.address.endpoint.startswith("tcp://"):
+                return ref
         return None
 
     def lookup(self, name: str) -> ActorRef:
@@ -131,9 +134,9 @@ class ClusterKernel:
         Raises:
             ActorNotFound: no node knows it.
         """
-        ref = self._find(name)
+        ref = self._find(name, reachable=True)
         if ref is None:
-            raise ActorNotFound(f"no actor {name!r} on any llmos node")
+            raise ActorNotFound(f"no ready actor {name!r} on any llmos node")
         return ref
 
     def kill(self, ref_or_name: Any, **options: Any) -> dict:

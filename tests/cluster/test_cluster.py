@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +60,11 @@ def ray_cluster():
     finally:
         try:
             if ray.is_initialized():
+                table = ray.get(cluster.control.registry().node_table.remote())
+                lost = [n["runtime_dir"] for n in table if n["state"] == "lost" and n.get("runtime_dir")]
                 cluster.down()
+                for rt in lost:  # a lost node's directory stays on its machine (here: this one)
+                    shutil.rmtree(Path(rt).parent, ignore_errors=True)
         finally:
             ray.shutdown()
             c.shutdown()
