@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# torch stays an optional extra of the package; installed here (CPU wheel) so tests and demo use it.
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[test,plot]"
+	# The dashboard's browser test drives Debian's Chromium: installed when we can (root with apt), else it skips.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; fi
 	touch $(STAMP)
 
 ## demo: start the daemon on its default config, run the demo client, stop everything

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from ._pages.api import empty, full, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from ._version import __version__
@@ -45,6 +44,7 @@ from .errors import (
     ResourceUnavailable,
     SupervisorError,
 )
+from .pages import empty, full, in_pages, in_pool, move, np_empty, np_full, np_zeros, share, zeros
 from .pool_dispatcher import PoolDispatcher
 from .pools import AsyncPool, Pool
 from .refs import ActorRef, AsyncActorRef, CallOptions
@@ -128,6 +128,7 @@ __all__ = [
     "connect_async",
     "empty",
     "full",
+    "in_pages",
     "in_pool",
     "load_config",
     "move",

@@ -11,35 +11,22 @@ Events are plain data (what msgpack carries), at most 16 KiB packed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from ._ops import Surface, operation
 
 #: The topic audit events go out on.
 AUDIT_TOPIC = "sys.audit"
 
 
-class AuditMixin:
-    """``kernel.audit`` for the synchronous ``Kernel``."""
+class AuditOps(Surface):
+    """``kernel.audit`` (blocking on ``Kernel``, awaited on ``AsyncKernel``)."""
 
-    if TYPE_CHECKING:
-
-        def _control(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
-
-    def audit(self, event: dict) -> None:
+    @operation
+    def audit(self, event: dict) -> Any:
         """Publish ``event`` on ``sys.audit`` with this client's identity attached by the daemon.
 
         Raises:
             ProtocolError: not a map of plain data, or over 16 KiB packed.
         """
-        self._control("audit", event)
-
-
-class AsyncAuditMixin:
-    """``await kernel.audit(event)`` for ``AsyncKernel``."""
-
-    if TYPE_CHECKING:
-
-        def _control(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
-
-    async def audit(self, event: dict) -> None:
-        """The same as ``Kernel.audit``."""
-        await self._control("audit", event)
+        return (yield self._daemon("audit", event))

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .refs import ActorRef
 
 #: Names of the framework's own hooks and attributes; never callable remotely.
-RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down"})
+RESERVED_NAMES = frozenset({"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down", "on_metrics"})
 
 
 class Actor:
@@ -35,6 +35,10 @@ class Actor:
         mailbox_aging: seconds a waiting message needs to climb one priority level (default 1.0).
         flood_share: share of the mailbox one sender may fill before its messages are demoted (0.25).
         goal: ``staticmethod(fn(objective, time_left, priority) -> level)``, see ``llmos_actors.scheduling``.
+
+    Optional hook: ``on_metrics(self) -> dict`` of numbers and histogram snapshots, sent with
+    the heartbeat while the daemon serves metrics and exported as ``llmos_llm_*`` /
+    ``llmos_custom_*`` (see docs/metrics.md).
     """
 
     max_concurrency: int | None = None

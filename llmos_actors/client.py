@@ -15,22 +15,23 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _spawnspec
-from ._auditing import AsyncAuditMixin, AuditMixin
+from ._auditing import AuditOps
 from ._connecting import check_reachable, config_for
-from ._pages.api import AsyncPagesKernel, PagesKernel
+from ._ops import Awaiting, Blocking, operation
 from ._rpc.connection import Connection
 from ._rpc.core import ClientCore
 from ._rpc.driver import IOThread, LoopDriver
-from ._rpc.waiters import AsyncWaiter, SyncWaiter
+from ._rpc.waiters import AsyncWaiter, BlockingWaiter
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
 from .config import Config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
-from .pools import AsyncPoolsMixin, PoolsMixin
-from .refs import ActorRef, AsyncActorRef, wait_sync
-from .supervision import AsyncSupervisionMixin, SupervisionMixin
-from .sync import AsyncSyncMixin, SyncMixin
-from .topics import AsyncTopicsMixin, TopicsMixin
+from .pages import PageOps
+from .pools import ActorPoolOps
+from .refs import RefOps, wait_blocking
+from .supervision import SupervisionOps, target_id
+from .sync import SyncObjectOps
+from .topics import TopicOps
 
 #: Seconds a control request may take by default (spawn has its own, longer, bound).
 CONTROL_TIMEOUT = 30.0
@@ -58,11 +59,112 @@ def _addr(reply: dict) -> ActorAddress:
     return ActorAddress(reply["id"], reply.get("name", ""), reply["endpoint"], reply.get("overflow", "block"))
 
 
-def _target(ref_or_name: Any) -> str:
-    return ref_or_name.id if hasattr(ref_or_name, "id") and not isinstance(ref_or_name, str) else str(ref_or_name)
+class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, PageOps, AuditOps):
+    """Every operation of a kernel handle, written once; ``Kernel`` blocks, ``AsyncKernel`` awaits.
+
+    A new operation is one ``@operation`` method here (or in its subsystem's ``...Ops`` mixin).
+    """
+
+    config: Config
+    daemon_info: dict
+    _closed: bool
+
+    @property
+    def _kernel(self) -> Any:
+        return self
+
+    def ref(self, address: ActorAddress) -> Any:
+        """A ref of this handle's flavour, bound to it, for a known address."""
+        return self._twin(RefOps)(address, self)
+
+    @operation
+    def _hello(self) -> Any:
+        """Introduce this client to the daemon (its pid, our protocol) and keep what it says of itself."""
+        try:
+            self.daemon_info = yield self._daemon("hello", _hello_payload(), timeout=self.config.connect_timeout)
+        except CallTimeout as exc:
+            raise DaemonUnavailable(
+                f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
+            ) from exc
+
+    @operation
+    def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Start an actor in its own process and return a ref once it is ready.
+
+        Args:
+            cls: an actor class (importable: defined at module level) or ``"module:Class"``.
+            *args: constructor arguments.
+            **kwargs: constructor keyword arguments, except the spawn options
+                ``name``, ``cpus`` (list of cores, a count, or ``"auto"``), ``gpus``,
+                ``priority`` (0..7), ``restart`` (a policy name or a ``RestartPolicy``),
+                ``exclusive``, ``max_concurrency``, ``mailbox_size``, ``overflow``, ``env``
+                and ``supervisor``. Use ``spawn_with`` to pass constructor keywords of those names.
+
+        Raises:
+            ActorImportError: the daemon cannot import the class.
+            ActorDiedError: the actor exited before it was ready (``__init__`` raised, ...).
+            ResourceUnavailable: cores or GPUs asked for are not available.
+            NameTaken: a live actor already has that name.
+        """
+        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
+        return (yield from KernelOps.spawn_with(self, cls, args, kwargs, **options))
+
+    @operation
+    def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> Any:
+        """``spawn`` with the constructor arguments given explicitly (no name clashes)."""
+        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
+        reply = yield self._daemon("spawn", request, timeout=self.config.spawn_timeout + 5)
+        return self.ref(_addr(reply))
+
+    @operation
+    def lookup(self, name: str) -> Any:
+        """The ref of the actor with this name (or id).
+
+        Raises:
+            ActorNotFound: no such actor is known.
+        """
+        return self.ref(_addr((yield self._daemon("lookup", name))))
+
+    @operation
+    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True) -> Any:
+        """Stop an actor for good (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
+
+        Its supervisor does not restart it. With ``drain=True`` the actor stops taking
+        calls and lets running and queued ones finish within the grace period; with
+        ``drain=False`` queued calls fail at once and running ``async`` ones are
+        cancelled. Either way, what is left fails with ``ActorDiedError`` (threads
+        cannot be interrupted: they are cut off when the process exits).
+
+        Returns its exit record once it has exited.
+        """
+        grace = self.config.grace if grace is None else grace
+        target = target_id(ref_or_name)
+        return (yield self._daemon("kill", target, force=force, grace=grace, drain=drain, timeout=grace + 10))
+
+    @operation
+    def ps(self, *, exited: bool = True) -> Any:
+        """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
+        return (yield self._daemon("ps", exited=exited))
+
+    @operation
+    def status(self) -> Any:
+        """The daemon's own state: pid, uptime, inventory, counts, counters."""
+        return (yield self._daemon("status"))
+
+    @operation
+    def logs(self, name: Any, *, lines: int = 100, offset: int | None = None) -> Any:
+        """Captured output of an actor: ``{"lines": [...], "offset": n, "path": ...}``."""
+        return (yield self._daemon("logs", target_id(name), lines=lines, offset=offset))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
 
-class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, PagesKernel):
+class Kernel(KernelOps, Blocking):
     """A synchronous handle on the daemon. Use as a context manager, or ``close()`` it.
 
     Replies are read by a private IO thread; a blocking ``call`` reads its own
@@ -96,18 +198,13 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
             _check_daemon_socket(self.config)
             io = IOThread()
             try:
-                core = ClientCore(self.config, io.driver, lambda a: ActorRef(a, self), ctx=self._ctx)
+                core = ClientCore(self.config, io.driver, self.ref, ctx=self._ctx)
             except BaseException:
                 io.stop()
                 raise
             self._io, self._core_obj = io, core
         try:
-            self.daemon_info = self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
-        except CallTimeout as exc:
-            self.close()
-            raise DaemonUnavailable(
-                f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
-            ) from exc
+            self._hello()
         except BaseException:
             self.close()
             raise
@@ -117,9 +214,9 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
         core = self._core
         conn = core.control
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
-        waiter = SyncWaiter()
-        conn.call_sync(msg_id, head, body, bufs, waiter, deadline)
-        return wait_sync(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
+        waiter = BlockingWaiter()
+        conn.call_blocking(msg_id, head, body, bufs, waiter, deadline)
+        return wait_blocking(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
 
     def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
         assert self._io is not None
@@ -143,7 +240,7 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
         async def later() -> None:
             try:
                 await conn.wait_alive_async(deadline)
-                conn.send_now(msg_id, head, body, bufs, fut, prio)
+                conn.request(msg_id, head, body, bufs, fut, prio)
             except BaseException as exc:
                 fut.resolve(False, exc)
 
@@ -153,72 +250,6 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
             task.add_done_callback(self._pending_tasks.discard)
 
         self._io.driver.call_soon(start)
-
-    def ref(self, address: ActorAddress) -> ActorRef:
-        """A ref bound to this handle for a known address."""
-        return ActorRef(address, self)
-
-    # ------------------------------------------------------------------ actors
-    def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> ActorRef:
-        """Start an actor in its own process and return a ref once it is ready.
-
-        Args:
-            cls: an actor class (importable: defined at module level) or ``"module:Class"``.
-            *args: constructor arguments.
-            **kwargs: constructor keyword arguments, except the spawn options
-                ``name``, ``cpus`` (list of cores, a count, or ``"auto"``), ``gpus``,
-                ``priority`` (0..7), ``restart`` (a policy name or a ``RestartPolicy``),
-                ``exclusive``, ``max_concurrency``, ``mailbox_size``, ``overflow``, ``env``
-                and ``supervisor``. Use ``spawn_with`` to pass constructor keywords of those names.
-
-        Raises:
-            ActorImportError: the daemon cannot import the class.
-            ActorDiedError: the actor exited before it was ready (``__init__`` raised, ...).
-            ResourceUnavailable: cores or GPUs asked for are not available.
-            NameTaken: a live actor already has that name.
-        """
-        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
-        return self.spawn_with(cls, args, kwargs, **options)
-
-    def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> ActorRef:
-        """``spawn`` with the constructor arguments given explicitly (no name clashes)."""
-        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
-        reply = self._control("spawn", request, timeout=self.config.spawn_timeout + 5)
-        return ActorRef(_addr(reply), self)
-
-    def lookup(self, name: str) -> ActorRef:
-        """The ref of the actor with this name (or id).
-
-        Raises:
-            ActorNotFound: no such actor is known.
-        """
-        return ActorRef(_addr(self._control("lookup", name)), self)
-
-    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True) -> dict:
-        """Stop an actor for good (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
-
-        Its supervisor does not restart it. With ``drain=True`` the actor stops taking
-        calls and lets running and queued ones finish within the grace period; with
-        ``drain=False`` queued calls fail at once and running ``async`` ones are
-        cancelled. Either way, what is left fails with ``ActorDiedError`` (threads
-        cannot be interrupted: they are cut off when the process exits).
-
-        Returns its exit record once it has exited.
-        """
-        grace = self.config.grace if grace is None else grace
-        return self._control("kill", _target(ref_or_name), force=force, grace=grace, drain=drain, timeout=grace + 10)
-
-    def ps(self, *, exited: bool = True) -> list[dict]:
-        """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
-        return self._control("ps", exited=exited)
-
-    def status(self) -> dict:
-        """The daemon's own state: pid, uptime, inventory, counts, counters."""
-        return self._control("status")
-
-    def logs(self, name: str, *, lines: int = 100, offset: int | None = None) -> dict:
-        """Captured output of an actor: ``{"lines": [...], "offset": n, "path": ...}``."""
-        return self._control("logs", _target(name), lines=lines, offset=offset)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -237,10 +268,6 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
                     pass
             io.stop()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def __enter__(self) -> Kernel:
         return self
 
@@ -255,13 +282,8 @@ class Kernel(TopicsMixin, PoolsMixin, SupervisionMixin, SyncMixin, AuditMixin, P
             except Exception:
                 pass
 
-    def __repr__(self) -> str:
-        return f"<Kernel {self.config.runtime_dir}{' closed' if self._closed else ''}>"
 
-
-class AsyncKernel(
-    AsyncTopicsMixin, AsyncPoolsMixin, AsyncSupervisionMixin, AsyncSyncMixin, AsyncAuditMixin, AsyncPagesKernel
-):
+class AsyncKernel(KernelOps, Awaiting):
     """The asyncio handle on the daemon: ``async with llmos.connect_async() as kernel``.
 
     Every socket is driven by the running loop; many calls can be in flight and
@@ -292,12 +314,10 @@ class AsyncKernel(
             self._loop = loop
             self._core_obj = ClientCore(self.config, LoopDriver(loop), self.ref, ctx=self._ctx)
             try:
-                self.daemon_info = await self._control("hello", _hello_payload(), timeout=self.config.connect_timeout)
-            except CallTimeout as exc:
+                await self._hello()
+            except BaseException:
                 await self.close()
-                raise DaemonUnavailable(
-                    f"the daemon at {self.config.runtime_dir} did not answer within {self.config.connect_timeout} s"
-                ) from exc
+                raise
         return self
 
     def __await__(self):
@@ -313,47 +333,13 @@ class AsyncKernel(
         core = self._core
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
-        core.control.submit(msg_id, head, body, bufs, waiter)
+        core.control.request(msg_id, head, body, bufs, waiter)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
         return waiter.future
 
     def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
         self._loop.call_later(deadline - time.monotonic(), _expire, conn, msg_id, what)  # type: ignore[union-attr]
-
-    def ref(self, address: ActorAddress) -> AsyncActorRef:
-        """A ref bound to this handle for a known address."""
-        return AsyncActorRef(address, self)
-
-    async def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> AsyncActorRef:
-        """As ``Kernel.spawn``, awaited."""
-        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
-        return await self.spawn_with(cls, args, kwargs, **options)
-
-    async def spawn_with(
-        self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any
-    ) -> AsyncActorRef:
-        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
-        reply = await self._control("spawn", request, timeout=self.config.spawn_timeout + 5)
-        return AsyncActorRef(_addr(reply), self)
-
-    async def lookup(self, name: str) -> AsyncActorRef:
-        return AsyncActorRef(_addr(await self._control("lookup", name)), self)
-
-    async def kill(
-        self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True
-    ) -> dict:
-        """As ``Kernel.kill``, awaited."""
-        grace = self.config.grace if grace is None else grace
-        return await self._control(
-            "kill", _target(ref_or_name), force=force, grace=grace, drain=drain, timeout=grace + 10
-        )
-
-    async def ps(self, *, exited: bool = True) -> list[dict]:
-        return await self._control("ps", exited=exited)
-
-    async def status(self) -> dict:
-        return await self._control("status")
 
     async def close(self) -> None:
         if self._closed:

@@ -15,17 +15,16 @@ not retry work that may have partly run.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _spawnspec
+from ._ops import Awaiting, Blocking, Step, Surface, operation
 from .refs import CallOptions
 
 if TYPE_CHECKING:
     from ._rpc.core import ClientCore
-    from .refs import ActorRef, AsyncActorRef
 
 #: Calls in flight per member before more wait in the shared queue.
 DEFAULT_WINDOW = 2
@@ -43,9 +42,13 @@ class PoolOptions:
     tags: tuple[str, ...] = ()
 
 
-class _PoolBase:
+class PoolOps(Surface):
+    """A handle on an actor pool: ``call``, ``ask``, ``tell`` like an ``ActorRef``, to the least
+    loaded member whose tags include the handle's."""
+
     def __init__(self, dispatcher: Any, info: dict, options: PoolOptions = PoolOptions()) -> None:
         self._dispatcher = dispatcher
+        self._kernel = dispatcher._kernel
         self.info = info
         self._opts = options
 
@@ -66,74 +69,58 @@ class _PoolBase:
         )
         return type(self)(self._dispatcher, self.info, opts)
 
-    def _target(self) -> Any:
-        return (
-            self._dispatcher.options(**dataclasses.asdict(self._opts.call))
-            if self._opts.call != CallOptions()
-            else self._dispatcher
-        )
+    def _via(self) -> Any:
+        """The dispatcher's ref carrying this handle's call options."""
+        if self._opts.call == _NO_OPTIONS:
+            return self._dispatcher
+        return self._dispatcher.options(**dataclasses.asdict(self._opts.call))
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} via {self._dispatcher!r}>"
+    def _submit(self, how: str, method: str, args: tuple, kwargs: dict) -> Any:
+        return Step(getattr(self._via(), how), "submit", method, list(args), kwargs, list(self._opts.tags))
 
-
-class Pool(_PoolBase):
-    """A synchronous pool handle: ``call``, ``ask``, ``tell`` like an ``ActorRef``."""
-
+    @operation
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        return self._target().call("submit", method, list(args), kwargs, list(self._opts.tags))
+        """Call ``method`` on a member and return its result (errors as in ``ActorRef.call``)."""
+        return (yield self._submit("call", method, args, kwargs))
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        return self._target().ask("submit", method, list(args), kwargs, list(self._opts.tags))
+        """Start the call and return a future of its result (the flavour's future, as ``ref.ask``)."""
+        return self._via().ask("submit", method, list(args), kwargs, list(self._opts.tags))
 
-    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
-        return self._target().tell("submit", method, list(args), kwargs, list(self._opts.tags))
+    @operation
+    def tell(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Send one way (as ``ActorRef.tell``)."""
+        return (yield self._submit("tell", method, args, kwargs))
 
-    def load(self) -> dict:
+    @operation
+    def load(self) -> Any:
         """Backlog and members as the dispatcher sees them."""
-        return self._dispatcher.call("load")
+        return (yield Step(self._dispatcher.call, "load"))
 
-    def stop(self, *, drain: bool = True) -> dict:
+    @operation
+    def stop(self, *, drain: bool = True) -> Any:
         """Stop the dispatcher and every member; work still queued fails with ``ActorDiedError``.
 
         Members stop as ``kernel.kill`` stops an actor: with ``drain=True`` each lets the calls
         it has already taken finish within the grace period; ``drain=False`` fails them at once.
         """
-        kernel = self._dispatcher._kernel
-        return kernel._control("pool_stop", self.name, drain=drain, timeout=kernel.config.grace * 2 + 10)
+        timeout = self._kernel.config.grace * 2 + 10
+        return (yield self._daemon("pool_stop", self.name, drain=drain, timeout=timeout))
 
-    def __enter__(self) -> Pool:
-        return self
+    @operation
+    def _exit(self) -> Any:
+        yield from PoolOps.stop(self)
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} via {self._dispatcher!r}>"
 
 
-class AsyncPool(_PoolBase):
-    """The asyncio pool handle."""
+class Pool(PoolOps, Blocking):
+    __doc__ = PoolOps.__doc__
 
-    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        return await self._target().call("submit", method, list(args), kwargs, list(self._opts.tags))
 
-    def ask(self, method: str, /, *args: Any, **kwargs: Any) -> asyncio.Future:
-        return self._target().ask("submit", method, list(args), kwargs, list(self._opts.tags))
-
-    async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
-        return await self._target().tell("submit", method, list(args), kwargs, list(self._opts.tags))
-
-    async def load(self) -> dict:
-        return await self._dispatcher.call("load")
-
-    async def stop(self, *, drain: bool = True) -> dict:
-        """As ``Pool.stop``, awaited."""
-        kernel = self._dispatcher._kernel
-        return await kernel._control("pool_stop", self.name, drain=drain, timeout=kernel.config.grace * 2 + 10)
-
-    async def __aenter__(self) -> AsyncPool:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
+class AsyncPool(PoolOps, Awaiting):
+    """The asyncio actor pool handle."""
 
 
 def _pool_request(core: ClientCore, cls: Any, args: tuple, kwargs: dict, settings: dict) -> dict:
@@ -161,19 +148,18 @@ def _pool_request(core: ClientCore, cls: Any, args: tuple, kwargs: dict, setting
     return {"member": member, "size": size, "min": low, "max": high, "tags": tags or [], "window": window, "name": name}
 
 
-class PoolsMixin:
-    """``kernel.pool(...)`` for the synchronous ``Kernel``."""
+class ActorPoolOps(Surface):
+    """``kernel.pool(...)``: start an actor pool."""
 
     if TYPE_CHECKING:
 
         @property
         def _core(self) -> ClientCore: ...
 
-        def _control(self, method: str, *args: Any, timeout: float | None = ..., **kwargs: Any) -> Any: ...
+        def ref(self, address: Any) -> Any: ...
 
-        def ref(self, address: Any) -> ActorRef: ...
-
-    def pool(self, cls: Any, /, *args: Any, **kwargs: Any) -> Pool:
+    @operation
+    def pool(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Start a pool of ``cls`` actors behind one dispatcher; returns its handle.
 
         Pool settings (keywords): ``size`` (2), ``min`` (= size), ``max`` (= size),
@@ -184,28 +170,9 @@ class PoolsMixin:
         settings: dict[str, Any] = {k: kwargs.pop(k) for k in _POOL_SETTINGS if k in kwargs}
         settings.update({k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs and k != "name"})
         request = _pool_request(self._core, cls, args, kwargs, settings)
-        info = self._control("pool_create", request, timeout=self._core.config.spawn_timeout * 2 + 10)
-        return Pool(self.ref(_address(info)), info)
-
-
-class AsyncPoolsMixin:
-    """``await kernel.pool(...)`` for ``AsyncKernel``."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-        def _control(self, method: str, *args: Any, timeout: float | None = ..., **kwargs: Any) -> Any: ...
-
-        def ref(self, address: Any) -> AsyncActorRef: ...
-
-    async def pool(self, cls: Any, /, *args: Any, **kwargs: Any) -> AsyncPool:
-        settings: dict[str, Any] = {k: kwargs.pop(k) for k in _POOL_SETTINGS if k in kwargs}
-        settings.update({k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs and k != "name"})
-        request = _pool_request(self._core, cls, args, kwargs, settings)
-        info = await self._control("pool_create", request, timeout=self._core.config.spawn_timeout * 2 + 10)
-        return AsyncPool(self.ref(_address(info)), info)
+        timeout = self._core.config.spawn_timeout * 2 + 10
+        info = yield self._daemon("pool_create", request, timeout=timeout)
+        return self._twin(PoolOps)(self.ref(_address(info)), info)
 
 
 def _address(info: dict) -> Any:

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._rpc.waiters import AsyncWaiter, LlmosFuture, StreamWaiter, SyncWaiter
+from ._ops import Awaiting, Blocking, Surface
+from ._rpc.waiters import AsyncWaiter, BlockingWaiter, LlmosFuture, StreamWaiter
 from ._wire import fastpack
 from ._wire import protocol as P
 from ._wire.address import ActorAddress
@@ -70,7 +71,9 @@ _NO_BUFS: list = []
 _packb = fastpack.packb
 
 
-class _BaseRef:
+class RefOps(Surface):
+    """What both flavours of ref share: the address, options, equality, encoding a request."""
+
     __slots__ = ("_addr", "_conn", "_kernel", "_opts")
 
     def __init__(self, address: ActorAddress, kernel: Any, options: CallOptions = DEFAULT_OPTIONS) -> None:
@@ -102,7 +105,7 @@ class _BaseRef:
         return self._addr.to_dict()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _BaseRef) and other._addr.id == self._addr.id
+        return isinstance(other, RefOps) and other._addr.id == self._addr.id
 
     def __hash__(self) -> int:
         return hash(self._addr.id)
@@ -130,7 +133,17 @@ class _BaseRef:
         return conn, msg_id, head, body, bufs, deadline
 
 
-def wait_sync(conn: Connection, msg_id: int, waiter: SyncWaiter, deadline: float | None, what: str) -> Any:
+def _plain_body(args: tuple, kwargs: dict, max_bytes: int) -> bytes:
+    """The body of a call of plain data, packed without the codec's hooks; b"" when it needs them
+    (refs, arrays, tensors) or is too big: then the general road says why."""
+    try:
+        body = _packb([args, kwargs])
+    except (TypeError, ValueError, OverflowError):
+        return b""
+    return body if len(body) <= max_bytes else b""
+
+
+def wait_blocking(conn: Connection, msg_id: int, waiter: BlockingWaiter, deadline: float | None, what: str) -> Any:
     """Block until ``waiter`` resolves or the deadline passes (then forget the request)."""
     if not waiter.done:
         try:
@@ -145,7 +158,13 @@ def wait_sync(conn: Connection, msg_id: int, waiter: SyncWaiter, deadline: float
     return waiter.result()
 
 
-class ActorRef(_BaseRef):
+# ``call``, ``ask``, ``tell`` and ``stream`` are written per flavour, not as ``_ops`` operations:
+# they are the data plane, where ``llmos bench`` cases 1_1_actor_calls_sync (``ActorRef.call``),
+# 1_1_actor_calls_pipelined (``ActorRef.ask``), 1_1_actor_calls_async (``AsyncActorRef.ask``) and
+# tell_throughput (``ActorRef.tell``) measure every allocation and lock on the way.
+
+
+class ActorRef(RefOps, Blocking):
     """A synchronous handle on an actor: ``call`` blocks, ``ask`` returns a future, ``tell`` returns at once."""
 
     __slots__ = ()
@@ -162,19 +181,30 @@ class ActorRef(_BaseRef):
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
-        waiter = SyncWaiter()
-        conn.call_sync(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
-        return wait_sync(conn, msg_id, waiter, deadline, f"call {method!r}")
+        waiter = BlockingWaiter()
+        conn.call_blocking(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
+        return wait_blocking(conn, msg_id, waiter, deadline, f"call {method!r}")
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
         """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
+        conn = self._conn
+        if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str and conn.dead is None:
+            # The hot path, as in ``tell``: plain data, no options. Anything unusual takes the general road.
+            body = _plain_body(args, kwargs, conn.max_bytes)
+            if body:
+                fut = LlmosFuture(conn.futures)
+                fut._conn = conn
+                msg_id = self._kernel._core.next_id()
+                conn.request(msg_id, P.request_header(P.CALL, msg_id, method), body, _NO_BUFS, fut)
+                return fut
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
-        fut = LlmosFuture()
+        fut = LlmosFuture(conn.futures)
+        fut._conn = conn
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.
             self._kernel._send_when_alive(conn, msg_id, head, body, bufs, fut, deadline, self._opts.priority)
         else:
-            conn.send_now(msg_id, head, body, bufs, fut, self._opts.priority)
+            conn.request(msg_id, head, body, bufs, fut, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"ask {method!r}")
         return fut
@@ -186,7 +216,7 @@ class ActorRef(_BaseRef):
         """
         conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
         waiter = StreamWaiter()
-        conn.send_now(msg_id, head, body, bufs, waiter)
+        conn.request(msg_id, head, body, bufs, waiter)
         return StreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
 
     def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
@@ -198,19 +228,16 @@ class ActorRef(_BaseRef):
         conn = self._conn
         if conn is not None and self._opts is DEFAULT_OPTIONS and type(method) is str:
             # The hot path: plain data, no options. Anything unusual takes the general road.
-            try:
-                body = _packb([args, kwargs])
-            except (TypeError, ValueError, OverflowError):
-                body = b""
-            if body and len(body) <= conn.max_bytes:
-                return conn.enqueue(P.tell_header(method), body, _NO_BUFS)
+            body = _plain_body(args, kwargs, conn.max_bytes)
+            if body:
+                return conn.tell(P.tell_header(method), body, _NO_BUFS)
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             conn.wait_alive(deadline)
-        return conn.enqueue(head, body, bufs, deadline=deadline, prio=self._opts.priority)
+        return conn.tell(head, body, bufs, deadline=deadline, prio=self._opts.priority)
 
 
-class AsyncActorRef(_BaseRef):
+class AsyncActorRef(RefOps, Awaiting):
     """An asyncio handle on an actor: ``await ref.call(...)``; many calls may be in flight."""
 
     __slots__ = ()
@@ -239,7 +266,7 @@ class AsyncActorRef(_BaseRef):
                 return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
-        conn.submit(msg_id, head, body, bufs, waiter, self._opts.priority)
+        conn.request(msg_id, head, body, bufs, waiter, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
         return waiter.future
@@ -248,7 +275,7 @@ class AsyncActorRef(_BaseRef):
         """Call a generator method: ``async for item in ref.stream(...)``."""
         conn, msg_id, head, body, bufs, _ = self._prepare(P.STREAM, method, args, kwargs, {"credit": DEFAULT_WINDOW})
         waiter = StreamWaiter(self._kernel._loop)
-        conn.submit(msg_id, head, body, bufs, waiter)
+        conn.request(msg_id, head, body, bufs, waiter)
         return AsyncStreamCall(self._kernel._core, conn, msg_id, waiter, DEFAULT_WINDOW, self._opts.timeout)
 
     async def tell(self, method: str, /, *args: Any, **kwargs: Any) -> bool:
@@ -256,4 +283,4 @@ class AsyncActorRef(_BaseRef):
         conn, _msg_id, head, body, bufs, deadline = self._prepare(P.TELL, method, args, kwargs)
         if conn.dead is not None and self._opts.wait_restart:
             await conn.wait_alive_async(deadline)
-        return await conn.enqueue_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)
+        return await conn.tell_async(head, body, bufs, deadline=deadline, prio=self._opts.priority)

@@ -55,6 +55,19 @@ class _StreamBase:
             self._control(P.CREDIT, [self._consumed])
             self._consumed = 0
 
+    def _take(self, ok: bool, value: Any) -> Any:
+        """One outcome from the waiter: the item, ``END``, or its error raised (a timeout leaves
+        the stream open: the next item may still come)."""
+        if ok and value is END:
+            self._finish()
+            return END
+        if not ok:
+            if not isinstance(value, CallTimeout):
+                self._finish()
+            raise value
+        self._took()
+        return value
+
     def _finish(self) -> None:
         self._done = True
         self._conn.cancel(self._id)
@@ -81,15 +94,9 @@ class StreamCall(_StreamBase):
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
-        ok, value = self._waiter.get(self._timeout)
-        if ok and value is END:
-            self._finish()
+        value = self._take(*self._waiter.get(self._timeout))
+        if value is END:
             raise StopIteration
-        if not ok:
-            if not isinstance(value, CallTimeout):
-                self._finish()
-            raise value
-        self._took()
         return value
 
     def __enter__(self) -> StreamCall:
@@ -118,13 +125,9 @@ class AsyncStreamCall(_StreamBase):
             ok, value = await asyncio.wait_for(self._waiter.aget(), self._timeout)
         except asyncio.TimeoutError:
             raise CallTimeout(f"no stream item within {self._timeout} s") from None
-        if ok and value is END:
-            self._finish()
+        value = self._take(ok, value)
+        if value is END:
             raise StopAsyncIteration
-        if not ok:
-            self._finish()
-            raise value
-        self._took()
         return value
 
     async def aclose(self) -> None:

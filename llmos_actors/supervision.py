@@ -20,15 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _validate
+from ._ops import Awaiting, Blocking, Step, Surface, operation
 from .errors import CallTimeout, ClosedError
 
 if TYPE_CHECKING:
     from ._rpc.core import ClientCore
 
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 
-
-def _target(ref_or_name: Any) -> str:
+def target_id(ref_or_name: Any) -> str:
+    """The id of a ref (anything with a str ``id``), or a name as given."""
     if isinstance(ref_or_name, str):
         return ref_or_name
     ident = getattr(ref_or_name, "id", None)
@@ -47,28 +48,17 @@ def _supervisor_spec(
     parent: Any,
     restart: str,
 ) -> dict:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-    if intensity is not None and (type(intensity) is not int or intensity < 0):
-        raise ValueError(f"intensity must be an int >= 0, not {intensity!r}")
-    for key, value in (("period", period), ("backoff", backoff), ("backoff_max", backoff_max)):
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{key} must be a number of seconds >= 0, not {value!r}")
-    if period is not None and period <= 0:
-        raise ValueError("period must be > 0 seconds")
-    spec: dict[str, Any] = {"strategy": strategy, "restart": restart}
-    item: Any
-    for key, item in (
-        ("intensity", intensity),
-        ("period", period),
-        ("backoff", backoff),
-        ("backoff_max", backoff_max),
-        ("name", name),
-    ):
-        if item is not None:
-            spec[key] = item
+    """The ``supervisor_new`` request, checked here with the daemon's own rules (``_validate``)."""
+    limits = {"intensity": intensity, "period": period, "backoff": backoff, "backoff_max": backoff_max}
+    spec: dict[str, Any] = {
+        "strategy": _validate.strategy(strategy),
+        "restart": _validate.restart_policy(restart),
+        **_validate.restart_limits(limits, "supervisor"),
+    }
+    if name is not None:
+        spec["name"] = _validate.supervisor_name(name)
     if parent is not None:
-        spec["parent"] = parent if isinstance(parent, str) else parent.id
+        spec["parent"] = target_id(parent)
     return spec
 
 
@@ -110,7 +100,7 @@ class DownNotice:
         return bool(self.signal) or self.exitcode != 0
 
 
-class _MonitorBase:
+class _MonitorBase(Surface):
     """What both monitor flavours share: registration with the core, callbacks, cancel."""
 
     def __init__(self, core: ClientCore, target: str, callback: Callable[[DownNotice], Any] | None) -> None:
@@ -158,7 +148,7 @@ class _MonitorBase:
         return f"<{type(self).__name__} {self.target} deaths={len(self.notices)}{' done' if self.finished else ''}>"
 
 
-class Monitor(_MonitorBase):
+class Monitor(_MonitorBase, Blocking):
     """Death notices of one actor: ``wait()``, iterate, or ``add_callback``.
 
     Every death is reported (with ``restarting`` when a new incarnation follows);
@@ -213,7 +203,7 @@ class Monitor(_MonitorBase):
         self.cancel()
 
 
-class AsyncMonitor(_MonitorBase):
+class AsyncMonitor(_MonitorBase, Awaiting):
     """``Monitor`` for asyncio: ``await mon.wait()``, ``async for notice in mon``."""
 
     def __init__(self, core: ClientCore, target: str, callback: Callable[[DownNotice], Any] | None = None) -> None:
@@ -251,7 +241,7 @@ class AsyncMonitor(_MonitorBase):
         self.cancel()
 
 
-class Supervisor:
+class SupervisorOps(Surface):
     """A handle on a supervisor node in the daemon (plain data: id and settings).
 
     ``spawn`` starts a child (restart policy defaults to ``permanent``); children
@@ -266,86 +256,67 @@ class Supervisor:
         self.name: str = info.get("name") or ""
         self.strategy: str = info.get("strategy", "one_for_one")
 
+    @operation
     def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
         """``kernel.spawn`` of a child of this supervisor."""
         kwargs["supervisor"] = self.id
-        return self._kernel.spawn(cls, *args, **kwargs)
+        return (yield Step(self._kernel.spawn, cls, *args, **kwargs))
 
+    @operation
     def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> Any:
+        """``kernel.spawn_with`` of a child of this supervisor."""
         options["supervisor"] = self.id
-        return self._kernel.spawn_with(cls, args, kwargs, **options)
+        return (yield Step(self._kernel.spawn_with, cls, args, kwargs, **options))
 
-    def supervisor(self, **options: Any) -> Supervisor:
+    @operation
+    def supervisor(self, **options: Any) -> Any:
         """A child supervisor (its own strategy and limits; escalates to this one)."""
-        return self._kernel.supervisor(parent=self.id, **options)
+        return (yield Step(self._kernel.supervisor, parent=self.id, **options))
 
-    def describe(self) -> dict:
+    @operation
+    def describe(self) -> Any:
         """This supervisor as the daemon sees it now (state, restarts, children ids)."""
-        return next(s for s in self._kernel.supervisors() if s["id"] == self.id)
+        nodes = yield self._daemon("supervisors")
+        return next(s for s in nodes if s["id"] == self.id)
 
-    def children(self) -> list[dict]:
+    @operation
+    def children(self) -> Any:
         """``ps`` rows of the actor children, in start order."""
-        order = self.describe()["children"]
-        rows = {r["id"]: r for r in self._kernel.ps()}
+        order = (yield from SupervisorOps.describe(self))["children"]
+        rows = {r["id"]: r for r in (yield self._daemon("ps", exited=True))}
         return [rows[c] for c in order if c in rows]
 
-    def stop(self, *, grace: float | None = None) -> dict:
+    @operation
+    def stop(self, *, grace: float | None = None) -> Any:
         """Stop every child (reverse start order) and remove the supervisor."""
         # No deadline: each child may take its grace period, one after the other.
-        return self._kernel._control("supervisor_stop", self.id, grace=grace, timeout=None)
+        return (yield self._daemon("supervisor_stop", self.id, grace=grace, timeout=None))
 
-    def __enter__(self) -> Supervisor:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    @operation
+    def _exit(self) -> Any:
+        yield from SupervisorOps.stop(self)
 
     def __repr__(self) -> str:
-        return f"<Supervisor {self.name or '-'} id={self.id} {self.strategy}>"
+        return f"<{type(self).__name__} {self.name or '-'} id={self.id} {self.strategy}>"
 
 
-class AsyncSupervisor:
+class Supervisor(SupervisorOps, Blocking):
+    __doc__ = SupervisorOps.__doc__
+
+
+class AsyncSupervisor(SupervisorOps, Awaiting):
     """``Supervisor`` for the asyncio kernel (methods are coroutines)."""
 
-    def __init__(self, kernel: Any, info: dict) -> None:
-        self._kernel = kernel
-        self.info = info
-        self.id: str = info["id"]
-        self.name: str = info.get("name") or ""
-        self.strategy: str = info.get("strategy", "one_for_one")
 
-    async def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
-        kwargs["supervisor"] = self.id
-        return await self._kernel.spawn(cls, *args, **kwargs)
+class SupervisionOps(Surface):
+    """Kernel methods: supervisors, monitors, links."""
 
-    async def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> Any:
-        options["supervisor"] = self.id
-        return await self._kernel.spawn_with(cls, args, kwargs, **options)
+    if TYPE_CHECKING:
 
-    async def supervisor(self, **options: Any) -> AsyncSupervisor:
-        return await self._kernel.supervisor(parent=self.id, **options)
+        @property
+        def _core(self) -> ClientCore: ...
 
-    async def describe(self) -> dict:
-        return next(s for s in await self._kernel.supervisors() if s["id"] == self.id)
-
-    async def stop(self, *, grace: float | None = None) -> dict:
-        return await self._kernel._control("supervisor_stop", self.id, grace=grace, timeout=None)
-
-    async def __aenter__(self) -> AsyncSupervisor:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    def __repr__(self) -> str:
-        return f"<AsyncSupervisor {self.name or '-'} id={self.id} {self.strategy}>"
-
-
-class SupervisionMixin:
-    """``Kernel`` methods: supervisors, monitors, links."""
-
-    _control: Callable[..., Any]
-
+    @operation
     def supervisor(
         self,
         *,
@@ -357,7 +328,7 @@ class SupervisionMixin:
         name: str | None = None,
         parent: Any = None,
         restart: str = "permanent",
-    ) -> Supervisor:
+    ) -> Any:
         """Create a supervisor: a group of children restarted by ``strategy``.
 
         Args:
@@ -372,21 +343,24 @@ class SupervisionMixin:
         Defaults come from the daemon's ``[supervisor]`` config section.
         """
         spec = _supervisor_spec(strategy, intensity, period, backoff, backoff_max, name, parent, restart)
-        return Supervisor(self, self._control("supervisor_new", spec))
+        return self._twin(SupervisorOps)(self, (yield self._daemon("supervisor_new", spec)))
 
-    def supervisors(self) -> list[dict]:
+    @operation
+    def supervisors(self) -> Any:
         """Every supervisor node: id, name, strategy, limits, state, restarts, parent, children."""
-        return self._control("supervisors")
+        return (yield self._daemon("supervisors"))
 
-    def monitor(self, ref_or_name: Any, *, callback: Callable[[DownNotice], Any] | None = None) -> Monitor:
+    def monitor(self, ref_or_name: Any, *, callback: Callable[[DownNotice], Any] | None = None) -> Any:
         """Death notices of an actor (one per death; the last when no restart follows).
 
         An actor that is unknown or already gone is reported at once (reason ``noproc``).
-        ``callback(notice)`` runs on this kernel's IO thread: keep it short.
+        ``callback(notice)`` runs on the thread (or loop) that reads this kernel's replies: keep it
+        short. Not a coroutine for asyncio either: it sends one message; wait on the monitor.
         """
-        return Monitor(self._core, _target(ref_or_name), callback)  # type: ignore[attr-defined]
+        return self._twin(_MonitorBase)(self._core, target_id(ref_or_name), callback)
 
-    def link(self, a: Any, b: Any) -> None:
+    @operation
+    def link(self, a: Any, b: Any) -> Any:
         """Link two live actors: when one dies abnormally the other is killed (unless it traps exits).
 
         The link lasts until either dies; a restarted incarnation is not linked.
@@ -395,41 +369,9 @@ class SupervisionMixin:
             ActorDiedError: one of them is not running.
             ActorNotFound: one of them is unknown.
         """
-        self._control("link", _target(a), _target(b))
+        yield self._daemon("link", target_id(a), target_id(b))
 
-    def unlink(self, a: Any, b: Any) -> None:
-        self._control("unlink", _target(a), _target(b))
-
-
-class AsyncSupervisionMixin:
-    """``AsyncKernel`` methods: the same as ``SupervisionMixin``, as coroutines."""
-
-    _control: Callable[..., Any]
-
-    async def supervisor(
-        self,
-        *,
-        strategy: str = "one_for_one",
-        intensity: int | None = None,
-        period: float | None = None,
-        backoff: float | None = None,
-        backoff_max: float | None = None,
-        name: str | None = None,
-        parent: Any = None,
-        restart: str = "permanent",
-    ) -> AsyncSupervisor:
-        spec = _supervisor_spec(strategy, intensity, period, backoff, backoff_max, name, parent, restart)
-        return AsyncSupervisor(self, await self._control("supervisor_new", spec))
-
-    async def supervisors(self) -> list[dict]:
-        return await self._control("supervisors")
-
-    def monitor(self, ref_or_name: Any, *, callback: Callable[[DownNotice], Any] | None = None) -> AsyncMonitor:
-        """As ``Kernel.monitor`` (not a coroutine: it sends one message); wait on it with ``await``."""
-        return AsyncMonitor(self._core, _target(ref_or_name), callback)  # type: ignore[attr-defined]
-
-    async def link(self, a: Any, b: Any) -> None:
-        await self._control("link", _target(a), _target(b))
-
-    async def unlink(self, a: Any, b: Any) -> None:
-        await self._control("unlink", _target(a), _target(b))
+    @operation
+    def unlink(self, a: Any, b: Any) -> Any:
+        """Undo ``link``."""
+        yield self._daemon("unlink", target_id(a), target_id(b))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import zmq
 
+from ._ops import Awaiting, Blocking, Step, Surface, operation
 from ._rpc.pubsub import SubscriberSocket
 from ._wire.topics import check_topic
 from .errors import CallTimeout, ClosedError
@@ -54,7 +55,21 @@ def subscribe(*prefixes: str) -> Callable[[F], F]:
     return mark
 
 
-class Subscription:
+class _SubscriptionBase(Surface):
+    """What both flavours of subscription share: the subscriber socket and its drop count."""
+
+    def __init__(self, core: ClientCore, prefix: str) -> None:
+        self.prefix = prefix
+        self._core = core
+        self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
+
+    @property
+    def dropped(self) -> int:
+        """Messages this subscriber missed because it fell behind (counted by the daemon)."""
+        return self._sub.dropped
+
+
+class Subscription(_SubscriptionBase, Blocking):
     """Messages on topics matching a prefix, as an iterator of ``(topic, msg)``.
 
     Use from one thread at a time; ``close()`` from anywhere. Live when created:
@@ -62,10 +77,13 @@ class Subscription:
     the daemon's ``topic_queue`` behind, and then ``dropped`` says how many.
     """
 
+    @classmethod
+    def open(cls, core: ClientCore, prefix: str) -> Subscription:
+        """Subscribe (the daemon has confirmed when this returns)."""
+        return cls(core, prefix)
+
     def __init__(self, core: ClientCore, prefix: str) -> None:
-        self.prefix = prefix
-        self._core = core
-        self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
+        super().__init__(core, prefix)
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -74,11 +92,6 @@ class Subscription:
             self._sub.close()
             raise
         core.closables.add(self)
-
-    @property
-    def dropped(self) -> int:
-        """Messages this subscriber missed because it fell behind (counted by the daemon)."""
-        return self._sub.dropped
 
     def get(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next ``(topic, msg)``.
@@ -127,14 +140,17 @@ class Subscription:
         self.close()
 
 
-class AsyncSubscription:
+class AsyncSubscription(_SubscriptionBase, Awaiting):
     """The asyncio twin of ``Subscription``: ``async for topic, msg in sub``."""
 
+    @classmethod
+    def open(cls, core: ClientCore, prefix: str) -> Any:
+        """A coroutine: subscribe, and return the subscription once the daemon has confirmed."""
+        return cls(core, prefix)._start()
+
     def __init__(self, core: ClientCore, prefix: str) -> None:
-        self.prefix = prefix
-        self._core = core
+        super().__init__(core, prefix)
         self._loop = core.driver.loop
-        self._sub = SubscriberSocket(core.ctx, core.config, core.codec, f"client:{os.getpid()}")
         self._ready = asyncio.Event()
         self._closed = False
 
@@ -166,10 +182,6 @@ class AsyncSubscription:
             await asyncio.wait_for(self._ready.wait(), timeout)
         except asyncio.TimeoutError:
             pass
-
-    @property
-    def dropped(self) -> int:
-        return self._sub.dropped
 
     async def get(self, timeout: float | None = None) -> tuple[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -214,8 +226,8 @@ class AsyncSubscription:
         self.close()
 
 
-class TopicsMixin:
-    """``publish`` and ``subscribe`` for the synchronous ``Kernel``."""
+class TopicOps(Surface):
+    """``publish`` and ``subscribe`` on a kernel handle."""
 
     if TYPE_CHECKING:
 
@@ -223,31 +235,17 @@ class TopicsMixin:
         def _core(self) -> ClientCore: ...
 
     def publish(self, topic: str, msg: Any) -> None:
-        """Publish ``msg`` on ``topic``, batched with its neighbours; waits only while the daemon is full.
+        """Publish ``msg`` on ``topic``, batched with its neighbours.
+
+        The blocking kernel waits while the daemon is full; the asyncio kernel never blocks its
+        loop: up to 65,536 messages wait in this process, and past that they are dropped and counted.
 
         Raises:
             ValueError / TypeError: bad topic (empty, > 1024 bytes, ``sys.``) or a payload that cannot travel.
         """
-        self._core.publisher().publish(topic, msg)
+        self._core.publisher().publish(topic, msg, block=bool(self._blocking))
 
-    def subscribe(self, prefix: str) -> Subscription:
+    @operation
+    def subscribe(self, prefix: str) -> Any:
         """Subscribe to every topic starting with ``prefix`` (live when this returns)."""
-        return Subscription(self._core, prefix)
-
-
-class AsyncTopicsMixin:
-    """``publish`` and ``subscribe`` for ``AsyncKernel``."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-    def publish(self, topic: str, msg: Any) -> None:
-        """As ``Kernel.publish``, but never blocks: while the daemon is full, up to 65,536 messages
-        wait in this process; past that they are dropped and counted."""
-        self._core.publisher().publish(topic, msg, block=False)
-
-    async def subscribe(self, prefix: str) -> AsyncSubscription:
-        """Subscribe to every topic starting with ``prefix`` (live when the await returns)."""
-        return await AsyncSubscription(self._core, prefix)._start()
+        return (yield Step(self._twin(_SubscriptionBase).open, self._core, prefix))

@@ -36,6 +36,7 @@ from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
 from .logs import LogCollector
+from .metrics_http import MetricsService, check_sections
 from .monitors import Monitors
 from .network import Network
 from .pages_service import PagesService
@@ -125,6 +126,7 @@ class Daemon:
         self.limits = Limits.from_config(config.extra.get("limits"))
         self.quotas = Quotas(self.limits)
         self.audit = Audit()
+        check_sections(config.extra)  # [metrics], [tracing]
         prepare_runtime_dir(config.runtime_dir)
         self._take_lock()
         try:
@@ -237,6 +239,7 @@ class Daemon:
         self.events.max_subscribers = self.limits.subscribers
         self.sync.max_waiters = self.limits.waiters
         self.pages.limits = self.limits
+        self.metrics = add(MetricsService(self))  # reads the others at scrape time; off unless [metrics] listen
 
     def _remove_stale_sockets(self) -> None:
         """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""

@@ -91,10 +91,12 @@ class Decisions:
         self.publish = publish
         self.recent: deque[dict] = deque(maxlen=200)
         self.last_by_actor: dict[str, str] = {}
+        self.counts: dict[str, int] = {}  # by action, for the metrics
 
     def __call__(self, action: str, target: str, reason: str, **detail: Any) -> None:
         entry = {"time": time.time(), "action": action, "target": target, "reason": reason, **detail}
         self.recent.append(entry)
+        self.counts[action] = self.counts.get(action, 0) + 1
         self.last_by_actor[target] = f"{action}: {reason}"
         log.info("scheduler: %s %s: %s", action, target, reason)
         self.publish("sys.sched.decision", entry)

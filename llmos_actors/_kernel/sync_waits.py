@@ -48,6 +48,7 @@ class Waiter:
     op: str  # acquire | wait (condition sleeper) | reacquire | barrier | event
     timer: TimerHandle | None = None
     notified: bool = False
+    since: float = 0.0  # when it began to wait (the ledger's clock), for the metrics
 
     def resolve(self, value: Any = None, exc: BaseException | None = None) -> None:
         if self.timer is not None:

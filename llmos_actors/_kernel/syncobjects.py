@@ -172,7 +172,7 @@ class SyncObjects(Service):
             raise LimitExceeded(
                 f"too many waits from one connection ({waiting}): limit [limits] waiters = {self.max_waiters} reached"
             )
-        waiter = Waiter(holder, ident, ticket, self.loop.create_future(), obj, op)
+        waiter = Waiter(holder, ident, ticket, self.loop.create_future(), obj, op, since=self.ledger.clock.time())
         key = (ident, ticket)
         self.tickets[key] = waiter
         self.waiting[ident] = waiting + 1

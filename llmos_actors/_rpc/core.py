@@ -27,6 +27,7 @@ from .connection import READ_SLICE, Connection
 from .driver import LoopDriver
 from .pubsub import Publisher
 from .tcp import remote_endpoint, secure_client
+from .tracing import tracer_for
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
 SEND_HWM = 128
@@ -57,6 +58,8 @@ class ClientCore:
         ctx: zmq.Context | None = None,
     ) -> None:
         self.config = config
+        #: Call spans and trace context in headers ([tracing] enabled), else None: no cost.
+        self.tracer = tracer_for(config)
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
@@ -91,7 +94,7 @@ class ClientCore:
         sock.setsockopt(zmq.LINGER, 0)
         limit_inbound(sock, frame_limit(self.config.max_message_bytes))
         secure_client(sock, self.config)
-        # Blocking receives (a sync caller reading its own reply) give up after one slice.
+        # Blocking receives (a blocked caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
         conn = Connection(
@@ -164,6 +167,8 @@ class ClientCore:
             )
         msg_id = self.next_id()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.tracer is not None:
+            extra = self.tracer.outgoing(method, extra)
         head = P.request_header(kind, msg_id, method, prio, deadline, extra)
         return msg_id, head, body, bufs, deadline
 

@@ -11,12 +11,13 @@ import asyncio
 import collections
 import concurrent.futures
 import threading
+import time
 from typing import Any
 
 from ..errors import CallTimeout, ClosedError
 
 
-class SyncWaiter:
+class BlockingWaiter:
     """A thread blocked in ``ref.call()``: sleeps on a lock released by ``resolve``."""
 
     __slots__ = ("_lock", "done", "ok", "value")
@@ -33,6 +34,9 @@ class SyncWaiter:
         self.ok, self.value, self.done = ok, value, True
         self._lock.release()
 
+    def finished(self) -> bool:
+        return self.done
+
     def wait(self, timeout: float | None) -> bool:
         """True once resolved; False if ``timeout`` seconds passed first."""
         if self.done:
@@ -45,17 +49,95 @@ class SyncWaiter:
         raise self.value
 
 
+_FINISHED = "FINISHED"  # concurrent.futures' state names
+_PENDING = "PENDING"
+_CANCELLED = "CANCELLED"
+_SETTLED = frozenset({_FINISHED, _CANCELLED, "CANCELLED_AND_NOTIFIED"})
+
+#: The attributes ``concurrent.futures.Future.__init__`` sets; if a Python version sets others,
+#: ``LlmosFuture`` lets it do its own ``__init__``.
+_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
+_OWN_INIT = set(vars(concurrent.futures.Future())) == _FIELDS
+
+
 class LlmosFuture(concurrent.futures.Future):
-    """The future ``ref.ask()`` returns: a ``concurrent.futures.Future`` you may also ``await``."""
+    """The future ``ref.ask()`` returns: a ``concurrent.futures.Future`` you may also ``await``.
+
+    Cheaper than a plain one where pipelined asks pay per call (``llmos bench``
+    1_1_actor_calls_pipelined): the futures of one connection share its condition instead of
+    building one each; a finished one answers ``result()`` without taking it; and ``result()``
+    on a pending one first reads replies on the caller's thread (``Connection.pump``), so a
+    caller waiting for its asks costs no thread hand-off per batch.
+
+    Args:
+        condition: shared with the connection's other futures (None: one of its own).
+    """
 
     streaming = False
+    _conn: Any = None
+
+    def __init__(self, condition: threading.Condition | None = None) -> None:
+        if condition is None or not _OWN_INIT:
+            super().__init__()
+            return
+        self._condition = condition
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list = []
+        self._done_callbacks: list = []
 
     def resolve(self, ok: bool, value: Any) -> None:
-        if self.set_running_or_notify_cancel():
+        # One locked section instead of set_running_or_notify_cancel + set_result (two).
+        with self._condition:
+            if self._state != _PENDING:
+                if self._state == _CANCELLED:
+                    self.set_running_or_notify_cancel()
+                return
             if ok:
-                self.set_result(value)
+                self._result = value
             else:
-                self.set_exception(value)
+                self._exception = value
+            self._state = _FINISHED
+            for waiter in self._waiters:
+                if ok:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+
+    def finished(self) -> bool:
+        return self._state != _PENDING
+
+    def _settle(self, timeout: float | None) -> None:
+        """Wait until finished or cancelled; a shared condition wakes for other futures too.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        if self._state == _PENDING and self._conn is not None:
+            self._conn.pump(self)
+        if self._state in _SETTLED:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while self._state not in _SETTLED:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise concurrent.futures.TimeoutError()
+                self._condition.wait(left)
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _FINISHED and self._exception is None:
+            return self._result  # set before the state, under the condition
+        self._settle(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._settle(timeout)
+        return super().exception(0)
 
     def __await__(self):
         return asyncio.wrap_future(self).__await__()
@@ -77,19 +159,6 @@ class AsyncWaiter:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
-
-
-class CallbackWaiter:
-    """Calls ``fn(ok, value)`` on whichever thread reads the reply (internal uses)."""
-
-    __slots__ = ("fn",)
-    streaming = False
-
-    def __init__(self, fn) -> None:
-        self.fn = fn
-
-    def resolve(self, ok: bool, value: Any) -> None:
-        self.fn(ok, value)
 
 
 _END = object()

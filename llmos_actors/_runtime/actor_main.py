@@ -39,11 +39,37 @@ from .loader import load_class
 from .methods import ASYNC, SYNC, classify
 from .settings import ExecutorSettings
 from .subscriptions import ActorSubscriptions, declared_subscriptions
+from .timings import CallTimings, metrics_enabled
 
 log = logging.getLogger("llmos_actors.actor")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+
+
+#: Most entries an actor's ``on_metrics()`` may report per heartbeat (the rest are left out).
+MAX_CUSTOM_METRICS = 64
+
+
+def actor_metrics(instance: Any) -> dict:
+    """What the actor's ``on_metrics()`` hook reports: numbers and histogram snapshots, bounded."""
+    hook = getattr(instance, "on_metrics", None)
+    if not callable(hook):
+        return {}
+    try:
+        values = hook()
+    except Exception:
+        log.exception("on_metrics raised")
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if len(out) >= MAX_CUSTOM_METRICS:
+            break
+        if isinstance(key, str) and (isinstance(value, (int, float, dict)) and not isinstance(value, bool)):
+            out[key] = value
+    return out
 
 
 def config_from_dict(data: dict) -> Config:
@@ -138,6 +164,11 @@ class ActorRuntime:
         settings = ExecutorSettings.pick(self.spec, type(instance), self.config)
         self.executor = ActorExecutor(self.server, instance, f"actor {self.name!r}", settings)
         self.server.on_request = self.executor
+        if metrics_enabled(self.config.extra):
+            self.executor.timings = CallTimings()
+        if self.core.tracer is not None:
+            self.executor.tracer = self.core.tracer
+            self.executor.span_prefix = self.name
         self.core.on_notice("linked_exit", lambda body: self._deliver_hook("on_exit", body))
         self.subscriptions = ActorSubscriptions(self, self.executor)
         try:
@@ -171,9 +202,9 @@ class ActorRuntime:
     # ------------------------------------------------------------------ monitors and links
     def monitor(self, target: Any) -> int:
         """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
-        from ..supervision import _target
+        from ..supervision import target_id
 
-        name = _target(target)
+        name = target_id(target)
         ref = self.core.next_id()
         self._monitors[ref] = name
         self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)
@@ -247,9 +278,19 @@ class ActorRuntime:
         interval = self.config.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            stats = self.executor.snapshot()  # type: ignore[union-attr]
-            stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-            self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
+            self._report()
+
+    def _report(self) -> None:
+        """Send the counters to the daemon (each second, and once more when stopping)."""
+        stats = self.executor.snapshot()  # type: ignore[union-attr]
+        stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
+        timings = self.executor.timings  # type: ignore[union-attr]
+        if timings is not None:
+            stats["timings"] = timings.snapshot()
+            custom = actor_metrics(self.instance)
+            if custom:
+                stats["metrics"] = custom
+        self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:
         if self._stopping is not None:
@@ -271,6 +312,10 @@ class ActorRuntime:
         # Most of the grace period is for the calls; on_stop gets the rest before SIGKILL.
         await self.executor.drain(grace * 0.8 if drain else 0.0, cancel=not drain)  # type: ignore[union-attr]
         try:
+            self._report()  # the last counts: a short-lived actor's calls are not lost to the metrics
+        except Exception:
+            pass
+        try:
             on_stop = getattr(instance, "on_stop", None)
             result = on_stop() if callable(on_stop) else None
             if asyncio.iscoroutine(result):
@@ -283,12 +328,15 @@ class ActorRuntime:
         if getattr(self, "subscriptions", None) is not None:
             self.subscriptions.close()
         self.server.close()
-        if getattr(self, "zap", None) is not None:
-            self.zap.close()
+        zap = getattr(self, "zap", None)
+        if zap is not None:
+            zap.close()
         self.server_codec.close()
         if self._kernel is not None:
             self._kernel.close()
         if self.core is not None:
+            if self.core.tracer is not None:
+                self.core.tracer.shutdown()  # export what is left before the process exits
             self.core.close()
         self.ctx.term()
 

@@ -32,6 +32,7 @@ from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
 from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, public_method_resolver
 from .settings import ExecutorSettings
 from .stream_runner import StreamRunner, StreamTurn
+from .timings import CallTimings
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class ActorExecutor(Invoker):
         self._changed: asyncio.Event | None = None  # set on every completion while draining
         self._pump_scheduled = False
         self._pump_reads = True
+        #: Queue-wait and run-time histograms, when the daemon serves metrics (else None: no cost).
+        self.timings: CallTimings | None = None
+        #: Server spans of traced calls ([tracing] enabled), else None: no cost.
+        self.tracer: Any = None
+        self.span_prefix = "actor"  # span names: "<actor name>.<method>"
         server.after_read = self._pump_after_read
 
     def level_of(self, req: Request) -> int | None:
@@ -161,6 +167,8 @@ class ActorExecutor(Invoker):
         inline = self.threads is None
         server = self.server
         base = self.priority
+        timings = self.timings
+        tracer = self.tracer
         while len(mailbox):
             if now >= look_at:
                 look_at = now + INTAKE_EVERY
@@ -174,9 +182,17 @@ class ActorExecutor(Invoker):
                         break  # a plain method is running (reply-later awaits do not count)
                     mailbox.pop()
                     if entry.deadline is None or not self.expired(entry):
-                        self._run_inline(entry, found[0])
+                        if timings is not None:  # (an intake since ``now`` may have queued this entry)
+                            now = monotonic()
+                            timings.wait.observe(now - mailbox.enqueued_at)
+                        if tracer is None:
+                            self._run_inline(entry, found[0])
+                        else:
+                            self._run_traced(entry, found[0], SYNC)
                         if entry.prio is not None and entry.prio > base:
                             server.flush()  # an urgent caller does not wait for the slice's end
+                        if timings is not None:
+                            timings.run.observe(monotonic() - now)
                     now = monotonic()
                     if now > end:
                         self.schedule_pump()
@@ -185,6 +201,8 @@ class ActorExecutor(Invoker):
             if not self._has_capacity(entry):
                 break
             mailbox.pop()
+            if timings is not None and type(entry) is Request:
+                timings.wait.observe(monotonic() - mailbox.enqueued_at)
             self._start(entry)
             now = monotonic()
             if now > end:
@@ -227,12 +245,49 @@ class ActorExecutor(Invoker):
         if kind in (GEN, AGEN):
             self.fail(req, LlmosError(f"{req.method!r} is a generator: call it with ref.stream()"), traceback=False)
             return
-        if kind == ASYNC:
+        if self.tracer is not None:
+            self._run_traced(req, fn, kind)
+        elif kind == ASYNC:
             self._run_async(req, fn)
         elif self.threads is not None:
             self._run_in_pool(req, fn)
         else:
             self._run_inline(req, fn)
+
+    def _run_traced(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
+        """Run a request inside a server span when its header carries trace context.
+
+        The span is current while the method starts (an ``async`` method's task copies it),
+        so calls it makes continue the trace; it ends when the outcome is known.
+        """
+        tracer = self.tracer
+        span, token = tracer.enter(req.head, self.span_prefix, req.method)
+        failed = self.stats.get("failed", 0)
+        try:
+            if kind == ASYNC:
+                self._run_async(req, fn)
+            elif self.threads is not None:
+                self._run_in_pool(req, fn)
+            else:
+                self._run_inline(req, fn)
+        finally:
+            if token is not None:
+                tracer.leave(token)
+        if span is None:
+            return
+        task = self._active.get((req.ident, req.id))
+        if task is None:
+            if self.stats.get("failed", 0) != failed:
+                tracer.fail(span, "the method raised")
+            span.end()
+            return
+
+        def end(t: asyncio.Future) -> None:
+            if t.cancelled() or t.exception() is not None:
+                tracer.fail(span, "the method raised or was cancelled")
+            span.end()
+
+        task.add_done_callback(end)
 
     def _run_inline(self, req: Request, fn: Callable[..., Any]) -> None:
         self.busy_sync = 1
@@ -254,9 +309,12 @@ class ActorExecutor(Invoker):
         self.busy_sync += 1
         call = functools.partial(fn, *req.args, **req.kwargs)
         fut = self.loop.run_in_executor(self.threads, call)
+        start = time.monotonic()
 
         def done(f: asyncio.Future) -> None:
             self.busy_sync -= 1
+            if self.timings is not None:
+                self.timings.run.observe(time.monotonic() - start)
             exc = f.exception()
             if exc is not None:
                 self.fail(req, exc)
@@ -276,14 +334,16 @@ class ActorExecutor(Invoker):
         except Exception as exc:
             self.fail(req, exc)
             return
-        self._track_async(req, coro)
+        self._track_async(req, coro, time.monotonic() if self.timings is not None else None)
 
-    def _track_async(self, req: Request, awaitable: Any) -> None:
+    def _track_async(self, req: Request, awaitable: Any, start: float | None = None) -> None:
         self.busy_async += 1
         task = self.await_result(req, awaitable)
         self._active[(req.ident, req.id)] = task
 
         def release(_: Any) -> None:
+            if start is not None and self.timings is not None:
+                self.timings.run.observe(time.monotonic() - start)
             self.busy_async -= 1
             self._active.pop((req.ident, req.id), None)
             self.schedule_pump()

@@ -68,6 +68,8 @@ class Mailbox:
         self.demotions = 0
         self.promotions = 0
         self._next: int | None = None  # the level peek chose, for the pop that follows
+        #: When the entry ``pop`` last returned was queued (its queue wait, for the metrics).
+        self.enqueued_at = 0.0
 
     def __len__(self) -> int:
         return self._len
@@ -135,7 +137,7 @@ class Mailbox:
             level = self._best()
         self._next = None
         queue = self._levels[level]
-        _, entry, sender, demoted = queue.popleft()
+        self.enqueued_at, entry, sender, demoted = queue.popleft()
         if not queue:
             self._nonempty &= ~(1 << level)
         self._len -= 1

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import actors, ours
+from . import actors, metrics_cases, ours
 from .context import BenchContext
 from .workload import Workload
 
@@ -173,6 +173,14 @@ CASES: dict[str, Case] = {
             ray="1:1 actor calls async: ray.get([actor.f.remote() for _ in range(1000)])",
         ),
         Case(
+            "1_1_actor_calls_pipelined",
+            "calls/s",
+            f"one caller starts {ours.ASYNC_WINDOW} calls to one actor with ref.ask, then waits for all "
+            "(blocking client)",
+            lambda ctx: ours.PipelinedCalls(ctx),
+            peers=("zmq_dealer_router",),
+        ),
+        Case(
             "1_1_actor_calls_concurrent",
             "calls/s",
             "as 1_1_actor_calls_async, to an actor whose method is async def (calls run concurrently)",
@@ -284,6 +292,8 @@ CASES: dict[str, Case] = {
         ),
     )
 }
+# What metrics and tracing cost: the 1:1 call cases against daemons with them off and on (own daemons).
+CASES.update({fields["name"]: Case(**fields) for fields in metrics_cases.cases()})
 
 
 class UnknownCase(ValueError):

@@ -107,6 +107,28 @@ class SyncCalls(Workload):
         self.actors.close()
 
 
+class PipelinedCalls(Workload):
+    """Rounds of ``ASYNC_WINDOW`` ``ref.ask`` from the blocking client, then every ``result()``:
+    the pipelining the synchronous client offers (``futures = [ref.ask(...) for ...]``)."""
+
+    ops = ASYNC_WINDOW
+    note = f"blocking client, {ASYNC_WINDOW} x ref.ask then result(), 1 Echo actor"
+
+    def __init__(self, ctx: BenchContext) -> None:
+        self.actors = Actors(ctx.kernel)
+        with self.actors.on_error_close():
+            self.ref = self.actors.spawn(actors.Echo)
+        self.d = payload()
+
+    def round(self) -> None:
+        ask, d = self.ref.ask, self.d
+        for fut in [ask("echo", d) for _ in range(ASYNC_WINDOW)]:
+            fut.result()
+
+    def close(self) -> None:
+        self.actors.close()
+
+
 class AsyncCalls(Workload):
     """Rounds of ``ASYNC_WINDOW`` calls submitted at once from the asyncio client, then awaited.
 

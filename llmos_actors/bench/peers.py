@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from . import metrics_cases
 from . import peer_servers as srv
 from .context import BenchContext
 from .ours import ASYNC_WINDOW, MIB, SYNC_ROUND, TELL_ROUND, nn_calls, tensor_round
@@ -707,3 +708,5 @@ PEERS: dict[str, Peer] = {
         Peer("ray_get_calls", "Ray", _ray("get_calls", per_round=1000), _needs_ray, "ray"),
     )
 }
+# Our own daemon with metrics / tracing on, beside the same with them off (see metrics_cases).
+PEERS.update({fields[0]: Peer(*fields) for fields in metrics_cases.peers()})

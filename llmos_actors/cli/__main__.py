@@ -17,6 +17,7 @@ from . import (
     logs_cmd,
     ps_cmd,
     spawn_cmd,
+    stats_cmd,
     status_cmd,
     top_cmd,
     topics_cmd,
@@ -35,6 +36,7 @@ COMMANDS = [
     logs_cmd,
     topics_cmd,
     top_cmd,
+    stats_cmd,
     bench_cmd,
     keygen_cmd,
 ]
@@ -48,6 +50,7 @@ EPILOG = """examples:
   llmos sub sys.actor.                         # the daemon's events, as JSON lines
   llmos pub news.today '{"headline": "hi"}'
   llmos kill c
+  llmos stats c --watch                        # c's latency percentiles, live
   llmos bench --quick --peers                  # throughput here vs pyzmq, multiprocessing, Ray
 environment: LLMOS_RUNTIME_DIR picks the daemon instance (same as --runtime-dir)."""
 

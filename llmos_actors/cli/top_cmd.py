@@ -6,10 +6,14 @@ import argparse
 import shutil
 import sys
 import time
+from collections import deque
 
 from .common import human_bytes, kernel_for, print_json, table
+from .spark import sparkline
 
-HELP = "live view of actors: pid, core, priority, CPU%%, RSS, queue per priority level, calls/s"
+HELP = "live view of actors: pid, core, priority, CPU%%, RSS, queue per priority level, calls/s (with sparklines)"
+#: Refreshes of history each sparkline shows.
+SPARK_WIDTH = 16
 CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -26,7 +30,12 @@ def _levels(stats: dict) -> str:
     return "/".join(str(n) for n in reversed(levels)) if any(levels) else "-"
 
 
-def frame(rows: list[dict], rates: dict[str, float], status: dict) -> list[str]:
+def frame(
+    rows: list[dict], rates: dict[str, float], status: dict, history: dict[str, dict[str, deque]] | None = None
+) -> list[str]:
+    """One screen; ``history`` (per actor id: recent ``calls`` and ``cpu`` values) adds the sparklines."""
+    history = history or {}
+    blank = {"calls": (), "cpu": ()}
     lines: list[str] = []
     sched = status.get("scheduler", {})
     topics = status.get("topics", {})
@@ -50,6 +59,8 @@ def frame(rows: list[dict], rates: dict[str, float], status: dict) -> list[str]:
                 _levels(r.get("stats") or {}),
                 (r.get("stats") or {}).get("active"),
                 f"{rates.get(r['id'], 0.0):.0f}",
+                sparkline(history.get(r["id"], blank)["calls"], SPARK_WIDTH),
+                sparkline(history.get(r["id"], blank)["cpu"], SPARK_WIDTH, top=100.0),
                 r.get("sched", ""),
             )
             for r in rows
@@ -66,6 +77,8 @@ def frame(rows: list[dict], rates: dict[str, float], status: dict) -> list[str]:
             "QUEUE 7/../0",
             "ACTIVE",
             "CALLS/S",
+            "CALLS/S HISTORY",
+            "CPU HISTORY",
             "SCHEDULER",
         ),
         out.append,
@@ -85,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             print_json({"actors": kernel.ps(exited=False), "status": kernel.status()})
             return 0
         previous: dict[str, tuple[float, int]] = {}
+        history: dict[str, dict[str, deque]] = {}
         while True:
             rows = kernel.ps(exited=False)
             now = time.monotonic()
@@ -95,7 +109,13 @@ def run(args: argparse.Namespace) -> int:
                     t0, d0 = previous[r["id"]]
                     rates[r["id"]] = max(0.0, (done - d0) / max(1e-6, now - t0))
                 previous[r["id"]] = (now, done)
-            lines = frame(rows, rates, kernel.status())
+                h = history.setdefault(r["id"], {"calls": deque(maxlen=SPARK_WIDTH), "cpu": deque(maxlen=SPARK_WIDTH)})
+                if r["id"] in rates:
+                    h["calls"].append(rates[r["id"]])
+                h["cpu"].append(r.get("cpu_percent") or 0.0)
+            for gone in set(history) - {r["id"] for r in rows}:
+                del history[gone]
+            lines = frame(rows, rates, kernel.status(), history)
             width = shutil.get_terminal_size((160, 40)).columns
             text = "\n".join(line[:width] for line in lines)
             if args.once:

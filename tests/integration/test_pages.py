@@ -91,7 +91,7 @@ def test_dtypes_shapes_strides_round_trip(kernel, make):
         x.copy_(torch.randn(x.shape).to(x.dtype) if x.is_floating_point() or x.is_complex() else torch.ones_like(x))
         back = u.call("echo", x)
         assert back.dtype == x.dtype and back.shape == x.shape and torch.equal(back, x)
-        if llmos.in_pool(x, kernel=kernel):
+        if llmos.in_pages(x, kernel=kernel):
             assert x.numel() * x.element_size() >= 64 * 1024  # not inline: a handle
             assert back.stride() == x.stride()  # travelled as it is
     else:
@@ -325,7 +325,7 @@ def test_put_get_plain_values(kernel):
 
 def test_the_owner_reads_its_small_values_without_the_daemon(kernel):
     from llmos_actors._pages import owned
-    from llmos_actors._pages.api import _client
+    from llmos_actors.pages import _client
 
     own = _client(kernel).own_values
     small, big = {"k": list(range(10))}, b"x" * (owned.MAX_VALUE + 1)
@@ -333,13 +333,14 @@ def test_the_owner_reads_its_small_values_without_the_daemon(kernel):
     assert own.find(small_ref.id) is not None and own.find(big_ref.id) is None
     assert kernel.get(big_ref) == big  # read from the pool
     u = kernel.spawn(PageUser)
-    u.call("free", small_ref)  # another process frees it: the pool's copy goes...
+    with pytest.raises(llmos.PermissionDenied):
+        u.call("free", small_ref)  # another process may read it, never free it (docs/security.md)
+    assert u.call("get_value", small_ref) == small
+    assert kernel.get(small_ref) == small
+    kernel.free(small_ref)  # the owner frees it: the pool's copy and its own go
+    assert own.find(small_ref.id) is None
     with pytest.raises(llmos.ObjectLost):
         u.call("get_value", small_ref)
-    assert kernel.get(small_ref) == small  # ...the owner still reads what it stored (documented)
-    with pytest.raises(llmos.ObjectLost):
-        kernel.free(small_ref)  # already freed in the pool; its own copy goes too
-    assert own.find(small_ref.id) is None
     kernel.free(big_ref)
 
 

@@ -135,7 +135,7 @@ def test_with_the_directory_opened_the_daemon_still_refuses(daemon, second_user)
         for path, mode in modes.items():
             os.chmod(path, mode)
     assert "has no role" in result["control"], result
-    assert result["pages"] in ("closed by the daemon", "closed: Connection reset by peer"), result
+    assert result["pages"].startswith("closed"), result  # accepted, then hung up on by the daemon
     with daemon.connect() as k:
         audit = k.status()["security"]
         assert audit["refusals"] >= 1

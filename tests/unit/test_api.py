@@ -24,6 +24,7 @@ def test_all_matches_exports():
         "topics",
         "supervision",
         "sync",
+        "pages",
         "pools",
         "pool_dispatcher",
         "scheduling",

@@ -14,7 +14,7 @@ import zmq
 
 from llmos_actors._rpc.connection import Connection
 from llmos_actors._rpc.driver import IOThread
-from llmos_actors._rpc.waiters import SyncWaiter
+from llmos_actors._rpc.waiters import BlockingWaiter
 from llmos_actors._wire import protocol as P
 from llmos_actors._wire.codec import Codec
 
@@ -54,9 +54,9 @@ def test_notice_right_behind_a_direct_reply_reaches_the_loop(wired):
     # be stranded: reading ate the fd's edge, so nothing would wake the IO loop for it.
     conn, peer, notices, seen = wired
     for n in range(1, 21):
-        waiter = SyncWaiter()
+        waiter = BlockingWaiter()
         head, body = P.request_header(P.CALL, n, "m"), msgpack.packb([[], {}])
-        sender = threading.Thread(target=conn.call_sync, args=(n, head, body, [], waiter, time.monotonic() + 5))
+        sender = threading.Thread(target=conn.call_blocking, args=(n, head, body, [], waiter, time.monotonic() + 5))
         sender.start()
         ident, _, _ = peer.recv_multipart()
         # Reply and notice leave together, so both are queued when the caller reads the first.

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "_version", "_clock", "_validate", "config", "scheduling"}),
     ("wire", {"_wire"}),
     ("pages mechanics", {"_pages"}),
-    ("rpc", {"_rpc"}),
+    ("rpc", {"_rpc", "_ops"}),
     ("client", set()),  # everything not named elsewhere: the public client modules
     ("actor runtime", {"_runtime"}),
     ("daemon", {"_kernel"}),

@@ -1,48 +1,49 @@
-"""The public face of the pages: allocate in the pool, share or move, put and get objects.
+"""Shared-memory pages for clients: allocate tensors in pages, share or move them, put and get objects.
 
 ``llmos.empty/zeros/full`` return torch tensors and ``llmos.np_empty/np_zeros/np_full``
-numpy arrays whose memory is pool pages, so sending them costs the same whatever their
-size. Without ``kernel=`` they use this process's default pool: inside an actor, its
-daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
-none, the default runtime dir's).
+numpy arrays whose memory is shared-memory pages, so sending them costs the same whatever
+their size. Without ``kernel=`` they use this process's default page region: inside an actor,
+its daemon's; elsewhere the daemon of the first kernel this process connected to (or, with
+none, the default runtime dir's). (Actor pools, ``kernel.pool``, are another thing: ``pools``.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LlmosError, ProtocolError
-from .codec import Shared
-from .objref import ObjectRef
+from ._ops import Surface, offload, operation
+from ._pages.codec import Shared
+from ._pages.objref import ObjectRef
+from .errors import LlmosError, ProtocolError
 
 if TYPE_CHECKING:  # numpy and the client load on first use: `import llmos_actors` stays light
     import numpy as np
 
-    from .._rpc.core import ClientCore
-    from .._wire.codec import Codec
-    from .client import PageClient
+    from ._pages.client import PageClient
+    from ._rpc.core import ClientCore
+    from ._wire.codec import Codec
 
 
-# ---------------------------------------------------------------------------- which pool
+# ---------------------------------------------------------------------------- which page region
 def _client(kernel: Any) -> PageClient:
-    from .registry import client_for, default_client
+    from ._pages.registry import client_for, default_client
 
     if kernel is not None:
         arrays = kernel._core.codec.arrays
         client = getattr(arrays, "client", None)
         if client is None:
-            raise LlmosError("this kernel handle has no shared-memory pool attached")
+            raise LlmosError("this kernel handle has no shared-memory page region attached")
     else:
         client = default_client()
         if client is None:
-            from ..config import load_config
+            from .config import load_config
 
             client = client_for(load_config().runtime_dir)
     if not client.attach():
-        raise LlmosError(client.error or f"no shared-memory pool at {client.runtime_dir}")
+        raise LlmosError(client.error or f"no shared-memory page region at {client.runtime_dir}")
     return client
 
 
@@ -57,15 +58,15 @@ def _shape(shape: Any) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------------------- torch
 def empty(shape: Any, dtype: Any = None, *, kernel: Any = None) -> Any:
-    """An uninitialised CPU torch tensor whose memory is pool pages (sending it is O(1)).
+    """An uninitialised CPU torch tensor whose memory is shared pages (sending it is O(1)).
 
     Args:
         shape: an int or a sequence of ints.
         dtype: a torch dtype (default: ``torch.get_default_dtype()``).
-        kernel: whose pool (default: this process's default pool, see the module docstring).
+        kernel: whose page region (default: this process's default, see the module docstring).
 
     Raises:
-        PoolExhausted: no room in the pool, even after spilling and waiting.
+        PagesExhausted: no room in the page region, even after spilling and waiting.
     """
     import torch
 
@@ -90,7 +91,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = None) 
 
 # ---------------------------------------------------------------------------- numpy
 def np_empty(shape: Any, dtype: Any = float, *, kernel: Any = None) -> np.ndarray:
-    """An uninitialised numpy array in pool pages (the numpy twin of ``empty``)."""
+    """An uninitialised numpy array in shared pages (the numpy twin of ``empty``)."""
     import numpy as np
 
     dt = np.dtype(dtype)
@@ -119,7 +120,7 @@ def np_full(shape: Any, fill_value: Any, dtype: Any = None, *, kernel: Any = Non
 
 # ---------------------------------------------------------------------------- sharing modes
 def share(value: Any) -> Shared:
-    """Send ``value`` (a pool tensor or array) as a *writable* share: the receiver's writes are seen here.
+    """Send ``value`` (a tensor or array in shared pages) as a *writable* share: the receiver's writes are seen here.
 
     The default share is read-only for the receiver (mapped read-only; torch tensors arrive as
     inference tensors, numpy arrays with ``writeable=False``).
@@ -129,17 +130,23 @@ def share(value: Any) -> Shared:
 
 def move(value: Any) -> Shared:
     """Send ``value`` and give it away: the receiver gets it writable, and here a torch tensor
-    becomes empty (a numpy array becomes read-only). Not in the pool yet: copied in once."""
+    becomes empty (a numpy array becomes read-only). Not in shared pages yet: copied in once."""
     return Shared(value, "m")
 
 
-def in_pool(value: Any, *, kernel: Any = None) -> bool:
-    """Whether a tensor's or array's memory lies in the pool (so sending it costs no copy)."""
-    from . import handles
+def in_pages(value: Any, *, kernel: Any = None) -> bool:
+    """Whether a tensor's or array's memory lies in shared-memory pages (so sending it costs no copy)."""
+    from ._pages import handles
 
     client = _client(kernel)
     view = handles.describe(value)
     return client.locate(view.low, view.span) is not None
+
+
+def in_pool(value: Any, *, kernel: Any = None) -> bool:
+    """Deprecated name of ``in_pages`` ("pool" now means actor pools only); removed in the next release."""
+    warnings.warn("llmos.in_pool is renamed llmos.in_pages", DeprecationWarning, stacklevel=2)
+    return in_pages(value, kernel=kernel)
 
 
 # ---------------------------------------------------------------------------- object store
@@ -150,7 +157,7 @@ KIND_VALUE = "v"
 def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = False) -> ObjectRef:
     import numpy as np
 
-    from . import handles
+    from ._pages import handles
 
     torch = sys.modules.get("torch")
     kind = None
@@ -183,7 +190,7 @@ def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = 
 
 
 def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None = None) -> Any:
-    from . import handles
+    from ._pages import handles
 
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"kernel.get takes an ObjectRef, not {type(ref).__name__}")
@@ -203,12 +210,18 @@ def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None 
     return handles.build(kind, dt, itemsize, base, shape, strides, first, writable=False)
 
 
-class PoolAllocators:
-    """``llmos.empty/zeros/full`` and their numpy twins in this kernel's pool (sync and async
-    handles alike: allocating never waits on the daemon for long)."""
+class PageOps(Surface):
+    """Kernel methods of the shared pages: allocators in this kernel's pages (plain functions in both
+    flavours: allocating never waits on the daemon for long) and the object store (``put``/``get``/
+    ``free`` may wait for room or for the daemon: the asyncio flavour runs them in a thread)."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def _core(self) -> ClientCore: ...
 
     def empty(self, shape: Any, dtype: Any = None) -> Any:
-        """``llmos.empty`` in this kernel's pool."""
+        """``llmos.empty`` in this kernel's pages."""
         return empty(shape, dtype, kernel=self)
 
     def zeros(self, shape: Any, dtype: Any = None) -> Any:
@@ -226,61 +239,36 @@ class PoolAllocators:
     def np_full(self, shape: Any, fill_value: Any, dtype: Any = None) -> np.ndarray:
         return np_full(shape, fill_value, dtype, kernel=self)
 
+    @operation
+    def put(self, value: Any, *, detached: bool = False) -> Any:
+        """Store a value in the pages; returns a ref anyone can ``get``.
 
-class PagesKernel(PoolAllocators):
-    """Kernel methods of the page pool (mixed into ``Kernel``)."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-    def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        """Store a value in the pool; returns a ref anyone can ``get``.
-
-        A tensor already in the pool is stored without a copy (do not write to it afterwards);
+        A tensor already in the pages is stored without a copy (do not write to it afterwards);
         any other array or tensor is copied in once; any other message value (numbers,
         strings, lists, maps...) is stored packed and ``get`` returns a copy of it (this process
         reads its own small values back without the daemon: ``_pages.owned``). The object
         lives until ``free``, or until this process exits unless ``detached`` (refs are not
-        counted: drop one and the object stays). When the pool is full, objects no process maps
+        counted: drop one and the object stays). When the page region is full, objects no process maps
         are spilled to disk (least recently used first) and read back on ``get``.
 
         Raises:
-            PoolExhausted: no room, even after spilling and waiting.
+            PagesExhausted: no room, even after spilling and waiting.
         """
-        return put_value(_client(self), value, self._core.codec, detached=detached)
+        return (yield offload(put_value, _client(self), value, self._core.codec, detached=detached))
 
+    @operation
     def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
         """The stored array or tensor, mapped read-only, without a copy (other values: unpacked).
 
         Raises:
             ObjectLost: freed, its owner exited, or another daemon's.
         """
-        return get_value(_client(self), ref, self._core.codec, timeout)
-
-    def free(self, ref: ObjectRef) -> None:
-        """Drop a stored object (its pages go once nobody maps them)."""
-        _client(self).free(ref.id)
-
-
-class AsyncPagesKernel(PoolAllocators):
-    """``AsyncKernel`` methods of the page pool: ``put``/``get``/``free`` are coroutines
-    (they may wait for room), the allocators are plain functions."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def _core(self) -> ClientCore: ...
-
-    async def put(self, value: Any, *, detached: bool = False) -> ObjectRef:
-        return await asyncio.to_thread(put_value, _client(self), value, self._core.codec, detached=detached)
-
-    async def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
         client, codec = _client(self), self._core.codec
         if isinstance(ref, ObjectRef) and (own := client.own_values.find(ref.id)) is not None:
             return codec.unpack(own)  # this process's own value: no thread, no daemon
-        return await asyncio.to_thread(get_value, client, ref, codec, timeout)
+        return (yield offload(get_value, client, ref, codec, timeout))
 
-    async def free(self, ref: ObjectRef) -> None:
-        await asyncio.to_thread(_client(self).free, ref.id)
+    @operation
+    def free(self, ref: ObjectRef) -> Any:
+        """Drop a stored object (its pages go once nobody maps them)."""
+        yield offload(_client(self).free, ref.id)
