@@ -43,9 +43,11 @@ def up(address: str = "auto", *, timeout: float = UP_TIMEOUT, **settings: Any) -
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ensure_ray(address)
-    here = ray.get_runtime_context().get_node_id()
+    # The registry lives on the head node (Ray's own single point: the cluster ends with it anyway).
+    head = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
     options = registry_options()
-    options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
+    if head:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=head[0], soft=True)
     handle = ray.remote(Registry).options(**options).remote(settings)
     nodes = ray.get(handle.wait_ready.remote(timeout))
     failed = [n for n in nodes if n["state"] not in ("up", "lost")]

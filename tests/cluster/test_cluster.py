@@ -138,6 +138,11 @@ def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
     keeper = ck.spawn(Counter, name="keeper", node=_node_id(victim), restart="permanent")
     assert ref.call("incr") == 1
     mon = ck.monitor(ref)
+    # The machine vanishes: every process of the node is frozen (no goodbye reaches anyone), then
+    # Ray loses the node. Thawed at the end, so they stop and clean up as their parents die.
+    frozen = _node_processes(victim)
+    for p in frozen:
+        p.suspend()
     started = time.monotonic()
     c.remove_node(victim, allow_graceful=False)
     died = _poll(lambda: _call_until_died(ref), 45, "ActorDiedError after the node's removal")
@@ -150,6 +155,10 @@ def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
     back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
     assert ck.node_of(back) != _node_id(victim)
     assert back.call("incr") == 1
+    for p in frozen:
+        if _running(p):
+            p.resume()
+    _poll(lambda: not [p for p in frozen if _running(p)], 60, "the lost node's processes to exit")
 
 
 def _call_until_died(ref):
@@ -186,11 +195,16 @@ def test_new_node_gets_a_daemon(ray_cluster, ck):
         _remove_node_and_wait(c, new)
 
 
-def _remove_node_and_wait(c, node):
-    """Remove a node this test added and wait until its processes (raylet, agent, daemon) are gone."""
+def _node_processes(node):
+    """The raylet of a simulated node and everything under it (agent, runner, daemon, actors)."""
     raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
     procs = [raylet, *raylet.children(recursive=True)]
-    procs += [q for p in procs for q in _safe_children(p)]
+    return procs + [q for p in procs for q in _safe_children(p) if q not in procs]
+
+
+def _remove_node_and_wait(c, node):
+    """Remove a node this test added and wait until its processes (raylet, agent, daemon) are gone."""
+    procs = _node_processes(node)
     c.remove_node(node, allow_graceful=False)
     _poll(lambda: not [p for p in procs if _running(p)], 30, "the removed node's processes to exit")
 
@@ -218,6 +232,6 @@ def test_cli_cluster_status_lists_the_nodes(ray_cluster):
         timeout=120,
         check=True,
     ).stdout
-    table = json.loads(out)
+    table, _end = json.JSONDecoder().raw_decode(out)  # Ray may print its own lines after ours
     assert {n["node_id"] for n in table if n["state"] == "up"} >= {c.head_node.node_id}
     assert all(n["endpoint"].startswith("tcp://") for n in table if n["state"] == "up")
