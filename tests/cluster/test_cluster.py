@@ -143,21 +143,23 @@ def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
     frozen = _node_processes(victim)
     for p in frozen:
         p.suspend()
-    started = time.monotonic()
-    c.remove_node(victim, allow_graceful=False)
-    died = _poll(lambda: _call_until_died(ref), 45, "ActorDiedError after the node's removal")
-    assert died.reason == "node lost"
-    assert time.monotonic() - started < 45
-    _poll(lambda: mon.notices, 10, "monitor notice")
-    assert mon.notices[0].reason == "node lost"
-    with pytest.raises(llmos.ActorDiedError):
-        keeper.call("incr")
-    back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
-    assert ck.node_of(back) != _node_id(victim)
-    assert back.call("incr") == 1
-    for p in frozen:
-        if _running(p):
-            p.resume()
+    try:
+        started = time.monotonic()
+        c.remove_node(victim, allow_graceful=False)
+        died = _poll(lambda: _call_until_died(ref), 45, "ActorDiedError after the node's removal")
+        assert died.reason == "node lost"
+        assert time.monotonic() - started < 45
+        _poll(lambda: mon.notices, 10, "monitor notice")
+        assert mon.notices[0].reason == "node lost"
+        with pytest.raises(llmos.ActorDiedError):
+            keeper.call("incr")
+        back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
+        assert ck.node_of(back) != _node_id(victim)
+        assert back.call("incr") == 1
+    finally:
+        for p in frozen:
+            if _running(p):
+                p.resume()
     _poll(lambda: not [p for p in frozen if _running(p)], 60, "the lost node's processes to exit")
 
 
