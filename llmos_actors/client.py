@@ -372,7 +372,7 @@ def connect(
     """
     scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
     if scheme in URL_SCHEMES:
-        return URL_SCHEMES[scheme](runtime_dir)
+        return URL_SCHEMES[scheme](str(runtime_dir))
     return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
 
 

@@ -138,8 +138,9 @@ class RayCrossNode(Workload):
         self.sim = _SimCluster.get()
         self.mode = mode
         strategy = NodeAffinitySchedulingStrategy(node_id=self.sim.worker.node_id, soft=False)
-        self.actor = ray.remote(_RayEcho).options(num_cpus=0, scheduling_strategy=strategy).remote()
-        ray.get(self.actor.echo.remote({"seq": 0}))
+        actor: Any = ray.remote(_RayEcho).options(num_cpus=0, scheduling_strategy=strategy).remote()
+        self.actor = actor
+        ray.get(actor.echo.remote({"seq": 0}))
         self.ops = {"sync": SYNC_ROUND, "async": ASYNC_WINDOW, "tensor": 1}[mode]
         self.note = "Ray actor on the same node (NodeAffinity, hard)"
         if mode == "tensor":

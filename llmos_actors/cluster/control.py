@@ -48,7 +48,7 @@ def up(address: str = "auto", *, timeout: float = UP_TIMEOUT, **settings: Any) -
     options = registry_options()
     if head:
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=head[0], soft=True)
-    handle = ray.remote(Registry).options(**options).remote(settings)
+    handle: Any = ray.remote(Registry).options(**options).remote(settings)
     nodes = ray.get(handle.wait_ready.remote(timeout))
     failed = [n for n in nodes if n["state"] not in ("up", "lost")]
     if failed:

@@ -100,7 +100,7 @@ class Registry:
         for node_id, record in alive.items():
             if node_id in self.agents:
                 continue
-            agent = remote_agent.options(**agent_options(node_id)).remote(self.keys, node_id, self.settings)
+            agent: Any = remote_agent.options(**agent_options(node_id)).remote(self.keys, node_id, self.settings)
             with self._lock:
                 self.agents[node_id] = agent
                 self.starting[node_id] = agent.start.remote()
