@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo agents test lint typecheck check chaos soak fuzz bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo agents test lint typecheck check chaos soak fuzz cluster bench bench-quick bench-pytest peers install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,3 +85,7 @@ install-service: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## cluster: llmos on a simulated Ray cluster (three Ray nodes on this machine; needs ray, a few minutes)
+cluster: $(PEERS)
+	$(PY) -m pytest -m cluster -p no:randomly tests/cluster

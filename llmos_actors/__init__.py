@@ -15,6 +15,7 @@ from ._version import __version__
 from .actor import Actor
 from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
+from .cluster import ClusterKernel  # also registers connect("ray://...")
 from .config import Config, load_config
 from .errors import (
     ActorDiedError,
@@ -92,6 +93,7 @@ __all__ = [
     "CallOptions",
     "CallTimeout",
     "ClosedError",
+    "ClusterKernel",
     "Condition",
     "Config",
     "ConfigError",

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from . import _spawnspec
@@ -357,6 +358,10 @@ class AsyncKernel(KernelOps, Awaiting):
         self._core_obj = None
 
 
+#: ``connect("SCHEME://...")`` handlers registered by layers built on this one (``ray`` by ``llmos_actors.cluster``).
+URL_SCHEMES: dict[str, Callable[[str], Any]] = {}
+
+
 def connect(
     runtime_dir: str | os.PathLike[str] | None = None,
     *,
@@ -373,6 +378,9 @@ def connect(
         DaemonUnavailable: no daemon runs there, or it does not answer.
         ConfigError: the runtime directory is not trustworthy, or keys are missing or bad.
     """
+    scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
+    if scheme in URL_SCHEMES:
+        return URL_SCHEMES[scheme](str(runtime_dir))
     return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
 
 

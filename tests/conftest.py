@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Chaos, soak and long fuzz runs only when asked for with -m."""
     selected = config.getoption("-m") or ""
     for item in items:
-        for mark in ("chaos", "soak", "fuzz"):
+        for mark in ("chaos", "soak", "fuzz", "cluster"):
             if item.get_closest_marker(mark) and mark not in selected:
                 item.add_marker(pytest.mark.skip(reason=f"{mark} run: select with `-m {mark}` (see README)"))
         if item.get_closest_marker("gpu") and not _has_cuda():

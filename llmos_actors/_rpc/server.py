@@ -22,6 +22,7 @@ from .driver import LoopDriver
 from .frames import get_option as _get
 from .frames import recv_message, send_message
 from .router import make_router  # noqa: F401  (where callers have always found it)
+from .tcp import BY_VALUE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ class RpcServer:
     def reply(self, ident: bytes, msg_id: int, kind: str, value: Any) -> None:
         """Queue a reply; small ones are batched per caller and flushed this loop turn."""
         try:
-            body, bufs = self.codec.pack(value)
+            body, bufs = self.codec.pack(value, by_value=ident.startswith(BY_VALUE_PREFIX))
         except Exception as exc:  # cannot travel, or no room in the page pool: the caller still gets a reply
             kind, value = P.ERR, error_payload(exc, with_traceback=False)
             body, bufs = self.codec.pack(value)

@@ -89,6 +89,12 @@ def bind_actor_tcp(sock: zmq.Socket, ctx: zmq.Context, loop: Any, config: Config
     return sock.getsockopt_string(zmq.LAST_ENDPOINT), zap
 
 
+#: Routing-id prefix of a remote client's sockets: servers reply to it with arrays by value
+#: (its process cannot map this machine's pages). It only picks the encoding of replies to that
+#: same socket, so a client naming itself so gains nothing over its own data.
+BY_VALUE_PREFIX = b"net:"
+
+
 @functools.lru_cache(maxsize=16)
 def _client_keys(key_file: str, server_key: str) -> tuple[bytes, bytes, bytes]:
     public, secret = load_secret_key(key_file)
@@ -100,6 +106,7 @@ def secure_client(sock: zmq.Socket, config: Config) -> None:
     if config.connect:
         server, public, secret = _client_keys(str(config.key_file), str(config.server_key))
         curve_client(sock, server, public, secret)
+        sock.setsockopt(zmq.ROUTING_ID, BY_VALUE_PREFIX + os.urandom(12))
 
 
 def remote_endpoint(config: Config, endpoint: str) -> str:

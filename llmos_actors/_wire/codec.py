@@ -154,13 +154,16 @@ class Codec:
         self._plain_hook = self._make_ext_hook(())
 
     # -- encoding -------------------------------------------------------------------
-    def pack(self, obj: Any, *, inline: bool = False, fanout: bool = False) -> tuple[bytes, list]:
+    def pack(
+        self, obj: Any, *, inline: bool = False, fanout: bool = False, by_value: bool = False
+    ) -> tuple[bytes, list]:
         """Pack ``obj``; returns the body and the out-of-band buffers it needs.
 
         With ``inline`` every byte goes into the body (no extra frames, no page
         handles), for bodies that are nested inside other messages or kept to be
         decoded again (spawn arguments). ``fanout``: the body goes to several
-        receivers (publish), so page handles stay valid for all of them.
+        receivers (publish), so page handles stay valid for all of them. ``by_value``:
+        arrays go as frames, never as page handles (a receiver on another machine).
 
         Raises:
             TypeError: an object msgpack cannot carry (and we will not pickle).
@@ -179,7 +182,10 @@ class Codec:
             if wire is not None:
                 code, payload = wire()
                 return _ExtType(code, _packb(payload, default=default))
-            enc = self.arrays.encode(o, bufs, fanout) if fanout else self.arrays.encode(o, bufs)
+            if by_value:
+                enc = ArrayCodec.encode(self.arrays, o, bufs)
+            else:
+                enc = self.arrays.encode(o, bufs, fanout) if fanout else self.arrays.encode(o, bufs)
             if enc is not None:
                 return _ExtType(enc[0], _packb(enc[1], default=default))
             item = getattr(o, "item", None)  # numpy / torch scalars

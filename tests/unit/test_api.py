@@ -33,6 +33,7 @@ def test_all_matches_exports():
         "llm",
         "keys",
         "snapshots",
+        "cluster",
     }
     assert set(llmos.__all__) - {"__version__"} == public - submodules
     for name in llmos.__all__:

@@ -1,0 +1,159 @@
+"""The cluster registry: one named, detached Ray actor that owns the keys and a daemon per alive node.
+
+It makes the cluster keys once, starts a pinned ``NodeAgent`` on every alive Ray node (and on
+nodes that join later), and records each daemon's endpoint and state for drivers. A node Ray
+reports dead is marked ``lost``; drivers watching the registry fail its actors' refs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from .agent import NodeAgent, agent_options
+from .keys import ClusterKeys
+
+log = logging.getLogger(__name__)
+
+#: The registry's Ray actor name and namespace.
+REGISTRY_NAME = "llmos-registry"
+NAMESPACE = "llmos"
+#: Seconds between looks at Ray's node table.
+RECONCILE_PERIOD = 0.5
+
+
+def alive_nodes() -> dict[str, dict]:
+    """``{node id: Ray's node record}`` of the nodes Ray counts alive."""
+    import ray
+
+    return {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+
+
+class Registry:
+    """State of the llmos cluster (called through Ray; a thread keeps it in step with Ray's nodes)."""
+
+    def __init__(self, settings: dict | None = None) -> None:
+        self.keys = ClusterKeys.generate()
+        self.settings = dict(settings or {})
+        self.agents: dict[str, Any] = {}  # node id -> agent handle
+        self.starting: dict[str, Any] = {}  # node id -> ObjectRef of agent.start()
+        self.nodes: dict[str, dict] = {}  # node id -> {"state", "endpoint", ...}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="llmos-registry", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ for drivers
+    def client_keys(self) -> ClusterKeys:
+        return self.keys.client_only()
+
+    def node_table(self) -> list[dict]:
+        with self._lock:
+            return [dict(v) for v in self.nodes.values()]
+
+    def wait_ready(self, timeout: float) -> list[dict]:
+        """Block until every alive node's daemon is up (or ``timeout``); returns the node table."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alive = set(alive_nodes())
+            with self._lock:
+                up = {n for n, v in self.nodes.items() if v["state"] == "up"}
+            if alive and alive <= up:
+                break
+            self._stop.wait(0.1)
+        return self.node_table()
+
+    def shutdown(self) -> int:
+        """Stop every daemon (the caller kills this actor afterwards); returns how many were stopped."""
+        import ray
+
+        self._stop.set()
+        self._thread.join(5)
+        with self._lock:
+            agents = dict(self.agents)
+            self.agents.clear()
+        stops = [a.stop.remote() for a in agents.values()]
+        ray.wait(stops, num_returns=len(stops), timeout=40)
+        for agent in agents.values():
+            ray.kill(agent)
+        return len(agents)
+
+    def agent(self, node_id: str) -> Any:
+        return self.agents[node_id]
+
+    # ------------------------------------------------------------------ keeping in step with Ray
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reconcile()
+            except Exception:
+                log.exception("llmos registry: reconcile failed")
+            self._stop.wait(RECONCILE_PERIOD)
+
+    def _reconcile(self) -> None:
+        import ray
+
+        alive = alive_nodes()
+        remote_agent = ray.remote(NodeAgent)
+        for node_id, record in alive.items():
+            if node_id in self.agents:
+                continue
+            agent: Any = remote_agent.options(**agent_options(node_id)).remote(self.keys, node_id, self.settings)
+            with self._lock:
+                self.agents[node_id] = agent
+                self.starting[node_id] = agent.start.remote()
+                self.nodes[node_id] = {
+                    "node_id": node_id,
+                    "state": "starting",
+                    "address": record.get("NodeManagerAddress", ""),
+                    "resources": dict(record.get("Resources") or {}),
+                    "labels": dict(record.get("Labels") or {}),
+                }
+        if self.starting:
+            done, _ = ray.wait(list(self.starting.values()), num_returns=len(self.starting), timeout=0)
+            for node_id, ref in list(self.starting.items()):
+                if ref in done:
+                    del self.starting[node_id]
+                    try:
+                        info = ray.get(ref)
+                    except Exception as exc:
+                        log.warning("llmos daemon on node %s failed to start: %s", node_id, exc)
+                        with self._lock:
+                            self.nodes[node_id]["state"] = "failed"
+                            self.agents.pop(node_id, None)
+                        continue
+                    with self._lock:
+                        self.nodes[node_id].update(info, state="up")
+        self._refresh([n for n in self.agents if n in alive and n not in self.starting])
+        for node_id in list(self.agents):
+            if node_id not in alive:
+                with self._lock:
+                    self.agents.pop(node_id, None)
+                    self.starting.pop(node_id, None)
+                    self.nodes[node_id]["state"] = "lost"
+                log.warning("llmos registry: node %s lost", node_id)
+
+    def _refresh(self, node_ids: list[str]) -> None:
+        """Each up daemon's current pid (a restarted daemon is a new one: drivers reconnect)."""
+        import ray
+
+        refs = {n: self.agents[n].info.remote() for n in node_ids}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=2.0)
+        for node_id, ref in refs.items():
+            if ref in ready:
+                info = ray.get(ref)
+                with self._lock:
+                    self.nodes[node_id].update(info, state="up" if info["pid"] else "restarting")
+
+
+def registry_options() -> dict[str, Any]:
+    return {
+        "name": REGISTRY_NAME,
+        "namespace": NAMESPACE,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_concurrency": 8,
+        "get_if_exists": True,
+    }

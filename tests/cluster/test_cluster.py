@@ -1,0 +1,239 @@
+"""llmos on a simulated Ray cluster: three Ray nodes on this machine, a daemon on each.
+
+The head node runs the driver (this test process); ``worker-a`` and ``worker-b`` are extra
+nodes with labels. Everything is torn down at the end, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import llmos_actors as llmos  # noqa: E402
+from llmos_actors import cluster  # noqa: E402
+
+from actors import Counter, Streamer  # noqa: E402
+
+# Starting three Ray nodes and their daemons takes minutes on a loaded machine.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+SYSTEM = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
+
+
+def _poll(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what() if callable(what) else what} not within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    # The node daemons import the test actors by module name, like a local daemon does.
+    here = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": SYSTEM})
+    try:
+        workers = [
+            c.add_node(num_cpus=1, labels={"zone": "a"}),
+            c.add_node(num_cpus=1, labels={"zone": "b"}),
+        ]
+        ray.init(address=c.address, namespace="llmos", log_to_driver=False)
+        c.wait_for_nodes()
+        cluster.up(grace=2.0)
+        yield c, workers
+    finally:
+        try:
+            if ray.is_initialized():
+                table = ray.get(cluster.control.registry().node_table.remote())
+                lost = [n["runtime_dir"] for n in table if n["state"] == "lost" and n.get("runtime_dir")]
+                cluster.down()
+                for rt in lost:  # a lost node's directory stays on its machine (here: this one)
+                    shutil.rmtree(Path(rt).parent, ignore_errors=True)
+        finally:
+            ray.shutdown()
+            c.shutdown()
+
+
+@pytest.fixture
+def ck(ray_cluster):
+    k = llmos.connect("ray://auto")
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def _node_id(node):
+    return node.node_id
+
+
+def test_up_gives_every_node_a_daemon_and_calls_cross_nodes(ray_cluster, ck):
+    _c, workers = ray_cluster
+    nodes = ck.nodes()
+    assert len([n for n in nodes if n["state"] == "up"]) == 3
+    assert all(n["endpoint"].startswith("tcp://") for n in nodes)
+    target = _node_id(workers[0])
+    ref = ck.spawn(Counter, name="far-counter", node=target)
+    assert ref.address.endpoint.startswith("tcp://")
+    assert [ref.call("incr") for _ in range(3)] == [1, 2, 3]
+    assert ck.lookup("far-counter").call("incr") == 4
+    rows = [r for r in ck.ps(exited=False) if r["name"] == "far-counter"]
+    assert [r["node"] for r in rows] == [target]
+    with pytest.raises(llmos.NameTaken):
+        ck.spawn(Counter, name="far-counter", node=_node_id(workers[1]))
+    labelled = ck.spawn(Counter, name="zone-b", node="zone=b")
+    assert ck.node_of(labelled) == _node_id(workers[1])
+    streamer = ck.spawn(Streamer, node=target)
+    assert list(streamer.stream("count", 5)) == [0, 1, 2, 3, 4]
+    for r in (ref, labelled, streamer):
+        ck.kill(r)
+
+
+def test_tensor_crosses_nodes_intact(ray_cluster, ck):
+    _c, workers = ray_cluster
+    ref = ck.spawn(Counter, node=_node_id(workers[1]))
+    data = np.random.default_rng(7).standard_normal(1 << 18).astype(np.float32)
+    back = ref.call("echo", data)
+    assert np.array_equal(np.asarray(back), data)
+    ck.kill(ref)
+
+
+def test_agent_restarts_its_daemon(ray_cluster, ck):
+    _c, workers = ray_cluster
+    node = _node_id(workers[0])
+    agent = ray.get(cluster.control.registry().agent.remote(node))
+    old_pid = ray.get(agent.kill_daemon.remote())
+    info = _poll(
+        lambda: (i := ray.get(agent.info.remote()))["pid"] not in (None, old_pid) and i["restarts"] >= 1 and i,
+        90,
+        "daemon restarted",
+    )
+    assert info["restarts"] >= 1
+    _poll(lambda: any(n["node_id"] == node and n["pid"] == info["pid"] for n in ck.nodes()), 10, "registry updated")
+    ref = ck.spawn(Counter, node=node)  # the driver reconnects to the new daemon by itself
+    assert ref.call("incr") == 1
+    ck.kill(ref)
+
+
+def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
+    c, workers = ray_cluster
+    victim = workers[1]
+    ref = ck.spawn(Counter, name="doomed", node=_node_id(victim))
+    keeper = ck.spawn(Counter, name="keeper", node=_node_id(victim), restart="permanent")
+    assert ref.call("incr") == 1
+    mon = ck.monitor(ref)
+    # The machine vanishes: every process of the node is frozen (no goodbye reaches anyone), then
+    # Ray loses the node. Thawed at the end, so they stop and clean up as their parents die.
+    frozen = _node_processes(victim)
+    for p in frozen:
+        p.suspend()
+    try:
+        started = time.monotonic()
+        c.remove_node(victim, allow_graceful=False)
+        died = _poll(lambda: _call_until_died(ref), 45, "ActorDiedError after the node's removal")
+        assert died.reason == "node lost"
+        assert time.monotonic() - started < 45
+        _poll(lambda: mon.notices, 10, "monitor notice")
+        assert mon.notices[0].reason == "node lost"
+        with pytest.raises(llmos.ActorDiedError):
+            keeper.call("incr")
+        back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
+        assert ck.node_of(back) != _node_id(victim)
+        assert back.call("incr") == 1
+    finally:
+        for p in frozen:
+            if _running(p):
+                p.resume()
+    _poll(lambda: not [p for p in frozen if _running(p)], 60, "the lost node's processes to exit")
+
+
+def _call_until_died(ref):
+    """The ActorDiedError a call raises once the node is gone (None while calls still succeed)."""
+    try:
+        ref.options(timeout=5).call("incr")
+    except llmos.ActorDiedError as exc:
+        return exc
+    except llmos.CallTimeout:
+        pass
+    return None
+
+
+def _try_lookup(ck, name):
+    try:
+        return ck.lookup(name)
+    except llmos.ActorNotFound:
+        return None
+
+
+def test_new_node_gets_a_daemon(ray_cluster, ck):
+    c, _workers = ray_cluster
+    new = c.add_node(num_cpus=1)
+    _poll(
+        lambda: any(n["node_id"] == new.node_id and n["state"] == "up" for n in ck.nodes()),
+        90,
+        lambda: f"daemon on the new node {new.node_id} (nodes: {ck.nodes()})",
+    )
+    try:
+        ref = ck.spawn(Counter, node=new.node_id)
+        assert ref.call("incr") == 1
+        ck.kill(ref)
+    finally:
+        _remove_node_and_wait(c, new)
+
+
+def _node_processes(node):
+    """The raylet of a simulated node and everything under it (agent, runner, daemon, actors)."""
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    procs = [raylet, *raylet.children(recursive=True)]
+    return procs + [q for p in procs for q in _safe_children(p) if q not in procs]
+
+
+def _remove_node_and_wait(c, node):
+    """Remove a node this test added and wait until its processes (raylet, agent, daemon) are gone."""
+    procs = _node_processes(node)
+    c.remove_node(node, allow_graceful=False)
+    _poll(lambda: not [p for p in procs if _running(p)], 30, "the removed node's processes to exit")
+
+
+def _safe_children(p):
+    try:
+        return p.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _running(p):
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_cli_cluster_status_lists_the_nodes(ray_cluster):
+    c, _workers = ray_cluster
+    out = subprocess.run(
+        [sys.executable, "-m", "llmos_actors.cli", "cluster", "status", "--address", c.address, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    table, _end = json.JSONDecoder().raw_decode(out)  # Ray may print its own lines after ours
+    assert {n["node_id"] for n in table if n["state"] == "up"} >= {c.head_node.node_id}
+    assert all(n["endpoint"].startswith("tcp://") for n in table if n["state"] == "up")
