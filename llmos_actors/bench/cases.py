@@ -325,5 +325,3 @@ def select(patterns: Iterable[str]) -> list[Case]:
     return [c for name, c in CASES.items() if name in chosen]
 
 
-from . import cluster_cases as _cluster_cases  # noqa: E402,F401  (registers the cross-node cases; need Ray)
-from . import tcp_cases as _tcp_cases  # noqa: E402,F401  (registers the TCP + CurveZMQ case)

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..bench import agents_cases, llm_cases  # register the LLM device's and agents' cases (run with --llm)
+# Importing these registers their cases: the LLM device's and agents' (run with --llm), TCP + CurveZMQ,
+# and the cross-node ones (they need Ray).
+from ..bench import agents_cases, cluster_cases, llm_cases, tcp_cases  # noqa: F401
 from ..bench.cases import CASES, UnknownCase, select
 from ..bench.context import BenchContext
 from ..bench.progress import Progress
