@@ -74,6 +74,6 @@ def test_real_model_constrained_steps_always_parse(kernel):
     device(kernel, None, "llm")
     kernel.spawn(Calc, name="calc-llm")
     agent = kernel.spawn(Thinker, name="think-real")
-    for goal in ("What is 12 + 30?", "Add 7 and 8.", "Say hello."):
-        result = agent.options(timeout=300).call("run", goal, max_steps=2)
-        assert all(step["action"] is not None for step in result["steps"]), result["steps"]
+    # One step on the real model costs tens of seconds on two cores: one goal keeps `make test` short.
+    result = agent.options(timeout=300).call("run", "What is 12 + 30?", max_steps=1)
+    assert result["steps"] and all(step["action"] is not None for step in result["steps"]), result["steps"]
