@@ -15,8 +15,9 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
   chunk and the best waiting sequence's level exceeds the lowest running ones' by more than
   ``margin``, the lowest are preempted until it fits (so a priority-7 arrival displaces a
   priority-0 generation at the next step; equals never displace each other); nobody is
-  preempted for a waiter that would not fit even then. A waiter that outranks it only by aging displaces it
-  once it has made a quantum of tokens since its admission: time slices, never thrashing.
+  preempted for a waiter that would not fit even then. A waiter that outranks a runner only by
+  aging displaces it once it has made a quantum of tokens since its admission: time slices,
+  never thrashing.
 - Memory preemption: a running sequence that needs a block when none is left preempts the lowest
   running sequence; if it is the lowest, a prefill takes a smaller chunk that fits, else it
   preempts itself, but never when it runs alone (that frees nothing it could use: a sequence
@@ -148,18 +149,13 @@ class TokenScheduler:
         # Priority preemption: the best waiter against the lowest runners, for the blocks of its first
         # chunk (what admission will ask); nobody is displaced for a waiter that would not fit anyway.
         budget = self.max_step_tokens - sum(1 for s in running if not s.prefilling)
-        if not self.fifo:
-            for cand in waiting:
-                need = kv.blocks_for(cand, self._first_chunk(cand, budget))
-                if len(running) < self.max_batch and need <= free:
-                    break  # room for it without displacing anyone
-                victims = self._victims_for(cand, need, free, kv, now)
-                if not victims:
-                    break
-                for victim in victims:
+        if waiting and not self.fifo:
+            cand = waiting[0]
+            need = kv.blocks_for(cand, self._first_chunk(cand, budget))
+            if len(running) >= self.max_batch or need > free:  # no room for it without displacing anyone
+                for victim in self._victims_for(cand, need, free, kv, now):
                     free += kv.blocks_freed(victim)
                     self._preempt(victim, plan, f"outranked by sequence {cand.id} (level {cand.level})", now)
-                break
 
         # Admission by effective level, then arrival.
         reserved: dict[int, int] = {}  # blocks held back for this step's admissions, until they are fed
