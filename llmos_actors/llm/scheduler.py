@@ -11,13 +11,17 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
   yields to newcomers); the aging while it waits after a preemption lifts it back.
 - Admission: by effective level (then arrival), while the batch has room (``max_batch``) and the
   KV budget holds its next chunk.
-- Priority preemption: when the batch is full or the budget is short and the best waiting
-  sequence's level exceeds the lowest running one's by more than ``margin``, that running
-  sequence is preempted (so a priority-7 arrival displaces a priority-0 generation at the next
-  step; equals never displace each other). A waiter that outranks it only by aging displaces it
-  once it has made a quantum of tokens since its admission: time slices, never thrashing.
+- Priority preemption: when the batch is full or the budget is short of the blocks of its first
+  chunk and the best waiting sequence's level exceeds the lowest running ones' by more than
+  ``margin``, the lowest are preempted until it fits (so a priority-7 arrival displaces a
+  priority-0 generation at the next step; equals never displace each other); nobody is
+  preempted for a waiter that would not fit even then. A waiter that outranks a runner only by
+  aging displaces it once it has made a quantum of tokens since its admission: time slices,
+  never thrashing.
 - Memory preemption: a running sequence that needs a block when none is left preempts the lowest
-  running sequence (itself if it is the lowest).
+  running sequence; if it is the lowest, a prefill takes a smaller chunk that fits, else it
+  preempts itself, but never when it runs alone (that frees nothing it could use: a sequence
+  that fits the budget alone always makes progress). An admission's blocks are counted once.
 - Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
   prefills take the rest in chunks, so a long prompt never stalls the decoders.
 
@@ -142,31 +146,29 @@ class TokenScheduler:
         running = self.running
         waiting = sorted(self.waiting, key=lambda s: (-self.effective(s, now), s.arrived))
 
-        # Priority preemption: the best waiter against the lowest runner.
-        if not self.fifo:
-            for cand in waiting:
-                if len(running) < self.max_batch and kv.blocks_for(cand, 1) <= free:
-                    break  # room for it without displacing anyone
-                victim = self._lowest(running, now)
-                if victim is None or not self._outranks(cand, victim, now):
-                    break
-                free += kv.blocks_freed(victim)
-                self._preempt(victim, plan, f"outranked by sequence {cand.id} (level {cand.level})", now)
-                if len(running) < self.max_batch and kv.blocks_for(cand, 1) <= free:
-                    break
+        # Priority preemption: the best waiter against the lowest runners, for the blocks of its first
+        # chunk (what admission will ask); nobody is displaced for a waiter that would not fit anyway.
+        budget = self.max_step_tokens - sum(1 for s in running if not s.prefilling)
+        if waiting and not self.fifo:
+            cand = waiting[0]
+            need = kv.blocks_for(cand, self._first_chunk(cand, budget))
+            if len(running) >= self.max_batch or need > free:  # no room for it without displacing anyone
+                for victim in self._victims_for(cand, need, free, kv, now):
+                    free += kv.blocks_freed(victim)
+                    self._preempt(victim, plan, f"outranked by sequence {cand.id} (level {cand.level})", now)
 
         # Admission by effective level, then arrival.
-        budget = self.max_step_tokens - sum(1 for s in running if not s.prefilling)
+        reserved: dict[int, int] = {}  # blocks held back for this step's admissions, until they are fed
         for cand in waiting:
             if cand in plan.preempt:
                 continue
             if len(running) >= self.max_batch:
                 break
-            first = min(len(cand.tokens) - cand.computed, max(1, budget)) if cand.swapped is None else 1
-            need = kv.blocks_for(cand, first)
+            need = kv.blocks_for(cand, self._first_chunk(cand, budget))
             if need > free:
                 break  # keep the order: a big request is not overtaken forever by small ones
             free -= need
+            reserved[cand.id] = need
             if not self.fifo:
                 cand.level = min(TOP, int(self.effective(cand, now)))
             self.waiting.remove(cand)
@@ -189,23 +191,63 @@ class TokenScheduler:
                 n = min(n, budget)
                 if n <= 0:
                     continue
+            free += reserved.pop(seq.id, 0)  # an admission's blocks are counted once, here
             need = kv.blocks_for(seq, n)
             while need > free:
                 victim = self._lowest([s for s in running if s is not seq], now)
                 if victim is None or victim.level > seq.level:
+                    n = self._fitting(kv, seq, n, free)
+                    if n:  # a prefill takes a smaller chunk rather than give up its place
+                        need = kv.blocks_for(seq, n)
+                        break
+                    if victim is None:
+                        break  # alone: preempting itself frees nothing it could then use
                     victim = seq
-                free += kv.blocks_freed(victim) + needs.pop(victim.id, 0)
+                free += kv.blocks_freed(victim) + needs.pop(victim.id, 0) + reserved.pop(victim.id, 0)
                 self._preempt(victim, plan, "KV budget full", now)
                 plan.batch = [(s, k) for s, k in plan.batch if s is not victim]
                 if victim is seq:
                     break
-            if seq.state != RUNNING:
+            if seq.state != RUNNING or need > free:
                 continue
             free -= need
             needs[seq.id] = need
             budget -= n
             plan.batch.append((seq, n))
         return plan
+
+    def _first_chunk(self, seq: Sequence, budget: int) -> int:
+        """Tokens ``seq`` is fed at its admission (a swapped one first gets all its blocks back)."""
+        return min(len(seq.tokens) - seq.computed, max(1, budget)) if seq.swapped is None else 1
+
+    def _victims_for(self, cand: Sequence, need: int, free: int, kv: BlockBudget, now: float) -> list[Sequence]:
+        """The lowest runners ``cand`` outranks whose preemption makes room for it (batch slot and
+        ``need`` blocks); none when even all of them would not."""
+        outranked = sorted(
+            (s for s in self.running if s.state == RUNNING and self._outranks(cand, s, now)),
+            key=lambda s: (s.level, -s.arrived),
+        )
+        victims: list[Sequence] = []
+        for victim in outranked:
+            victims.append(victim)
+            free += kv.blocks_freed(victim)
+            if len(self.running) - len(victims) < self.max_batch and need <= free:
+                return victims
+        return []
+
+    @staticmethod
+    def _fitting(kv: BlockBudget, seq: Sequence, n: int, free: int) -> int:
+        """The largest prefill chunk of at most ``n`` tokens whose blocks fit in ``free`` (0: none)."""
+        if not seq.prefilling:
+            return 0
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if kv.blocks_for(seq, mid) <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     def _outranks(self, cand: Sequence, victim: Sequence, now: float) -> bool:
         bar = victim.level + self.margin

@@ -218,3 +218,34 @@ def test_constraints_mask_the_logits_and_a_broken_one_fails_alone(tiny):
     assert failed == [broken.id] and broken.id not in out.done
     assert plain.out_ids == ref[2]
     assert engine.kv.manager.available() == 128
+
+
+def submit_ids(engine, ids, level, max_tokens):
+    seq = new_sequence(engine.new_id(), ids, sampling_params(max_tokens, 0.0, None, None, True), level, sink=None)
+    seq.sink = seq.id
+    engine.submit(seq)
+    return seq
+
+
+@pytest.mark.parametrize("mode", ["swap", "recompute"])
+def test_a_priority_arrival_short_of_blocks_preempts_and_the_big_one_resumes_alone(tiny, mode):
+    path, _ = tiny
+    # The low answer alone fills the budget but two blocks; the urgent prompt needs six.
+    prompt = [5 + (i * 7) % 300 for i in range(128)]
+    low_tokens, block = 16, 4
+    blocks = -(-(len(prompt) + low_tokens) // block) + 2
+    alone, _, _ = make(path, kv_blocks=256, block_size=block, max_step_tokens=64, prefix_cache=False)
+    want = submit_ids(alone, prompt, 0, low_tokens)
+    alone.run_until_idle()
+    engine, _, _ = make(path, kv_blocks=blocks, block_size=block, max_step_tokens=64, preempt=mode, prefix_cache=False)
+    low = submit_ids(engine, prompt, 0, low_tokens)
+    while low.generated < 4:
+        engine.step()
+    urgent = submit_ids(engine, prompt[:24], 7, 1)
+    engine.step()
+    assert low.preemptions == 1 and urgent.generated == 1  # displaced at the next step, not after the answer
+    engine.run_until_idle(max_steps=200)  # the resumed sequence fits alone: it never preempts itself
+    assert engine.scheduler.preemptions == 1
+    assert engine.kv.numbers()["swap_ins" if mode == "swap" else "recomputes"] == 1
+    assert low.out_ids == want.out_ids
+    assert engine.kv.manager.available() == blocks

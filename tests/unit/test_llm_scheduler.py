@@ -201,3 +201,69 @@ def test_swap_store_spills_oldest_to_disk_and_reads_back(tmp_path):
     assert store.spills == 1 and len(list(tmp_path.iterdir())) == 1
     assert torch.equal(store.take(1), one) and torch.equal(store.take(2), two)
     assert not list(tmp_path.iterdir()) and store.resident_bytes == 0
+
+
+class SwapBudget(Budget):
+    """``Budget`` that also knows one swapped sequence's block count (what ``KVCache`` reports)."""
+
+    def __init__(self, free, swapped):
+        super().__init__(free)
+        self.swapped = swapped
+
+    def blocks_for(self, seq, n):
+        if seq.swapped is None:
+            return super().blocks_for(seq, n)
+        return max(math.ceil((seq.computed + n) / 4), self.swapped)
+
+
+def test_a_swapped_sequence_that_fits_alone_resumes_without_preempting_itself():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=4, max_step_tokens=64, clock=clock)
+    s = seq(1, 0, prompt=129, clock=clock)
+    s.computed, s.swapped = 128, 1  # decoding; its 32 blocks are in the swap store
+    sched.add(s)
+    plan = sched.plan(SwapBudget(34, swapped=32))
+    assert plan.preempt == [] and plan.admit == [s]
+    assert plan.batch == [(s, 1)]
+
+
+def test_a_priority_arrival_short_of_blocks_preempts_the_lowest_runner():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=4, max_step_tokens=64, clock=clock, aging=0)
+    low = seq(1, 0, prompt=120, clock=clock)
+    sched.add(low)
+    budget = Budget(34)
+    while low.prefilling or low.computed < len(low.tokens) - 1:
+        plan = sched.plan(budget)
+        run(sched, plan)
+    budget.free = 34 - len(low.blocks)  # 2 blocks left; the urgent prompt needs 6
+    urgent = seq(2, 7, prompt=24, clock=clock)
+    sched.add(urgent)
+    plan = sched.plan(budget)
+    assert plan.preempt == [low] and plan.admit == [urgent]
+    assert plan.batch == [(urgent, 24)]
+
+
+def test_nobody_is_preempted_for_an_arrival_that_cannot_fit_anyway():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=4, max_step_tokens=64, clock=clock, aging=0)
+    low = seq(1, 0, prompt=8, clock=clock)
+    sched.add(low)
+    run(sched, sched.plan(Budget(10)))  # holds 2 blocks
+    huge = seq(2, 7, prompt=60, clock=clock)  # a first chunk of 15 blocks: more than all 10
+    sched.add(huge)
+    plan = sched.plan(Budget(8))
+    assert plan.preempt == [] and plan.admit == []
+    assert [s for s, _ in plan.batch] == [low]
+
+
+def test_a_prefill_alone_takes_a_smaller_chunk_instead_of_preempting_itself():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=4, max_step_tokens=64, clock=clock)
+    s = seq(1, 0, prompt=40, clock=clock)
+    sched.add(s)
+    sched.running.append(sched.waiting.pop())
+    s.state = RUNNING
+    plan = sched.plan(Budget(5))  # 40 tokens need 10 blocks; 5 are left
+    assert plan.preempt == []
+    assert plan.batch == [(s, 20)]
