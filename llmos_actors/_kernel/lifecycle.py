@@ -91,11 +91,13 @@ class Lifecycle:
         self.spawn_times: list[float] = []
 
     # ------------------------------------------------------------------ spawning
-    def new_record(self, request: dict, actor_id: str | None = None) -> ActorRecord:
+    def new_record(self, request: dict, actor_id: str | None = None, internal: dict | None = None) -> ActorRecord:
         """Validate a spawn request (the client's own validator, again) and enter it in the table.
 
         Args:
             actor_id: the id it had before the daemon restarted (recovery); else a new one.
+            internal: fields only the daemon sets (recovery: the snapshot file it restores from, its
+                run-time subscriptions), added after the check, so no client can name a file to read.
 
         Raises:
             ProtocolError: the request is malformed (nothing was entered).
@@ -105,6 +107,7 @@ class Lifecycle:
             check_spawn_request(request)
         except (TypeError, ValueError, ActorImportError) as exc:
             raise ProtocolError(f"invalid spawn request: {exc}") from None
+        request.update(internal or {})
         actor_id = actor_id or self.table.new_id()
         priority = request.get("priority")
         record = ActorRecord(
@@ -132,7 +135,9 @@ class Lifecycle:
         if record.name and self.table.by_name.get(record.name) is record:
             del self.table.by_name[record.name]
 
-    async def spawn(self, request: dict, owner: str = "daemon", *, actor_id: str | None = None) -> ActorRecord:
+    async def spawn(
+        self, request: dict, owner: str = "daemon", *, actor_id: str | None = None, internal: dict | None = None
+    ) -> ActorRecord:
         """Start a new actor and return its record once it is READY.
 
         Whatever fails before the fork takes back what was reserved (table entry, cores);
@@ -142,7 +147,7 @@ class Lifecycle:
             ActorImportError / ActorDiedError: it failed to start (reason attached).
             ResourceUnavailable / NameTaken / ProtocolError: refused before forking.
         """
-        record = self.new_record(request, actor_id)
+        record = self.new_record(request, actor_id, internal)
         record.owner = owner
         try:
             placement = self.inventory.place(record.id, request.get("cpus"), request.get("gpus"), record.exclusive)

@@ -110,11 +110,14 @@ async def _spawn(state: Any, row: dict, snapshot: str | None) -> bool:
     d = state.daemon
     request = dict(row["spec"])
     request.pop("snapshot", None)
-    if snapshot:
-        request["snapshot"] = snapshot
+    internal = {"snapshot": snapshot} if snapshot else {}
+    if request.get("subscriptions"):
+        internal["subscriptions"] = request.pop("subscriptions")
+    else:
+        request.pop("subscriptions", None)
     try:
         d.services.check_spawn(request)
-        await d.lifecycle.spawn(request, actor_id=row["id"])
+        await d.lifecycle.spawn(request, actor_id=row["id"], internal=internal)
         state.journaled.add(row["id"])
         return True
     except Exception as exc:
