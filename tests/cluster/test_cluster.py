@@ -18,6 +18,8 @@ import numpy as np
 import psutil
 import pytest
 
+from llmos_actors.testing import wait_for
+
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -33,13 +35,10 @@ SYSTEM = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "h
 
 
 def _poll(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what() if callable(what) else what} not within {timeout} s")
+    try:
+        return wait_for(fn, timeout, interval=0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what() if callable(what) else what} not within {timeout} s") from None
 
 
 @pytest.fixture(scope="module")
