@@ -55,6 +55,15 @@ def tensor_round(ctx: BenchContext, mib: int, *, zero_copy: bool = False) -> int
     return max(1, n // 4) if ctx.quick else n
 
 
+def call_round(call: Any, seq: int, n: int) -> int:
+    """``n`` blocking ``echo`` calls of the payload; returns the last seq (what every sync call case times)."""
+    for _ in range(n):
+        seq += 1
+        if call("echo", payload(seq))["seq"] != seq:
+            raise LlmosError("reply out of order")
+    return seq
+
+
 class _AsyncClient:
     """An asyncio kernel on a private loop, for workloads whose rounds are coroutines."""
 
@@ -95,13 +104,7 @@ class SyncCalls(Workload):
         self.seq = 0
 
     def round(self) -> None:
-        call = self.ref.call
-        seq = self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            if call("echo", payload(seq))["seq"] != seq:
-                raise LlmosError("reply out of order")
-        self.seq = seq
+        self.seq = call_round(self.ref.call, self.seq, SYNC_ROUND)
 
     def close(self) -> None:
         self.actors.close()

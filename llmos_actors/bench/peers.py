@@ -26,7 +26,7 @@ from . import metrics_cases
 from . import peer_servers as srv
 from .context import BenchContext
 from .ours import ASYNC_WINDOW, MIB, SYNC_ROUND, TELL_ROUND, nn_calls, tensor_round
-from .payload import PAYLOAD_BYTES, request_bytes
+from .payload import PAYLOAD_BYTES, reqrep_round, request_bytes
 from .workload import Workload
 
 MP = multiprocessing.get_context("spawn")  # children start clean: no threads, no zmq context
@@ -104,13 +104,7 @@ class ZmqReqRep(_ZmqClient):
         self.seq = 0
 
     def round(self) -> None:
-        send, recv, seq = self.sock.send, self.sock.recv, self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            send(request_bytes(seq))
-            if msgpack.unpackb(recv())["seq"] != seq:
-                raise RuntimeError("reply out of order")
-        self.seq = seq
+        self.seq = reqrep_round(self.sock.send, self.sock.recv, self.seq, SYNC_ROUND)
 
 
 class MpPipe(Workload):

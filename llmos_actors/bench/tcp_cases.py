@@ -15,18 +15,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 import zmq.utils.z85
 
-from ..errors import LlmosError
 from ..keys import generate_keypair
 from . import actors
 from . import peer_servers as srv
 from .cases import CASES, Case
 from .context import BenchContext
-from .ours import SYNC_ROUND
-from .payload import PAYLOAD_BYTES, payload, request_bytes
+from .ours import SYNC_ROUND, call_round
+from .payload import PAYLOAD_BYTES, reqrep_round
 from .peers import MP, PEERS, REPLY_TIMEOUT, Peer, _stop
 from .workload import Workload
 
@@ -114,12 +112,7 @@ class RemoteSyncCalls(Workload):
         self.seq = 0
 
     def round(self) -> None:
-        call, seq = self.ref.call, self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            if call("echo", payload(seq))["seq"] != seq:
-                raise LlmosError("reply out of order")
-        self.seq = seq
+        self.seq = call_round(self.ref.call, self.seq, SYNC_ROUND)
 
     def close(self) -> None:
         self._stack.close()
@@ -154,13 +147,7 @@ class ZmqReqRepCurve(Workload):
         self.seq = 0
 
     def round(self) -> None:
-        send, recv, seq = self.sock.send, self.sock.recv, self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            send(request_bytes(seq))
-            if msgpack.unpackb(recv())["seq"] != seq:
-                raise RuntimeError("reply out of order")
-        self.seq = seq
+        self.seq = reqrep_round(self.sock.send, self.sock.recv, self.seq, SYNC_ROUND)
 
     def close(self) -> None:
         try:
