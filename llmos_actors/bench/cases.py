@@ -323,5 +323,3 @@ def select(patterns: Iterable[str]) -> list[Case]:
             raise UnknownCase(f"no benchmark case {pattern!r}; known cases: {', '.join(CASES)}")
         chosen.update(hits)
     return [c for name, c in CASES.items() if name in chosen]
-
-

@@ -25,7 +25,9 @@ from .cases import CASES, Case
 from .context import BenchContext
 from .ours import SYNC_ROUND, call_round
 from .payload import PAYLOAD_BYTES, reqrep_round
-from .peers import MP, PEERS, REPLY_TIMEOUT, Peer, _stop, _ZmqClient
+from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+from .peer_zmq import ZmqClient
+from .peers import PEERS, Peer
 from .workload import Workload
 
 CASE = "1_1_actor_calls_sync_tcp_curve"
@@ -118,7 +120,7 @@ class RemoteSyncCalls(Workload):
         self._stack.close()
 
 
-class ZmqReqRepCurve(_ZmqClient):
+class ZmqReqRepCurve(ZmqClient):
     """pyzmq REQ/REP over TCP on loopback with CURVE (and a ZAP check), one request in flight; closed as the ipc one."""
 
     ops = SYNC_ROUND
@@ -133,7 +135,7 @@ class ZmqReqRepCurve(_ZmqClient):
         )
         self.proc.start()
         if not parent.poll(REPLY_TIMEOUT):
-            _stop(self.proc)
+            stop_proc(self.proc)
             raise TimeoutError("the CURVE REP server did not start")
         port = parent.recv()
         self.zctx = zmq.Context()
