@@ -78,14 +78,14 @@ class Peer:
 
 def _llmos_priority(ctx: BenchContext, policy: str, loaded: bool, beside: bool = False) -> Workload:
     """Our own actor as the comparison: with a FIFO mailbox, without load, or idle beside the load."""
-    from .ours import PriorityUnderLoad
+    from .ours_services import PriorityUnderLoad
 
     return PriorityUnderLoad(ctx, policy, loaded, beside)
 
 
 def _llmos_single_actor(ctx: BenchContext) -> Workload:
     """The pool case's work sent to one actor: what the pool is for."""
-    from .ours import PoolThroughput
+    from .ours_services import PoolThroughput
 
     return PoolThroughput(ctx, single=True)
 
