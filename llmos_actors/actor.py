@@ -100,6 +100,21 @@ class Actor:
 
         return CALL_LEVEL.get()
 
+    def actor_caller_connected(self) -> bool:
+        """Whether the caller of the ``async def`` call running now is still connected (True outside one).
+
+        For long calls that hold something for their caller: the LLM device cancels a plain
+        ``generate`` whose caller's process died. Sends the caller one notice it ignores; call it
+        on the actor's event loop (from the ``async def`` method or a task it started).
+        """
+        from ._callctx import CURRENT_CALL
+
+        req = CURRENT_CALL.get()
+        server = getattr(self._llmos_runtime, "server", None)
+        if req is None or server is None:
+            return True
+        return bool(server.ping(req.ident))
+
     @property
     def actor_name(self) -> str:
         """The name this actor was spawned with."""

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -98,21 +97,36 @@ def test_priority_reaches_the_scheduler(kernel, tiny):
     assert levels[-4:] == [7, 1, 6, 5]
 
 
-def test_killed_caller_frees_blocks(kernel, tiny, daemon):
-    path, _ = tiny
-    llm = spawn(kernel, path, "llm-caller", block_size=4, prefix_cache=False)
-    script = textwrap.dedent(
-        f"""
-        import sys, llmos_actors as llmos
-        with llmos.connect({str(daemon.runtime_dir)!r}) as k:
-            for piece in k.lookup("llm-caller").stream("generate", "hello world", max_tokens=100000, ignore_eos=True):
-                print("piece", flush=True)
-        """
-    )
+@pytest.fixture(scope="module")
+def long_tiny(tmp_path_factory):
+    """The tiny model with a 32k context: a 100,000-token request runs far longer than any test
+    waits, so only a cancellation can free its blocks."""
+    return str(build_model_dir(tmp_path_factory.mktemp("tiny-llama-long"), context=1 << 15))
+
+
+CALLER = """
+import sys, llmos_actors as llmos
+runtime, how = sys.argv[1], sys.argv[2]
+with llmos.connect(runtime) as k:
+    llm = k.lookup("llm-caller")
+    print("calling", flush=True)
+    if how == "stream":
+        for piece in llm.stream("generate", "hello world", max_tokens=100000, ignore_eos=True):
+            print("piece", flush=True)
+    else:
+        print(llm.call("generate", "hello world", max_tokens=100000, ignore_eos=True), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["stream", "call"])
+def test_killed_caller_frees_blocks(kernel, long_tiny, daemon, how):
+    llm = spawn(kernel, long_tiny, "llm-caller", block_size=16, kv_blocks=4096, prefix_cache=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    argv = [sys.executable, "-c", CALLER, str(daemon.runtime_dir), how]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     try:
-        assert child.stdout.readline().startswith(b"piece")
+        assert child.stdout.readline().startswith(b"calling")
+        wait_for(lambda: llm.call("stats")["tokens_total"] > 2, timeout=60, what="the child's generation to run")
         assert llm.call("stats")["running"] == 1
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
@@ -121,8 +135,10 @@ def test_killed_caller_frees_blocks(kernel, tiny, daemon):
             child.kill()
             child.wait()
         child.stdout.close()
-    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=20, what="blocks freed")
-    assert llm.call("stats")["running"] == 0
+    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=30, what="blocks freed")
+    stats = llm.call("stats")
+    assert stats["running"] == 0 and stats["tokens_total"] < 30_000  # cancelled, not run to its end
+    assert [d["action"] for d in llm.call("decisions")][-1] == "cancel"
 
 
 def test_kill_9_fails_pending_requests_and_permanent_device_returns(kernel, tiny):
