@@ -23,6 +23,7 @@ from .build import DeviceSettings, build_engine
 from .engine import DONE, TEXT, Engine, torch_threads
 from .requests import RequestOptions, chat_prompt, check_fits, encode_prompt, new_sequence
 from .sampling import new_generator
+from .verify import check_model
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class LLM(Actor):
 
     def __init__(self, model: Any = None, *, device: str | None = None, dtype: str | None = None, **settings: Any):
         self.settings = DeviceSettings.from_kwargs(settings)
-        loading.resolve(model)  # a missing or unreadable model fails the spawn, clearly
+        check_model(*loading.resolve(model))  # a missing, truncated or incomplete model fails the spawn
         self._model_arg = model
         self._device = device
         self._dtype = dtype

@@ -4,6 +4,7 @@ preemption and prefix cache keep the tokens, streams cancel, deaths and restarts
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -191,3 +192,27 @@ def test_missing_model_fails_the_spawn_clearly(kernel, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(llmos.ActorDiedError, match="not a GGUF file"):
         kernel.spawn(llmos.LLM, model=str(junk), name="llm-junk")
+
+
+def test_a_corrupt_or_incomplete_model_fails_the_spawn_clearly(kernel, tiny, tmp_path):
+    pytest.importorskip("gguf")
+    from llm_tiny import write_gguf
+
+    data = write_gguf(tmp_path / "tiny.gguf").read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 100])  # readable, the magic right, a tensor short
+    with pytest.raises(llmos.ActorDiedError, match=r"not a valid GGUF file: tensor .* ends at byte"):
+        kernel.spawn(llmos.LLM, model=str(cut), name="llm-cut")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF" + os.urandom(4096))
+    with pytest.raises(llmos.ActorDiedError, match="not a valid GGUF file"):
+        kernel.spawn(llmos.LLM, model=str(garbage), name="llm-garbage")
+    path, _ = tiny
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in os.listdir(path):  # the model directory without its weights
+        if not f.endswith(".safetensors"):
+            shutil.copy(os.path.join(path, f), bare / f)
+    with pytest.raises(llmos.ActorDiedError, match="has no weights"):
+        kernel.spawn(llmos.LLM, model=str(bare), name="llm-bare")
+    assert not [r for r in kernel.ps(exited=False) if r["name"] in ("llm-cut", "llm-garbage", "llm-bare")]
