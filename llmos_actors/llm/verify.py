@@ -178,14 +178,14 @@ def check_directory(directory: Path) -> None:
         raise ModelNotFound(f"model directory {str(directory)!r}: config.json cannot be read: {exc}") from exc
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind not in HF_TYPES:
-        raise ModelNotFound(
-            f"model directory {str(directory)!r}: model type {kind!r} is not supported (supported: {', '.join(HF_TYPES)})"
-        )
+        supported = ", ".join(HF_TYPES)
+        raise ModelNotFound(f"model directory {str(directory)!r}: model type {kind!r} is not supported ({supported})")
     files = _safetensors_files(directory)
     if files is None:
         if any((directory / n).is_file() for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
             return  # pickled weights: only torch can read them, at load
-        raise ModelNotFound(f"model directory {str(directory)!r} has no weights (model.safetensors or pytorch_model.bin)")
+        where = str(directory)
+        raise ModelNotFound(f"model directory {where!r} has no weights (model.safetensors or pytorch_model.bin)")
     names: set[str] = set()
     for file in files:
         names.update(_safetensors_names(file))

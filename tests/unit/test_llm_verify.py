@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("gguf")
 
-from llm_tiny import write_gguf  # noqa: E402
+from llm_tiny import write_gguf
 
-from llmos_actors.llm.loading import ModelNotFound  # noqa: E402
-from llmos_actors.llm.verify import check_directory, check_gguf  # noqa: E402
+from llmos_actors.llm.loading import ModelNotFound
+from llmos_actors.llm.verify import check_directory, check_gguf
 
 
 def test_a_complete_gguf_passes_and_a_truncated_copy_fails(tmp_path):
