@@ -10,7 +10,17 @@ if TYPE_CHECKING:
 
 #: Names of the framework's own hooks and attributes; never callable remotely.
 RESERVED_NAMES = frozenset(
-    {"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down", "on_metrics", "on_snapshot", "on_restore"}
+    {
+        "on_start",
+        "on_stop",
+        "on_failure",
+        "on_exit",
+        "on_monitor_down",
+        "on_metrics",
+        "on_decisions",
+        "on_snapshot",
+        "on_restore",
+    }
 )
 
 
@@ -41,6 +51,10 @@ class Actor:
     Optional hook: ``on_metrics(self) -> dict`` of numbers and histogram snapshots, sent with
     the heartbeat while the daemon serves metrics and exported as ``llmos_llm_*`` /
     ``llmos_custom_*`` (see docs/metrics.md).
+
+    Optional hook: ``on_decisions(self) -> list[dict]``, the scheduling decisions made since the
+    last heartbeat (at most 32 a heartbeat are sent); the daemon publishes each on the
+    ``sys.device.decision`` topic with the actor's name and id attached (the LLM device does).
     """
 
     max_concurrency: int | None = None

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 LOAD_TIMEOUT = 600.0
 #: Seconds between checks that a plain call's caller is still connected.
 CALLER_CHECK = 0.5
+#: Scheduling decisions handed to the daemon per heartbeat (the runtime's bound: 32).
+PUBLISH_PER_BEAT = 32
 
 
 def _pool_alloc(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -69,6 +72,7 @@ class LLM(Actor):
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._published = 0  # scheduling decisions handed to on_decisions so far
         self._thread = threading.Thread(target=self._load, name="llmos-llm-load", daemon=True)
         self._thread.start()
 
@@ -235,15 +239,29 @@ class LLM(Actor):
         return {"model": self.model_name, "state": "ready", **engine.numbers()}
 
     def decisions(self, last: int = 50) -> list[dict]:
-        """The scheduler's most recent decisions (admit, preempt, swap/recompute, demote, cancel) with reasons."""
+        """The scheduler's most recent decisions (admit, preempt, swap/recompute, solo, demote, cancel) with reasons.
+
+        The same decisions go out on the ``sys.device.decision`` topic (``on_decisions``)."""
         if self.engine is None:
             return []
-        for _ in range(5):
-            try:
-                return list(self.engine.scheduler.decisions)[-max(0, min(int(last), 200)) :]
-            except RuntimeError:  # the engine thread appended meanwhile
-                continue
-        return []
+        return self.engine.scheduler.recent(max(0, min(int(last), 200)))
+
+    def on_decisions(self) -> list[dict]:
+        """Decisions since the last heartbeat, for the daemon to publish: at most ``PUBLISH_PER_BEAT``
+        (the newest), after one ``skipped`` entry counting any left out, so a busy device cannot flood the topic."""
+        if self.engine is None:
+            return []
+        sched = self.engine.scheduler
+        total = sched.recorded
+        new, self._published = total - self._published, total
+        if new <= 0:
+            return []
+        shown = min(new, PUBLISH_PER_BEAT - 1)
+        out = sched.recent(shown)
+        if new > shown:
+            skipped = {"action": "skipped", "count": new - shown, "reason": f"over {PUBLISH_PER_BEAT} in one beat"}
+            out.insert(0, {"time": time.time(), **skipped})
+        return out
 
     def on_metrics(self) -> dict:
         """Numbers for the metrics exporter (``llm_*``), histograms as cumulative buckets."""

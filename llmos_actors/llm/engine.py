@@ -326,6 +326,7 @@ class Engine:
             "preemptions": sched.preemptions,
             "steps": self.steps,
             "interrupted_steps": self.interrupted,
+            "decisions": sched.recorded,
             **self.kv.numbers(),
         }
 

@@ -107,6 +107,7 @@ class TokenScheduler:
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.decisions: deque[dict] = deque(maxlen=200)
+        self.recorded = 0  # decisions ever made (``decisions`` keeps the latest)
         self.preemptions = 0
         self.solo_streak = 0  # urgent prefill steps in a row
 
@@ -134,6 +135,16 @@ class TokenScheduler:
         self.decisions.append(
             {"time": time.time(), "action": action, "seq": seq.id, "level": seq.level, "reason": reason}
         )
+        self.recorded += 1
+
+    def recent(self, last: int) -> list[dict]:
+        """The latest ``last`` decisions, oldest first (safe beside the engine thread's appends)."""
+        for _ in range(5):
+            try:
+                return list(self.decisions)[-last:] if last > 0 else []
+            except RuntimeError:  # the engine thread appended meanwhile
+                continue
+        return []
 
     def generated(self, seq: Sequence) -> None:
         """``seq`` made one token: MLFQ feedback (one level down per quantum)."""

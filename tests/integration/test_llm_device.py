@@ -98,6 +98,37 @@ def test_priority_reaches_the_scheduler(kernel, tiny):
     assert levels[-4:] == [7, 1, 6, 5]
 
 
+def test_decisions_are_published_on_a_system_topic_every_one_counted(kernel, tiny):
+    path, _ = tiny
+    with kernel.subscribe("sys.device.decision") as sub:
+        llm = spawn(kernel, path, "llm-decide", block_size=4)
+        futures = [llm.ask("generate", PROMPTS[i % 8], max_tokens=2) for i in range(40)]
+        for f in futures:
+            f.result(timeout=120)
+        total = llm.call("stats")["decisions"]
+        assert total >= 40  # an admission each, at least
+        seen, skipped, admitted = 0, 0, set()
+
+        def all_accounted():
+            nonlocal seen, skipped
+            while True:
+                try:
+                    topic, entry = sub.get(timeout=0.05)
+                except llmos.CallTimeout:
+                    break
+                assert topic == "sys.device.decision" and entry["actor"] == "llm-decide" and entry["actor_id"]
+                if entry["action"] == "skipped":  # over the per-heartbeat bound: counted, not sent
+                    skipped += entry["count"]
+                else:
+                    seen += 1
+                    admitted.update([entry["seq"]] if entry["action"] == "admit" else [])
+            return seen + skipped == total
+
+        wait_for(all_accounted, timeout=30, what="every decision published or counted as skipped")
+    kept = {d["seq"] for d in llm.call("decisions", last=200) if d["action"] == "admit"}
+    assert admitted <= kept and (len(admitted) == 40 or skipped > 0)
+
+
 @pytest.fixture(scope="module")
 def long_tiny(tmp_path_factory):
     """The tiny model with a 32k context: a 100,000-token request runs far longer than any test
