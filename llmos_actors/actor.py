@@ -10,7 +10,17 @@ if TYPE_CHECKING:
 
 #: Names of the framework's own hooks and attributes; never callable remotely.
 RESERVED_NAMES = frozenset(
-    {"on_start", "on_stop", "on_failure", "on_exit", "on_monitor_down", "on_metrics", "on_snapshot", "on_restore"}
+    {
+        "on_start",
+        "on_stop",
+        "on_failure",
+        "on_exit",
+        "on_monitor_down",
+        "on_metrics",
+        "on_decisions",
+        "on_snapshot",
+        "on_restore",
+    }
 )
 
 
@@ -41,6 +51,10 @@ class Actor:
     Optional hook: ``on_metrics(self) -> dict`` of numbers and histogram snapshots, sent with
     the heartbeat while the daemon serves metrics and exported as ``llmos_llm_*`` /
     ``llmos_custom_*`` (see docs/metrics.md).
+
+    Optional hook: ``on_decisions(self) -> list[dict]``, the scheduling decisions made since the
+    last heartbeat (at most 32 a heartbeat are sent); the daemon publishes each on the
+    ``sys.device.decision`` topic with the actor's name and id attached (the LLM device does).
     """
 
     max_concurrency: int | None = None
@@ -99,6 +113,21 @@ class Actor:
         from .scheduling import CALL_LEVEL
 
         return CALL_LEVEL.get()
+
+    def actor_caller_connected(self) -> bool:
+        """Whether the caller of the ``async def`` call running now is still connected (True outside one).
+
+        For long calls that hold something for their caller: the LLM device cancels a plain
+        ``generate`` whose caller's process died. Sends the caller one notice it ignores; call it
+        on the actor's event loop (from the ``async def`` method or a task it started).
+        """
+        from ._callctx import CURRENT_CALL
+
+        req = CURRENT_CALL.get()
+        server = getattr(self._llmos_runtime, "server", None)
+        if req is None or server is None:
+            return True
+        return bool(server.ping(req.ident))
 
     @property
     def actor_name(self) -> str:

@@ -93,3 +93,26 @@ def reference_greedy(path: Path, prompts: list[str], max_tokens: int) -> list[li
         )
         out.append(gen[0, ids.shape[1] :].tolist())
     return out
+
+
+def write_gguf(path: Path, *, blocks: int = 1, skip: str | None = None) -> Path:
+    """A small GGUF file with every Llama decoder weight (random values, float32), for the spawn checks;
+    ``skip`` leaves one tensor out."""
+    import gguf
+    import numpy as np
+
+    from llmos_actors.llm.verify import GGUF_BLOCK
+
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(blocks)
+    names = ["token_embd.weight", "output_norm.weight"]
+    names += [f"blk.{i}.{part}.weight" for i in range(blocks) for part in GGUF_BLOCK]
+    for name in names:
+        if name != skip:
+            writer.add_tensor(name, rng.random((8, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

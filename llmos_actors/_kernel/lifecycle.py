@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from .._spawnspec import check_spawn_request
 from ..config import Config
 from ..errors import ActorImportError, LlmosError, ProtocolError
@@ -50,6 +52,12 @@ log = logging.getLogger(__name__)
 _CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_size", "max_concurrency")
 #: What the daemon adds for a new incarnation: its latest snapshot, its ``actor_subscribe`` subscriptions.
 _CHILD_KEYS += ("snapshot", "subscriptions")
+
+#: Where actors' own scheduling decisions go (the LLM device's), beside the daemon's ``sys.sched.decision``.
+DECISION_TOPIC = "sys.device.decision"
+#: Bounds on them, per heartbeat and per entry (packed).
+MAX_DECISIONS = 32
+MAX_DECISION_BYTES = 2048
 
 Notify = Callable[[ActorRecord, dict], None]
 Publish = Callable[[str, dict], None]
@@ -274,7 +282,23 @@ class Lifecycle:
     def heartbeat(self, actor_id: str, stats: dict) -> None:
         record = self.table.by_id.get(actor_id)
         if record is not None and isinstance(stats, dict):
+            decisions = stats.pop("decisions", None)
             record.stats = stats
+            if isinstance(decisions, list):
+                self._publish_decisions(record, decisions)
+
+    def _publish_decisions(self, record: ActorRecord, decisions: list) -> None:
+        """An actor's scheduling decisions (``on_decisions``) on ``sys.device.decision``: plain maps of
+        at most ``MAX_DECISION_BYTES`` packed, ``MAX_DECISIONS`` a heartbeat, who made them from the record."""
+        for entry in decisions[:MAX_DECISIONS]:
+            if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry):
+                continue
+            try:
+                if len(msgpack.packb(entry)) > MAX_DECISION_BYTES:
+                    continue
+            except (TypeError, ValueError, OverflowError):
+                continue
+            self.publish(DECISION_TOPIC, {**entry, "actor": record.name or record.id, "actor_id": record.id})
 
     # ------------------------------------------------------------------ exits
     def reaped(self, pid: int, status: int) -> None:

@@ -73,6 +73,23 @@ def actor_metrics(instance: Any) -> dict:
     return out
 
 
+#: Most decisions an actor's ``on_decisions()`` may report per heartbeat (the rest are left out).
+MAX_DECISIONS = 32
+
+
+def actor_decisions(instance: Any) -> list:
+    """What the actor's ``on_decisions()`` hook reports (maps only, at most ``MAX_DECISIONS``)."""
+    hook = getattr(instance, "on_decisions", None)
+    if not callable(hook):
+        return []
+    try:
+        values = hook()
+    except Exception:
+        log.exception("on_decisions raised")
+        return []
+    return [v for v in values[:MAX_DECISIONS] if isinstance(v, dict)] if isinstance(values, list) else []
+
+
 def config_from_dict(data: dict) -> Config:
     values = dict(data)
     for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"):
@@ -303,6 +320,9 @@ class ActorRuntime:
             custom = actor_metrics(self.instance)
             if custom:
                 stats["metrics"] = custom
+        decisions = actor_decisions(self.instance)
+        if decisions:
+            stats["decisions"] = decisions
         self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,13 +22,18 @@ from ..errors import LlmosError
 from . import loading
 from .build import DeviceSettings, build_engine
 from .engine import DONE, TEXT, Engine, torch_threads
-from .requests import chat_prompt, check_fits, check_unknown, encode_prompt, new_sequence, sampling_params
+from .requests import RequestOptions, chat_prompt, check_fits, encode_prompt, new_sequence
 from .sampling import new_generator
+from .verify import check_model
 
 log = logging.getLogger(__name__)
 
 #: Seconds a call waits for the model to finish loading.
 LOAD_TIMEOUT = 600.0
+#: Seconds between checks that a plain call's caller is still connected.
+CALLER_CHECK = 0.5
+#: Scheduling decisions handed to the daemon per heartbeat (the runtime's bound: 32).
+PUBLISH_PER_BEAT = 32
 
 
 def _pool_alloc(shape: tuple[int, ...], dtype: Any) -> Any:
@@ -56,7 +62,7 @@ class LLM(Actor):
 
     def __init__(self, model: Any = None, *, device: str | None = None, dtype: str | None = None, **settings: Any):
         self.settings = DeviceSettings.from_kwargs(settings)
-        loading.resolve(model)  # a missing or unreadable model fails the spawn, clearly
+        check_model(*loading.resolve(model))  # a missing, truncated or incomplete model fails the spawn
         self._model_arg = model
         self._device = device
         self._dtype = dtype
@@ -66,6 +72,7 @@ class LLM(Actor):
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._published = 0  # scheduling decisions handed to on_decisions so far
         self._thread = threading.Thread(target=self._load, name="llmos-llm-load", daemon=True)
         self._thread.start()
 
@@ -115,28 +122,18 @@ class LLM(Actor):
             loop.call_soon_threadsafe(_dispatch, events)
 
     # ------------------------------------------------------------------ requests
-    async def _pieces(
-        self,
-        prompt_of: Any,
-        max_tokens: Any,
-        temperature: Any,
-        stop: Any,
-        seed: Any,
-        json_schema: Any,
-        grammar: Any,
-        ignore_eos: Any,
-        unknown: dict,
-        done: dict | None = None,
-    ) -> AsyncIterator[str]:
-        check_unknown(unknown)
-        params = sampling_params(max_tokens, temperature, stop, seed, ignore_eos)
+    async def _pieces(self, prompt: Any, messages: Any, options: dict, done: dict | None = None) -> AsyncIterator[str]:
+        """The text pieces of one request (``prompt`` text, or chat ``messages``) as the engine makes them."""
+        opts = RequestOptions.parse(options)
+        params = opts.sampling()
         engine = await self._ready()
-        ids = encode_prompt(self.tokenizer, prompt_of(self.tokenizer))
+        text = prompt if messages is None else chat_prompt(self.tokenizer, messages)
+        ids = encode_prompt(self.tokenizer, text)
         check_fits(len(ids), engine.max_context, engine.kv.manager.num_blocks * engine.kv.block_size)
         constraint = None
-        if json_schema is not None or grammar is not None:
+        if opts.constrained:
             # compiling a schema can take a while: off the loop, which keeps serving the others
-            constraint = await asyncio.to_thread(_build_constraint, self.tokenizer, json_schema, grammar)
+            constraint = await asyncio.to_thread(_build_constraint, self.tokenizer, opts.json_schema, opts.grammar)
         level = self.actor_call_priority
         sink: asyncio.Queue = asyncio.Queue()
         seq = new_sequence(
@@ -146,7 +143,7 @@ class LLM(Actor):
             4 if level is None else level,
             sink=sink,
             constraint=constraint,
-            generator=new_generator(seed) if params.temperature > 0 else None,
+            generator=new_generator(opts.seed) if params.temperature > 0 else None,
         )
         engine.submit(seq)
         finished = False
@@ -165,82 +162,53 @@ class LLM(Actor):
                     raise LlmosError(f"the LLM engine failed: {data}") from data
         finally:
             if not finished:
-                engine.cancel(seq.id)  # closed stream, cancelled call: free its blocks now
+                engine.cancel(seq.id)  # closed stream, cancelled call, caller gone: free its blocks now
 
-    async def generate(
-        self,
-        prompt: str,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-        stop: Any = None,
-        seed: int | None = None,
-        json_schema: Any = None,
-        grammar: Any = None,
-        ignore_eos: bool = False,
-        **unknown: Any,
-    ) -> str:
+    async def _answer(self, prompt: Any, messages: Any, options: dict) -> str:
+        """A whole answer; cancelled (its blocks freed) when its caller's process goes away meanwhile,
+        which nothing else tells a plain call (a stream learns it from its next piece)."""
+        watch = asyncio.get_running_loop().create_task(self._watch_caller(asyncio.current_task()))
+        try:
+            return await _joined(self._pieces(prompt, messages, options))
+        finally:
+            watch.cancel()
+
+    async def _watch_caller(self, call: asyncio.Task | None) -> None:
+        while call is not None:
+            await asyncio.sleep(CALLER_CHECK)
+            if not self.actor_caller_connected():
+                log.info("LLM device: a caller went away; its generation is cancelled")
+                call.cancel()
+                return
+
+    async def generate(self, prompt: str, **options: Any) -> str:
         """Complete ``prompt``; returns the generated text (greedy unless ``temperature`` > 0).
 
-        ``ref.stream("generate", ...)`` yields the text in pieces as tokens come; closing the
-        stream cancels the sequence. ``stop``: strings that end the text (not included);
-        ``seed``: reproducible sampling; ``json_schema``/``grammar``: constrained output;
-        ``ignore_eos``: always make ``max_tokens`` tokens (benchmarks).
+        Options (``RequestOptions``): ``max_tokens=64``, ``temperature=0.0``, ``stop=None``
+        (strings that end the text, not included), ``seed=None`` (reproducible sampling),
+        ``json_schema=None``/``grammar=None`` (constrained output), ``ignore_eos=False`` (always
+        make ``max_tokens`` tokens, for benchmarks). ``ref.stream("generate", ...)`` yields the
+        text in pieces as tokens come; closing the stream cancels the sequence, and so does the
+        caller's process dying.
 
         Raises:
             ValueError: max_tokens < 1, a prompt longer than the context or the KV budget, an
                 invalid schema. TypeError: unknown options, wrong types.
         """
-        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
-        return await _joined(self._pieces(lambda _t: prompt, *options, unknown))
+        return await self._answer(prompt, None, options)
 
-    async def _stream_generate(
-        self,
-        prompt: str,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-        stop: Any = None,
-        seed: Any = None,
-        json_schema: Any = None,
-        grammar: Any = None,
-        ignore_eos: bool = False,
-        **unknown: Any,
-    ) -> AsyncIterator[str]:
-        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
-        async with contextlib.aclosing(self._pieces(lambda _t: prompt, *options, unknown)) as pieces:
+    async def _stream_generate(self, prompt: str, **options: Any) -> AsyncIterator[str]:
+        async with contextlib.aclosing(self._pieces(prompt, None, options)) as pieces:
             async for piece in pieces:
                 yield piece
 
-    async def chat(
-        self,
-        messages: list,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-        stop: Any = None,
-        seed: int | None = None,
-        json_schema: Any = None,
-        grammar: Any = None,
-        ignore_eos: bool = False,
-        **unknown: Any,
-    ) -> str:
-        """``generate`` over the model's chat template applied to ``messages`` ([{role, content}...]);
-        ``ref.stream("chat", ...)`` streams it."""
-        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
-        return await _joined(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown))
+    async def chat(self, messages: list, **options: Any) -> str:
+        """``generate`` over the model's chat template applied to ``messages`` ([{role, content}...]),
+        with the same options; ``ref.stream("chat", ...)`` streams it."""
+        return await self._answer(None, messages, options)
 
-    async def _stream_chat(
-        self,
-        messages: list,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-        stop: Any = None,
-        seed: Any = None,
-        json_schema: Any = None,
-        grammar: Any = None,
-        ignore_eos: bool = False,
-        **unknown: Any,
-    ) -> AsyncIterator[str]:
-        options = (max_tokens, temperature, stop, seed, json_schema, grammar, ignore_eos)
-        async with contextlib.aclosing(self._pieces(lambda t: chat_prompt(t, messages), *options, unknown)) as pieces:
+    async def _stream_chat(self, messages: list, **options: Any) -> AsyncIterator[str]:
+        async with contextlib.aclosing(self._pieces(None, messages, options)) as pieces:
             async for piece in pieces:
                 yield piece
 
@@ -249,14 +217,10 @@ class LLM(Actor):
         ``{"finish_reason": "stop"|"length", "prompt_tokens": n, "tokens": n}`` (what the OpenAI endpoint reports)."""
         if (prompt is None) == (messages is None):
             raise TypeError("complete takes prompt= or messages=, exactly one")
-        opts: dict[str, Any] = {"max_tokens": 64, "temperature": 0.0, "stop": None, "seed": None}
-        opts.update(json_schema=None, grammar=None, ignore_eos=False)
-        unknown = {k: options.pop(k) for k in list(options) if k not in opts}
-        opts.update(options)
-        prompt_of = (lambda _t: prompt) if messages is None else (lambda t: chat_prompt(t, messages))
         info: dict = {}
-        async for piece in self._pieces(prompt_of, unknown=unknown, done=info, **opts):
-            yield piece
+        async with contextlib.aclosing(self._pieces(prompt, messages, options, done=info)) as pieces:
+            async for piece in pieces:
+                yield piece
         yield info
 
     def tokenize(self, text: str) -> list[int]:
@@ -275,15 +239,29 @@ class LLM(Actor):
         return {"model": self.model_name, "state": "ready", **engine.numbers()}
 
     def decisions(self, last: int = 50) -> list[dict]:
-        """The scheduler's most recent decisions (admit, preempt, swap/recompute, demote, cancel) with reasons."""
+        """The scheduler's most recent decisions (admit, preempt, swap/recompute, solo, demote, cancel) with reasons.
+
+        The same decisions go out on the ``sys.device.decision`` topic (``on_decisions``)."""
         if self.engine is None:
             return []
-        for _ in range(5):
-            try:
-                return list(self.engine.scheduler.decisions)[-max(0, min(int(last), 200)) :]
-            except RuntimeError:  # the engine thread appended meanwhile
-                continue
-        return []
+        return self.engine.scheduler.recent(max(0, min(int(last), 200)))
+
+    def on_decisions(self) -> list[dict]:
+        """Decisions since the last heartbeat, for the daemon to publish: at most ``PUBLISH_PER_BEAT``
+        (the newest), after one ``skipped`` entry counting any left out, so a busy device cannot flood the topic."""
+        if self.engine is None:
+            return []
+        sched = self.engine.scheduler
+        total = sched.recorded
+        new, self._published = total - self._published, total
+        if new <= 0:
+            return []
+        shown = min(new, PUBLISH_PER_BEAT - 1)
+        out = sched.recent(shown)
+        if new > shown:
+            skipped = {"action": "skipped", "count": new - shown, "reason": f"over {PUBLISH_PER_BEAT} in one beat"}
+            out.insert(0, {"time": time.time(), **skipped})
+        return out
 
     def on_metrics(self) -> dict:
         """Numbers for the metrics exporter (``llm_*``), histograms as cumulative buckets."""

@@ -5,6 +5,11 @@ preemptions (swap or recompute, whichever the measured costs say is cheaper) and
 (swap-in, prefix-cache match), run one forward over every sequence in the batch (decode tokens
 and prefill chunks together), sample, detokenize, and hand the step's text pieces to
 ``on_events`` in one call. Callers on other threads only ``submit`` and ``cancel``.
+
+An arrival that outranks the whole batch in flight by more than the scheduler's margin does not
+wait for that forward to end: the forward stops at its next layer and the step starts again with
+the arrival admitted (its prefill then runs alone, see the scheduler). The abandoned work is at
+most one step, and only urgent arrivals cause it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from .forward import PagedForward, build_inputs
 from .kvcache import KVCache
 from .metrics import Meter
 from .sampling import sample
-from .scheduler import TokenScheduler
+from .scheduler import TOP, TokenScheduler
 from .sequence import FINISHED, RUNNING, Sequence
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,9 @@ class Engine:
         self.prefill_rate = 1e-3
         self._next_id = 0
         self._id_lock = threading.Lock()
+        self.arrival_level = -1  # the highest level submitted since the step began taking commands
+        self.batch_top = TOP  # the highest level in the forward running now
+        self.interrupted = 0  # forwards abandoned for an urgent arrival
 
     # ------------------------------------------------------------------ other threads
     def new_id(self) -> int:
@@ -95,6 +103,8 @@ class Engine:
 
     def submit(self, seq: Sequence) -> None:
         self.commands.put(("add", seq))
+        if seq.level > self.arrival_level:
+            self.arrival_level = seq.level  # one store: read by the engine thread between layers
         self.wakeup.set()
 
     def cancel(self, seq_id: int) -> None:
@@ -152,6 +162,7 @@ class Engine:
 
     def step(self) -> bool:
         """One scheduling decision and one forward; False when there was nothing to do."""
+        self.arrival_level = -1  # before taking: a later arrival is seen by this step's forward
         self._take_commands()
         sched = self.scheduler
         if not sched.running and not sched.waiting:
@@ -184,9 +195,13 @@ class Engine:
             self.last_batch = 0
             return bool(sched.running or sched.waiting)
         inputs = build_inputs(entries, self.kv.block_size, self.device)
+        self.batch_top = max(seq.level for seq, _ in batch)
         began = time.perf_counter()
-        logits = self.forward(inputs, self.kv.storage)
+        logits = self.forward(inputs, self.kv.storage, None if sched.fifo else self._outranked)
         took = time.perf_counter() - began
+        if logits is None:  # an urgent arrival: begin again with it (nothing was counted as cached)
+            self.interrupted += 1
+            return True
         fed = int(inputs.tokens.shape[0])
         if fed >= 32:
             self.prefill_rate = 0.7 * self.prefill_rate + 0.3 * took / fed
@@ -207,6 +222,10 @@ class Engine:
         if events:
             self.on_events(events)
         return True
+
+    def _outranked(self) -> bool:
+        """Whether a request submitted since this step began outranks its whole batch (margin included)."""
+        return self.arrival_level > self.batch_top + self.scheduler.margin
 
     # ------------------------------------------------------------------ per sequence
     def _preempt(self, seq: Sequence) -> None:
@@ -306,6 +325,8 @@ class Engine:
             "tokens_per_s": round(self.meter.tokens_per_s(now), 2),
             "preemptions": sched.preemptions,
             "steps": self.steps,
+            "interrupted_steps": self.interrupted,
+            "decisions": sched.recorded,
             **self.kv.numbers(),
         }
 

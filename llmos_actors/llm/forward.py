@@ -11,6 +11,7 @@ sampled go through the LM head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -124,9 +125,15 @@ class PagedForward:
         self.scale = self.head_dim**-0.5
 
     @torch.inference_mode()
-    def __call__(self, x_in: StepInputs, storage: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x_in: StepInputs, storage: torch.Tensor, abort: Callable[[], bool] | None = None
+    ) -> torch.Tensor | None:
         """Logits ``[S, vocab]`` for the rows in ``x_in.sample_rows``; writes the step's keys and
-        values into ``storage`` (``[2, layers, slots, kv_heads, head_dim]``)."""
+        values into ``storage`` (``[2, layers, slots, kv_heads, head_dim]``).
+
+        ``abort`` is asked before each layer; when it says so the step is abandoned (None): the
+        keys and values written so far are only for tokens not yet counted as cached, so feeding
+        the same tokens again later writes them over."""
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         B, Q = x_in.batch, x_in.qmax
         x = self.embed(x_in.tokens)  # [T, hidden]
@@ -136,6 +143,8 @@ class PagedForward:
         half = D // 2
         slots, k_slots, q_index, unpad, mask = x_in.slots, x_in.k_slots, x_in.q_index, x_in.unpad, x_in.mask
         for i, layer in enumerate(self.layers):
+            if abort is not None and abort():
+                return None
             attn = layer.self_attn
             h = layer.input_layernorm(x)
             q = attn.q_proj(h).view(T, H, D)

@@ -4,12 +4,11 @@ bounds on everything a caller controls."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .sequence import SamplingParams, Sequence
 
-#: Options ``generate`` and ``chat`` accept besides the prompt.
-OPTIONS = ("max_tokens", "temperature", "stop", "seed", "json_schema", "grammar", "ignore_eos")
 #: Bounds on what a caller sends.
 MAX_PROMPT_CHARS = 1 << 20
 MAX_STOPS = 16
@@ -17,10 +16,47 @@ MAX_STOP_CHARS = 256
 MAX_MESSAGES = 1024
 
 
-def check_unknown(kwargs: dict[str, Any]) -> None:
-    if kwargs:
-        names = ", ".join(sorted(map(str, kwargs)))
-        raise TypeError(f"unknown option(s) {names}; generate and chat take: {', '.join(OPTIONS)}")
+@dataclass(frozen=True)
+class RequestOptions:
+    """What ``generate``, ``chat`` and ``complete`` accept besides the prompt (one definition for all).
+
+    ``stop``: a string or strings that end the text (not included); ``seed``: reproducible
+    sampling; ``json_schema``/``grammar``: constrained output; ``ignore_eos``: always make
+    ``max_tokens`` tokens (benchmarks).
+    """
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    stop: Any = None
+    seed: int | None = None
+    json_schema: Any = None
+    grammar: Any = None
+    ignore_eos: bool = False
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> RequestOptions:
+        """The options of one call, every name known.
+
+        Raises:
+            TypeError: an unknown option (naming the known ones).
+        """
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            names = ", ".join(sorted(map(str, unknown)))
+            raise TypeError(f"unknown option(s) {names}; generate and chat take: {', '.join(OPTIONS)}")
+        return cls(**options)
+
+    def sampling(self) -> SamplingParams:
+        """Validated sampling parameters (raises ValueError/TypeError naming the bad value)."""
+        return sampling_params(self.max_tokens, self.temperature, self.stop, self.seed, self.ignore_eos)
+
+    @property
+    def constrained(self) -> bool:
+        return self.json_schema is not None or self.grammar is not None
+
+
+#: Options ``generate`` and ``chat`` accept besides the prompt.
+OPTIONS = tuple(f.name for f in fields(RequestOptions))
 
 
 def sampling_params(max_tokens: Any, temperature: Any, stop: Any, seed: Any, ignore_eos: Any) -> SamplingParams:

@@ -23,7 +23,11 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
   preempts itself, but never when it runs alone (that frees nothing it could use: a sequence
   that fits the budget alone always makes progress). An admission's blocks are counted once.
 - Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
-  prefills take the rest in chunks, so a long prompt never stalls the decoders.
+  prefills take the rest in chunks, so a long prompt never stalls the decoders of its own rank.
+- Urgent prefill: a prefilling sequence that outranks every other running one by more than
+  ``margin`` runs alone (the others keep their blocks and skip the step): its first token costs
+  one lone prefill, not a step padded with the whole batch. At most ``MAX_SOLO_STEPS`` such steps
+  in a row, then one step for everyone, so a stream of urgent prompts cannot freeze the rest.
 
 Every preemption, admission and demotion is recorded with its reason (``decisions``).
 """
@@ -39,6 +43,8 @@ from typing import Protocol
 from .sequence import RUNNING, WAITING, Sequence
 
 TOP = 7
+#: Urgent prefill steps in a row before the paused sequences get a step.
+MAX_SOLO_STEPS = 8
 
 
 class BlockBudget(Protocol):
@@ -101,7 +107,9 @@ class TokenScheduler:
         self.waiting: list[Sequence] = []
         self.running: list[Sequence] = []
         self.decisions: deque[dict] = deque(maxlen=200)
+        self.recorded = 0  # decisions ever made (``decisions`` keeps the latest)
         self.preemptions = 0
+        self.solo_streak = 0  # urgent prefill steps in a row
 
     # ------------------------------------------------------------------ queues
     def add(self, seq: Sequence) -> None:
@@ -127,6 +135,16 @@ class TokenScheduler:
         self.decisions.append(
             {"time": time.time(), "action": action, "seq": seq.id, "level": seq.level, "reason": reason}
         )
+        self.recorded += 1
+
+    def recent(self, last: int) -> list[dict]:
+        """The latest ``last`` decisions, oldest first (safe beside the engine thread's appends)."""
+        for _ in range(5):
+            try:
+                return list(self.decisions)[-last:] if last > 0 else []
+            except RuntimeError:  # the engine thread appended meanwhile
+                continue
+        return []
 
     def generated(self, seq: Sequence) -> None:
         """``seq`` made one token: MLFQ feedback (one level down per quantum)."""
@@ -179,10 +197,12 @@ class TokenScheduler:
             plan.admit.append(cand)
             self.record("admit", cand, f"waited {now - cand.arrived:.3f} s")
 
-        # Tokens this step: decoders first, then prefill chunks by level.
+        # Tokens this step: an urgent prefill alone, else decoders first, then prefill chunks by level.
         budget = self.max_step_tokens
         needs: dict[int, int] = {}
-        order = sorted(running, key=lambda s: (s.prefilling, -s.level, s.arrived))
+        order = self._urgent(now)
+        if not order:
+            order = sorted(running, key=lambda s: (s.prefilling, -s.level, s.arrived))
         for seq in order:
             if seq.state != RUNNING:
                 continue  # preempted below for memory
@@ -215,6 +235,26 @@ class TokenScheduler:
             budget -= n
             plan.batch.append((seq, n))
         return plan
+
+    def _urgent(self, now: float) -> list[Sequence]:
+        """The prefills that outrank every other running sequence by more than ``margin`` (they run
+        alone this step), highest first; none when nobody would be paused or the streak is used up."""
+        live = [s for s in self.running if s.state == RUNNING]
+        urgent = [] if self.fifo or self.solo_streak >= MAX_SOLO_STEPS else [s for s in live if s.prefilling]
+        if urgent:
+            for seq in list(urgent):
+                others = (t.level for t in live if t is not seq and not (t.prefilling and t.level >= seq.level))
+                if seq.level <= max(others, default=-1) + self.margin:
+                    urgent.remove(seq)
+        if not urgent or len(urgent) == len(live):
+            self.solo_streak = 0
+            return []
+        if self.solo_streak == 0:
+            paused = len(live) - len(urgent)
+            for seq in urgent:
+                self.record("solo", seq, f"outranks the {paused} other running sequence(s): its prefill runs alone")
+        self.solo_streak += 1
+        return sorted(urgent, key=lambda s: (-s.level, s.arrived))
 
     def _first_chunk(self, seq: Sequence, budget: int) -> int:
         """Tokens ``seq`` is fed at its admission (a swapped one first gets all its blocks back)."""

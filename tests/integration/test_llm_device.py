@@ -4,10 +4,10 @@ preemption and prefix cache keep the tokens, streams cancel, deaths and restarts
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -98,21 +98,67 @@ def test_priority_reaches_the_scheduler(kernel, tiny):
     assert levels[-4:] == [7, 1, 6, 5]
 
 
-def test_killed_caller_frees_blocks(kernel, tiny, daemon):
+def test_decisions_are_published_on_a_system_topic_every_one_counted(kernel, tiny):
     path, _ = tiny
-    llm = spawn(kernel, path, "llm-caller", block_size=4, prefix_cache=False)
-    script = textwrap.dedent(
-        f"""
-        import sys, llmos_actors as llmos
-        with llmos.connect({str(daemon.runtime_dir)!r}) as k:
-            for piece in k.lookup("llm-caller").stream("generate", "hello world", max_tokens=100000, ignore_eos=True):
-                print("piece", flush=True)
-        """
-    )
+    with kernel.subscribe("sys.device.decision") as sub:
+        llm = spawn(kernel, path, "llm-decide", block_size=4)
+        futures = [llm.ask("generate", PROMPTS[i % 8], max_tokens=2) for i in range(40)]
+        for f in futures:
+            f.result(timeout=120)
+        total = llm.call("stats")["decisions"]
+        assert total >= 40  # an admission each, at least
+        seen, skipped, admitted = 0, 0, set()
+
+        def all_accounted():
+            nonlocal seen, skipped
+            while True:
+                try:
+                    topic, entry = sub.get(timeout=0.05)
+                except llmos.CallTimeout:
+                    break
+                assert topic == "sys.device.decision" and entry["actor"] == "llm-decide" and entry["actor_id"]
+                if entry["action"] == "skipped":  # over the per-heartbeat bound: counted, not sent
+                    skipped += entry["count"]
+                else:
+                    seen += 1
+                    admitted.update([entry["seq"]] if entry["action"] == "admit" else [])
+            return seen + skipped == total
+
+        wait_for(all_accounted, timeout=30, what="every decision published or counted as skipped")
+    kept = {d["seq"] for d in llm.call("decisions", last=200) if d["action"] == "admit"}
+    assert admitted <= kept and (len(admitted) == 40 or skipped > 0)
+
+
+@pytest.fixture(scope="module")
+def long_tiny(tmp_path_factory):
+    """The tiny model with a 32k context: a 100,000-token request runs far longer than any test
+    waits, so only a cancellation can free its blocks."""
+    return str(build_model_dir(tmp_path_factory.mktemp("tiny-llama-long"), context=1 << 15))
+
+
+CALLER = """
+import sys, llmos_actors as llmos
+runtime, how = sys.argv[1], sys.argv[2]
+with llmos.connect(runtime) as k:
+    llm = k.lookup("llm-caller")
+    print("calling", flush=True)
+    if how == "stream":
+        for piece in llm.stream("generate", "hello world", max_tokens=100000, ignore_eos=True):
+            print("piece", flush=True)
+    else:
+        print(llm.call("generate", "hello world", max_tokens=100000, ignore_eos=True), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["stream", "call"])
+def test_killed_caller_frees_blocks(kernel, long_tiny, daemon, how):
+    llm = spawn(kernel, long_tiny, "llm-caller", block_size=16, kv_blocks=4096, prefix_cache=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    argv = [sys.executable, "-c", CALLER, str(daemon.runtime_dir), how]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     try:
-        assert child.stdout.readline().startswith(b"piece")
+        assert child.stdout.readline().startswith(b"calling")
+        wait_for(lambda: llm.call("stats")["tokens_total"] > 2, timeout=60, what="the child's generation to run")
         assert llm.call("stats")["running"] == 1
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
@@ -121,8 +167,10 @@ def test_killed_caller_frees_blocks(kernel, tiny, daemon):
             child.kill()
             child.wait()
         child.stdout.close()
-    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=20, what="blocks freed")
-    assert llm.call("stats")["running"] == 0
+    wait_for(lambda: llm.call("stats")["kv_blocks_used"] == 0, timeout=30, what="blocks freed")
+    stats = llm.call("stats")
+    assert stats["running"] == 0 and stats["tokens_total"] < 30_000  # cancelled, not run to its end
+    assert [d["action"] for d in llm.call("decisions")][-1] == "cancel"
 
 
 def test_kill_9_fails_pending_requests_and_permanent_device_returns(kernel, tiny):
@@ -175,3 +223,27 @@ def test_missing_model_fails_the_spawn_clearly(kernel, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(llmos.ActorDiedError, match="not a GGUF file"):
         kernel.spawn(llmos.LLM, model=str(junk), name="llm-junk")
+
+
+def test_a_corrupt_or_incomplete_model_fails_the_spawn_clearly(kernel, tiny, tmp_path):
+    pytest.importorskip("gguf")
+    from llm_tiny import write_gguf
+
+    data = write_gguf(tmp_path / "tiny.gguf").read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 100])  # readable, the magic right, a tensor short
+    with pytest.raises(llmos.ActorDiedError, match=r"not a valid GGUF file: tensor .* ends at byte"):
+        kernel.spawn(llmos.LLM, model=str(cut), name="llm-cut")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF" + os.urandom(4096))
+    with pytest.raises(llmos.ActorDiedError, match="not a valid GGUF file"):
+        kernel.spawn(llmos.LLM, model=str(garbage), name="llm-garbage")
+    path, _ = tiny
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in os.listdir(path):  # the model directory without its weights
+        if not f.endswith(".safetensors"):
+            shutil.copy(os.path.join(path, f), bare / f)
+    with pytest.raises(llmos.ActorDiedError, match="has no weights"):
+        kernel.spawn(llmos.LLM, model=str(bare), name="llm-bare")
+    assert not [r for r in kernel.ps(exited=False) if r["name"] in ("llm-cut", "llm-garbage", "llm-bare")]

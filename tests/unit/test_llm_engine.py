@@ -249,3 +249,33 @@ def test_a_priority_arrival_short_of_blocks_preempts_and_the_big_one_resumes_alo
     assert engine.kv.numbers()["swap_ins" if mode == "swap" else "recomputes"] == 1
     assert low.out_ids == want.out_ids
     assert engine.kv.manager.available() == blocks
+
+
+def test_an_urgent_arrival_stops_the_forward_in_flight_and_prefills_alone(tiny):
+    path, ref = tiny
+    engine, tok, _ = make(path, kv_blocks=256, block_size=4, max_step_tokens=64)
+    low = [submit(engine, tok, p, level=0) for p in PROMPTS[:3]]
+    for _ in range(3):
+        engine.step()
+    real, arrivals = engine.forward, []
+
+    def forward_while_a_request_arrives(inputs, storage, abort=None):
+        if not arrivals:  # what the actor's loop thread does while the engine thread computes
+            arrivals.append(submit(engine, tok, PROMPTS[3], level=7))
+        return real(inputs, storage, abort)
+
+    engine.forward = forward_while_a_request_arrives
+    made = [s.generated for s in low]
+    computed = [s.computed for s in low]
+    assert engine.step()
+    assert engine.interrupted == 1  # abandoned at the next layer...
+    assert [s.generated for s in low] == made and [s.computed for s in low] == computed  # ...counting nothing
+    (urgent,) = arrivals
+    engine.step()
+    assert urgent.generated == 1 and [s.generated for s in low] == made  # its first token, from a lone prefill
+    assert "solo" in [d["action"] for d in engine.scheduler.decisions]
+    engine.step()
+    assert [s.generated for s in low] == [m + 1 for m in made]  # then everyone steps together
+    engine.run_until_idle()
+    assert engine.interrupted == 1  # level-7 work is never interrupted by itself
+    assert [s.out_ids for s in (*low, urgent)] == ref[:4]  # token for token across the abandoned step

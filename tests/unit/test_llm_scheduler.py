@@ -151,11 +151,56 @@ def test_decoders_go_first_and_prefill_is_chunked():
     short = seq(1, 4, prompt=2, clock=clock)
     sched.add(short)
     run(sched, sched.plan(Budget(100)))
-    long = seq(2, 7, prompt=40, clock=clock)
+    long = seq(2, 5, prompt=40, clock=clock)  # above the decoder, but not by more than the margin
     sched.add(long)
     plan = sched.plan(Budget(100))
     fed = {s.id: n for s, n in plan.batch}
     assert fed == {1: 1, 2: 7}
+
+
+def test_an_urgent_prefill_runs_alone_then_everyone_steps_together():
+    clock = Clock()
+    sched = TokenScheduler(max_batch=8, max_step_tokens=8, clock=clock, aging=0)
+    low = [seq(i, 0, prompt=2, clock=clock) for i in range(1, 4)]
+    for s in low:
+        sched.add(s)
+    run(sched, sched.plan(Budget(100)))  # all three decode from now on
+    urgent = seq(9, 7, prompt=12, clock=clock)
+    sched.add(urgent)
+    plan = sched.plan(Budget(100))
+    assert [(s.id, n) for s, n in plan.batch] == [(9, 8)]  # alone, a full chunk; nobody preempted
+    assert plan.preempt == [] and all(s in sched.running for s in low)
+    run(sched, plan)
+    plan = sched.plan(Budget(100))
+    assert [(s.id, n) for s, n in plan.batch] == [(9, 4)]  # its last chunk, still alone
+    run(sched, plan)
+    plan = sched.plan(Budget(100))  # it decodes now: one step for all four
+    assert sorted(s.id for s, _ in plan.batch) == [1, 2, 3, 9]
+    assert [d["action"] for d in sched.decisions].count("solo") == 1
+
+
+def test_urgent_prefills_in_a_row_are_bounded_and_fifo_has_none():
+    from llmos_actors.llm.scheduler import MAX_SOLO_STEPS
+
+    clock = Clock()
+    sched = TokenScheduler(max_batch=4, max_step_tokens=4, clock=clock, aging=0)
+    low = seq(1, 0, prompt=2, clock=clock)
+    sched.add(low)
+    run(sched, sched.plan(Budget(1000)))
+    sched.add(seq(2, 7, prompt=4 * (MAX_SOLO_STEPS + 4), clock=clock))
+    alone = 0
+    for _ in range(MAX_SOLO_STEPS + 1):
+        plan = sched.plan(Budget(1000))
+        alone += [s.id for s, _ in plan.batch] == [2]
+        run(sched, plan)
+    assert alone == MAX_SOLO_STEPS  # then the paused decoder got its step
+    assert low.generated == 2
+    fifo = TokenScheduler(max_batch=4, max_step_tokens=8, clock=clock, fifo=True)
+    a, b = seq(3, 0, prompt=2, clock=clock), seq(4, 7, prompt=12, clock=clock)
+    fifo.add(a)
+    run(fifo, fifo.plan(Budget(100)))
+    fifo.add(b)
+    assert {s.id for s, _ in fifo.plan(Budget(100)).batch} == {3, 4}
 
 
 def test_memory_preemption_takes_the_lowest():
