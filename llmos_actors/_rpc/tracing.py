@@ -165,7 +165,7 @@ class CallTracer:
         ended now when ``roots`` is None (tells and streams, which wait for no reply here).
         """
         ctx = self._current_context()
-        span = ctx.get(self._span_key) if ctx else None
+        span: Any = ctx.get(self._span_key) if ctx else None
         if span is None:  # outside any span (the common case): is this call sampled?
             sampling = self.sampling
             sampling.left -= 1
