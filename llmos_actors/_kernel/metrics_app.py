@@ -1,8 +1,9 @@
 """The aiohttp application behind ``[metrics] listen``: routes, method policy, SSE, admin actions.
 
 Runs on the daemon's loop; every handler reads daemon state directly (single thread,
-no locks). GET and HEAD only, except the admin's kill/restart (``is_admin``), which
-also needs an ``X-Llmos-Action`` header that a cross-site form cannot send.
+no locks). GET and HEAD only, except the admin's kill/restart (``is_admin``: the client's uid, from the
+kernel, has the admin role), which also needs an ``X-Llmos-Action`` header that a cross-site
+form cannot send.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .auth import Policy
 from .dashboard_state import dashboard_state
 from .metrics import KernelCollector
+from .peer_uid import loopback_host, loopback_peer_uid
 
 #: Files of the dashboard served under /static/ (nothing else is).
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
@@ -30,13 +33,31 @@ SECURITY_HEADERS = {
 }
 
 
-def is_admin(request: web.Request, settings: dict) -> bool:
-    """Whether this HTTP client may kill and restart actors from the dashboard.
+def is_admin(request: web.Request, settings: dict, policy: Policy) -> bool:
+    """Whether this HTTP client may kill and restart actors from the dashboard: the one place that decides.
 
-    The one place that decides it: until identities and roles exist, ``[metrics] admin = true``
-    turns the buttons on for every client of the (loopback) listener.
+    All three must hold:
+
+    - ``[metrics] admin = true``: without it the listener has no write action at all;
+    - the request names the listener by a loopback host (``Host``: ``127.x.x.x``, ``::1``,
+      ``localhost``): a page of another site whose name was rebound to 127.0.0.1 (DNS
+      rebinding) names its own host, and is refused;
+    - the client's identity has the ``admin`` role under ``[security]`` (the daemon's own
+      uid and root always do). HTTP carries no identity the daemon believes, so it is the
+      uid owning the client's socket, from the kernel (``peer_uid``): a client that is not
+      on loopback has none, and is never admin.
     """
-    return bool(settings.get("admin"))
+    if not settings.get("admin") or not loopback_host(request.host):
+        return False
+    transport = request.transport
+    if transport is None:
+        return False
+    uid = loopback_peer_uid(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+    if uid is None:
+        return False
+    # The same rule as every daemon socket's: a uid's role (pid and gid unknown here, and unused).
+    who = policy.identify(f"loopback:{uid}:0:0", None)
+    return who is not None and who.role == "admin"
 
 
 class MetricsApp:
@@ -90,7 +111,7 @@ class MetricsApp:
     async def _methods(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.method in READ_METHODS:
             return await handler(request)
-        if request.method == "POST" and request.path.startswith("/api/actors/") and is_admin(request, self.settings):
+        if request.method == "POST" and request.path.startswith("/api/actors/") and self.is_admin(request):
             return await handler(request)
         return web.Response(status=405, text="read-only: GET and HEAD only\n", headers={"Allow": "GET, HEAD"})
 
@@ -115,17 +136,20 @@ class MetricsApp:
             body=data, content_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache", **SECURITY_HEADERS}
         )
 
-    def state(self, request: web.Request) -> dict:
+    def is_admin(self, request: web.Request) -> bool:
+        return is_admin(request, self.settings, self.daemon.policy)
+
+    def state(self, admin: bool) -> dict:
         """The dashboard's state; built at most twice per interval however many pages watch."""
         now = time.monotonic()
         if self._state is None or now - self._state_at >= self.settings["interval"] / 2:
             self._state = dashboard_state(self.daemon, self.settings["max_actors"])
             self._state["daemon"]["loop_lag"] = self.loop_lag()
             self._state_at = now
-        return {**self._state, "admin": is_admin(request, self.settings)}
+        return {**self._state, "admin": admin}
 
     async def h_state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state(request))
+        return web.json_response(self.state(self.is_admin(request)))
 
     async def h_events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the dashboard's state every ``interval`` seconds."""
@@ -135,10 +159,11 @@ class MetricsApp:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **SECURITY_HEADERS}
         )
         await response.prepare(request)
+        admin = self.is_admin(request)  # once: the connection's identity does not change
         self.streams += 1
         try:
             while True:
-                payload = json.dumps(self.state(request), separators=(",", ":"), default=str)
+                payload = json.dumps(self.state(admin), separators=(",", ":"), default=str)
                 await response.write(f"data: {payload}\n\n".encode())
                 await asyncio.sleep(self.settings["interval"])
         except (ConnectionResetError, asyncio.CancelledError):

@@ -35,6 +35,10 @@ class Connection(SocketLink):
     (one-way messages, under the overflow policy).
     """
 
+    #: Set by the owning ``ClientCore`` (tracing): its call tracer and the root spans awaiting replies.
+    tracer: Any = None
+    roots: dict = {}
+
     def call_blocking(
         self,
         msg_id: int,

@@ -6,6 +6,7 @@ Shared by the synchronous client (driven from an IO thread), the asyncio client
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -61,6 +62,8 @@ class ClientCore:
         self.config = config
         #: Call spans and trace context in headers ([tracing] enabled), else None: no cost.
         self.tracer = tracer_for(config)
+        #: Root client spans of sampled calls made here, by message id, until their outcome is known.
+        self.roots: dict[int, Any] = {}
         self.driver = driver
         self._own_ctx = ctx is None
         self.ctx = ctx if ctx is not None else zmq.Context()
@@ -112,6 +115,7 @@ class ClientCore:
             endpoint=endpoint,
         )
         conn.max_bytes = self.config.max_message_bytes
+        conn.tracer, conn.roots = self.tracer, self.roots  # (for callers that hold only the connection)
         return conn
 
     def actor_connection(self, addr: ActorAddress) -> Connection:
@@ -155,8 +159,11 @@ class ClientCore:
         timeout: float | None = None,
         prio: int | None = None,
         extra: dict | None = None,
+        traced: bool = True,
     ) -> tuple[int, bytes, bytes, list, float | None]:
         """Pack a request. Returns ``(id, header, body, buffers, deadline)``.
+
+        With tracing on, ``traced`` requests carry the trace context (and may start a trace).
 
         Raises:
             TypeError: an argument cannot travel (the message says which type).
@@ -171,14 +178,20 @@ class ClientCore:
             )
         msg_id = self.next_id()
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self.tracer is not None:
-            extra = self.tracer.outgoing(method, extra)
+        if self.tracer is not None and traced:
+            extra = self.tracer.outgoing(method, extra, msg_id, self.roots if kind == P.CALL else None)
         head = P.request_header(kind, msg_id, method, prio, deadline, extra)
         return msg_id, head, body, bufs, deadline
 
+    def end_root_with(self, msg_id: int, fut: Any) -> None:
+        """If call ``msg_id`` started a sampled trace, end its root span when ``fut`` settles."""
+        span = self.roots.pop(msg_id, None)
+        if span is not None:
+            fut.add_done_callback(functools.partial(self.tracer.end_with, span))  # type: ignore[union-attr]
+
     def tell_daemon(self, method: str, *args: Any, **kwargs: Any) -> None:
         """One-way message to the daemon (watch, heartbeat, ...)."""
-        _, head, body, bufs, _ = self.encode(P.TELL, method, args, kwargs)
+        _, head, body, bufs, _ = self.encode(P.TELL, method, args, kwargs, traced=False)
         self.control.send_now(None, head, body, bufs)
 
     # ------------------------------------------------------------------ notices

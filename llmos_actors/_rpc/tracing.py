@@ -8,21 +8,29 @@ On: a call made inside a traced call (or inside the application's own current sp
 carries that span's ``traceparent`` in the header under ``"tp"``; the actor runs the
 method inside a server span that is its child, so nested calls from there continue
 the trace: client -> agent -> tool actor -> LLM device is one trace. A call made
-outside any span starts a new trace with probability ``sample_ratio`` (the decision
-is made once, at the root; unsampled calls carry nothing). The synchronous client's plain
-``tell``s and ``ask``s without options take a fast path that carries no trace context.
+outside any span starts a new trace with probability ``sample_ratio``: the decision is
+made once, at the root, and only sampled calls carry context or build a span.
+
+What an unsampled call costs is the point of this module's shape: one read of
+OpenTelemetry's context variable (empty outside any span) and one decrement of a
+countdown to the next sampled call. The countdown's gaps are drawn from the geometric
+distribution, so each call is sampled with probability ``sample_ratio``, independently,
+as a ``random() < ratio`` per call would be, without drawing a number per call.
+The actor side tests one header key. Sampled roots get a client span that ends with
+the call's outcome (``ClientCore.roots`` holds it until then).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 HEADER = "tp"
-#: A W3C traceparent is 55 characters; anything longer in a header is ignored.
+#: A W3C traceparent (version 00) is 55 characters: ``00-<32 hex trace id>-<16 hex span id>-<2 hex flags>``.
 MAX_TRACEPARENT = 55
 EXPORTERS = ("otlp", "console", "memory")
 DEFAULTS: dict[str, Any] = {
@@ -32,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "endpoint": None,
     "service_name": "llmos",
 }
+#: The countdown of a ratio of 0: never reaches zero.
+_NEVER = 1 << 62
 
 _tracers: dict[tuple, CallTracer] = {}  # one per process and settings: spans share one provider
 
@@ -75,6 +85,31 @@ def tracer_for(config: Any) -> CallTracer | None:
     return tracer
 
 
+class Countdown:
+    """Which calls start a trace: every call with probability ``ratio``, decided by a countdown.
+
+    Per call, ``CallTracer.outgoing`` decrements ``left`` and compares it (inlined there: it is
+    the whole cost of an unsampled call); the next gap is drawn only when the countdown runs
+    out (a geometric variate: the number of Bernoulli trials up to the first success). Threads
+    racing on the counter can at worst sample one call more.
+    """
+
+    __slots__ = ("_log_miss", "left", "ratio")
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self._log_miss = math.log1p(-ratio) if 0.0 < ratio < 1.0 else 0.0
+        self.left = self.gap()
+
+    def gap(self) -> int:
+        """Calls until the next sampled one (1: the next call)."""
+        if self.ratio >= 1.0:
+            return 1
+        if self.ratio <= 0.0:
+            return _NEVER
+        return 1 + int(math.log(1.0 - random.random()) / self._log_miss)
+
+
 class CallTracer:
     """Creates the spans and reads/writes the header field (one per process)."""
 
@@ -83,12 +118,12 @@ class CallTracer:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+        from opentelemetry.trace.propagation import _SPAN_KEY, set_span_in_context
 
         self.ratio = float(settings["sample_ratio"])
-        self._trace = trace
+        self.sampling = Countdown(self.ratio)
         self._context = context
-        self._propagator = TraceContextTextMapPropagator()
         self.provider = TracerProvider(resource=Resource.create({"service.name": settings["service_name"]}))
         self.memory: Any = None
         exporter = settings["exporter"]
@@ -108,28 +143,61 @@ class CallTracer:
             otlp = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
             self.provider.add_span_processor(BatchSpanProcessor(otlp))
         self.tracer = self.provider.get_tracer("llmos_actors")
-        self._current_span = trace.get_current_span
-        self._no_span = trace.INVALID_SPAN
-        self._random = random.random
+        # The current OpenTelemetry context (a dict, empty outside any span) in one C call when the
+        # runtime context is the default contextvars one; else through the public API.
+        var = getattr(getattr(context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+        self._current_context = var.get if var is not None and hasattr(var, "get") else context.get_current
+        self._span_key = _SPAN_KEY
+        self._set_span = set_span_in_context
+        self._remote_parent = lambda trace_id, span_id: NonRecordingSpan(
+            SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        )
+        self._error = lambda what: Status(StatusCode.ERROR, what)
         self._client_kind = trace.SpanKind.CLIENT
         self._server_kind = trace.SpanKind.SERVER
 
     # ------------------------------------------------------------------ caller side
-    def outgoing(self, method: str, extra: dict | None) -> dict | None:
-        """The header extras of a call: with ``"tp"`` if it belongs to a sampled trace."""
-        span = self._current_span()
-        if span is self._no_span:  # outside any span (the common case): sample a new trace
-            if self._random() >= self.ratio:
+    def outgoing(self, method: str, extra: dict | None, msg_id: int = 0, roots: dict | None = None) -> dict | None:
+        """The header extras of a call: with ``"tp"`` if it belongs to a sampled trace.
+
+        A call outside any span that is sampled starts a trace with a client span
+        ``"call <method>"``: put in ``roots[msg_id]`` to end with the reply (``end``), or
+        ended now when ``roots`` is None (tells and streams, which wait for no reply here).
+        """
+        ctx = self._current_context()
+        span: Any = ctx.get(self._span_key) if ctx else None
+        if span is None:  # outside any span (the common case): is this call sampled?
+            sampling = self.sampling
+            sampling.left -= 1
+            if sampling.left > 0:
                 return extra
+            sampling.left = sampling.gap()
             root = self.tracer.start_span(f"call {method}", kind=self._client_kind)
-            root.end()  # marks where the trace began; the actor's span measures the call
-            ctx = root.get_span_context()
+            if roots is None:
+                root.end()
+            else:
+                roots[msg_id] = root
+            sc = root.get_span_context()
         else:
-            ctx = span.get_span_context()
-            if not ctx.is_valid or not ctx.trace_flags.sampled:
+            sc = span.get_span_context()
+            if not sc.is_valid or not sc.trace_flags.sampled:
                 return extra
-        tp = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+        tp = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01"
         return {**extra, HEADER: tp} if extra else {HEADER: tp}
+
+    def end(self, span: Any, error: BaseException | None) -> None:
+        """End a root client span with its call's outcome."""
+        if error is not None:
+            span.set_status(self._error(f"{type(error).__name__}: {error}"[:200]))
+        span.end()
+
+    def end_with(self, span: Any, fut: Any) -> None:
+        """``end`` as a done-callback of the call's future."""
+        if fut.cancelled():
+            span.set_status(self._error("the call was cancelled"))
+            span.end()
+        else:
+            self.end(span, fut.exception())
 
     # ------------------------------------------------------------------ actor side
     def enter(self, head: dict, actor: str, method: str) -> tuple[Any, Any]:
@@ -138,25 +206,32 @@ class CallTracer:
 
         Returns ``(span, token)``; ``(None, None)`` when the request is not traced.
         """
-        tp = head.get(HEADER)
-        if tp is None or type(tp) is not str or len(tp) > MAX_TRACEPARENT:
+        parent = self._parent(head.get(HEADER))
+        if parent is None:
             return None, None
-        parent = self._propagator.extract({"traceparent": tp})
-        if not self._trace.get_current_span(parent).get_span_context().is_valid:
-            return None, None
-        span = self.tracer.start_span(
-            f"{actor}.{method}", context=parent, kind=self._server_kind, attributes={"llmos.method": method}
-        )
-        token = self._context.attach(self._trace.set_span_in_context(span))
+        span = self.tracer.start_span(f"{actor}.{method}", context=parent, kind=self._server_kind)
+        token = self._context.attach(self._set_span(span))
         return span, token
+
+    def _parent(self, tp: Any) -> Any:
+        """The context of a sampled W3C traceparent (version 00), or None for anything else."""
+        if type(tp) is not str or len(tp) != MAX_TRACEPARENT or not tp.startswith("00-") or not tp.endswith("-01"):
+            return None
+        if tp[35] != "-" or tp[52] != "-":
+            return None
+        try:
+            trace_id, span_id = int(tp[3:35], 16), int(tp[36:52], 16)
+        except ValueError:
+            return None
+        if not trace_id or not span_id:
+            return None
+        return self._set_span(self._remote_parent(trace_id, span_id))
 
     def leave(self, token: Any) -> None:
         self._context.detach(token)
 
     def fail(self, span: Any, what: str) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
-        span.set_status(Status(StatusCode.ERROR, what))
+        span.set_status(self._error(what))
 
     def finished_spans(self) -> list[dict]:
         """Spans the ``memory`` exporter holds, as plain dicts (for tests and debugging)."""
@@ -174,6 +249,7 @@ class CallTracer:
                     "kind": s.kind.name,
                     "status": s.status.status_code.name,
                     "attributes": dict(s.attributes or {}),
+                    "start": s.start_time / 1e9 if s.start_time else None,
                     "duration": (s.end_time - s.start_time) / 1e9 if s.end_time and s.start_time else None,
                 }
             )

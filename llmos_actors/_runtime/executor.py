@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import time
+from bisect import bisect_left as bucket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,13 +29,14 @@ from .._callctx import CURRENT_CALL
 from .._clock import LoopClock
 from .._rpc.invoke import Invoker
 from .._rpc.server import Request, RpcServer
+from .._rpc.tracing import HEADER as TRACE_HEADER
 from .._wire import protocol as P
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
 from ..scheduling import CALL_LEVEL
 from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, classify, public_method_resolver
 from .settings import ExecutorSettings
 from .stream_runner import StreamRunner, StreamTurn
-from .timings import CallTimings
+from .timings import BUCKETS, SUM, CallTimings
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +172,15 @@ class ActorExecutor(Invoker):
         server = self.server
         base = self.priority
         timings = self.timings
+        if timings is not None:
+            waits, runs = timings.wait.counts, timings.run.counts
         tracer = self.tracer
         while len(mailbox):
             if now >= look_at:
                 look_at = now + INTAKE_EVERY
                 if server.has_input():
                     server.intake()  # let newly arrived (maybe urgent) work compete
+                    now = monotonic()  # (what it queued came after the last reading: queue waits stay >= 0)
             entry = mailbox.peek()
             if type(entry) is Request and inline and entry.kind != P.STREAM:
                 found = lookup(entry.method)
@@ -184,18 +189,22 @@ class ActorExecutor(Invoker):
                         break  # a plain method is running (reply-later awaits do not count)
                     mailbox.pop()
                     if entry.deadline is None or not self.expired(entry):
-                        if timings is not None:  # (an intake since ``now`` may have queued this entry)
-                            now = monotonic()
-                            timings.wait.observe(now - mailbox.enqueued_at)
-                        if tracer is None:
+                        start = now
+                        if tracer is None or TRACE_HEADER not in entry.head:  # sampled calls carry one
                             self._run_inline(entry, found[0])
                         else:
                             self._run_traced(entry, found[0], SYNC)
                         if entry.prio is not None and entry.prio > base:
                             server.flush()  # an urgent caller does not wait for the slice's end
-                        if timings is not None:
-                            timings.run.observe(monotonic() - now)
-                    now = monotonic()
+                        now = monotonic()
+                        if timings is not None:  # Histogram.observe, inlined: the per-call cost of metrics
+                            waited, ran = start - mailbox.enqueued_at, now - start
+                            waits[bucket(BUCKETS, waited)] += 1
+                            waits[SUM] += waited
+                            runs[bucket(BUCKETS, ran)] += 1
+                            runs[SUM] += ran
+                    else:
+                        now = monotonic()
                     if now > end:
                         self.schedule_pump()
                         break
@@ -252,7 +261,7 @@ class ActorExecutor(Invoker):
         if kind in (GEN, AGEN):
             self.fail(req, LlmosError(f"{req.method!r} is a generator: call it with ref.stream()"), traceback=False)
             return
-        if self.tracer is not None:
+        if self.tracer is not None and TRACE_HEADER in req.head:
             self._run_traced(req, fn, kind)
         elif kind == ASYNC:
             self._run_async(req, fn)

@@ -1,10 +1,11 @@
 """Queue-wait and run-time histograms of one actor, for its heartbeat (and so for ``/metrics``).
 
 Recorded only when the daemon serves metrics (``[metrics] listen``, or ``timings = true``
-for ``llmos stats`` without a listener): the executor then
-holds a ``CallTimings`` and adds two bucket increments per call, reusing the clock
-readings its pump takes anyway. Nothing here locks or does I/O; the heartbeat sends a
-copy of the counts once a second and the daemon turns them into Prometheus histograms.
+for ``llmos stats`` without a listener): the executor then holds a ``CallTimings`` and,
+per call, adds one to a bucket and the duration to the sum of each histogram, in
+preallocated lists, reusing the clock readings its pump takes anyway (no extra reading,
+no lock, no I/O, no allocation but the float sum). The heartbeat turns the counts into
+cumulative ones once a second and the daemon into Prometheus histograms.
 """
 
 from __future__ import annotations
@@ -36,27 +37,40 @@ BUCKETS: tuple[float, ...] = (
 )
 
 
-class Histogram:
-    """Counts per bucket (not cumulative), their sum and count."""
+#: Where a histogram's ``counts`` keep the sum of the values (after the buckets, +Inf last).
+SUM = len(BUCKETS) + 1
 
-    __slots__ = ("counts", "sum")
+
+class Histogram:
+    """Counts per bucket (not cumulative, +Inf last), then the sum of the values, in one list.
+
+    One list, so the executor's pump updates both with two item increments on a local
+    (``counts[bisect_left(BUCKETS, v)] += 1; counts[SUM] += v``: what ``observe`` does).
+    """
+
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
+        self.counts: list = [0] * (len(BUCKETS) + 1) + [0.0]
+
+    @property
+    def sum(self) -> float:
+        return self.counts[SUM]
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(BUCKETS, value)] += 1
-        self.sum += value
+        counts = self.counts
+        counts[bisect_left(BUCKETS, value)] += 1
+        counts[SUM] += value
 
     def snapshot(self) -> dict:
         """The wire form: ``{"le": bounds, "counts": cumulative counts, "sum", "count"}`` (as ``on_metrics``)."""
+        counts = self.counts[:]  # one copy: the pump may add to the list between the lines below
         cumulative, total = [], 0
-        for n in self.counts[:-1]:
+        for n in counts[: len(BUCKETS)]:
             total += n
             cumulative.append(total)
-        total += self.counts[-1]
-        return {"le": list(BUCKETS), "counts": cumulative, "sum": self.sum, "count": total}
+        total += counts[len(BUCKETS)]
+        return {"le": list(BUCKETS), "counts": cumulative, "sum": counts[SUM], "count": total}
 
 
 class CallTimings:

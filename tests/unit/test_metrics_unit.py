@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
+from pathlib import Path
+
 import pytest
 
 from llmos_actors._kernel.metrics_http import metrics_settings, parse_listen
+from llmos_actors._kernel.peer_uid import loopback_host, loopback_peer_uid, proc_address
 from llmos_actors._kernel.proctable import ActorRecord, ProcessTable
 from llmos_actors._runtime.timings import BUCKETS, CallTimings, metrics_enabled
 from llmos_actors.cli.spark import sparkline
@@ -98,3 +104,51 @@ def test_the_label_cap_prefers_live_actors_and_counts_the_folded() -> None:
     assert collector.folded_total == 850
     collector.split()
     assert collector.folded_total == 850  # the same actors are not counted twice
+
+
+def test_proc_addresses_are_written_as_the_kernel_writes_them() -> None:
+    little = sys.byteorder == "little"
+    assert proc_address("127.0.0.1", 9464) == ("0100007F:24F8" if little else "7F000001:24F8", False)
+    v6, is_v6 = proc_address("::1", 80)
+    assert is_v6 and v6 == ("00000000" * 3 + ("01000000" if little else "00000001") + ":0050")
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_uid_of_a_loopback_peer_comes_from_the_kernel(family: int, host: str) -> None:
+    with socket.socket(family) as server:
+        try:
+            server.bind((host, 0))
+        except OSError:
+            pytest.skip(f"no {host} here")
+        server.listen(1)
+        with socket.socket(family) as client:
+            client.connect(server.getsockname())
+            accepted, _ = server.accept()
+            with accepted:
+                assert loopback_peer_uid(accepted.getpeername(), accepted.getsockname()) == os.geteuid()
+                # Not the row of a connection that does not exist, nor of a peer off loopback.
+                assert loopback_peer_uid((host, 1), accepted.getsockname()) is None
+                assert loopback_peer_uid(("10.1.2.3", 40000), ("10.1.2.4", 9464)) is None
+                assert loopback_peer_uid(None, accepted.getsockname()) is None
+
+
+def test_a_closed_connection_row_gives_no_uid(tmp_path: Path) -> None:
+    """TIME_WAIT rows belong to no one (uid 0): only established connections count."""
+    peer, local = proc_address("127.0.0.1", 40000)[0], proc_address("127.0.0.1", 9464)[0]
+    table = tmp_path / "tcp"
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    row = f"   0: {peer} {local} {{st}} 00000000:00000000 00:00000000 00000000  {{uid}}        0 123 1\n"
+    table.write_text(header + row.format(st="06", uid=0))
+    assert loopback_peer_uid(("127.0.0.1", 40000), ("127.0.0.1", 9464), (str(table), str(table))) is None
+    table.write_text(header + row.format(st="01", uid=1234))
+    assert loopback_peer_uid(("127.0.0.1", 40000), ("127.0.0.1", 9464), (str(table), str(table))) == 1234
+
+
+@pytest.mark.parametrize(
+    "host,ok",
+    [("127.0.0.1:9464", True), ("localhost:9464", True), ("LOCALHOST", True), ("[::1]:9464", True),
+     ("127.8.9.10", True), ("attacker.example:9464", False), ("10.0.0.1:9464", False), ("", False),
+     (None, False), ("[::ffff:10.0.0.1]:80", False), ("localhost.attacker.example", False)],
+)  # fmt: skip
+def test_only_loopback_host_headers_may_carry_admin_actions(host: str | None, ok: bool) -> None:
+    assert loopback_host(host) is ok

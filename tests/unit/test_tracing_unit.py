@@ -1,0 +1,102 @@
+"""Tracing pieces without processes: the sampling countdown and the traceparent parser."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+
+import pytest
+
+from llmos_actors._rpc.tracing import DEFAULTS, Countdown
+
+
+def sampled(ratio: float, calls: int) -> list[int]:
+    """The indexes of the calls a countdown samples, counted as ``CallTracer.outgoing`` counts."""
+    c = Countdown(ratio)
+    hits = []
+    for i in range(calls):
+        c.left -= 1
+        if c.left <= 0:
+            c.left = c.gap()
+            hits.append(i)
+    return hits
+
+
+@pytest.mark.parametrize("ratio", [0.01, 0.1, 0.5])
+def test_the_countdown_samples_each_call_with_the_ratio(ratio: float) -> None:
+    random.seed(1234)
+    calls = 200_000
+    hits = sampled(ratio, calls)
+    expected = ratio * calls
+    # Binomial(calls, ratio): five standard deviations either way.
+    assert abs(len(hits) - expected) < 5 * (expected * (1 - ratio)) ** 0.5, len(hits)
+    gaps = [b - a for a, b in itertools.pairwise(hits)]
+    assert statistics.mean(gaps) == pytest.approx(1 / ratio, rel=0.05)
+    # Geometric gaps, not a fixed period: a periodic workload cannot hide from (or always hit) the sampler.
+    assert len(set(gaps)) > 10 and min(gaps) == 1
+
+
+def test_a_ratio_of_one_samples_every_call_and_zero_none() -> None:
+    assert sampled(1.0, 1000) == list(range(1000))
+    assert sampled(0.0, 100_000) == []
+
+
+otel = pytest.importorskip("opentelemetry.sdk")
+
+
+@pytest.fixture(scope="module")
+def tracer():
+    from llmos_actors._rpc.tracing import CallTracer
+
+    return CallTracer({**DEFAULTS, "enabled": True, "exporter": "memory", "sample_ratio": 1.0})
+
+
+def test_the_traceparent_of_a_sampled_root_parses_back(tracer) -> None:
+    roots: dict = {}
+    extra = tracer.outgoing("m", {"objective": 1.0}, 7, roots)
+    assert extra["objective"] == 1.0 and set(roots) == {7}
+    tp = extra["tp"]
+    assert len(tp) == 55 and tp.startswith("00-") and tp.endswith("-01")
+    span, token = tracer.enter({"tp": tp}, "a", "m")
+    try:
+        ctx = span.get_span_context()
+        assert f"{ctx.trace_id:032x}" == tp[3:35]
+        assert f"{span.parent.span_id:016x}" == tp[36:52]
+    finally:
+        tracer.leave(token)
+        span.end()
+        tracer.end(roots.pop(7), None)
+
+
+def test_calls_outside_any_span_start_traces_at_the_ratio() -> None:
+    from llmos_actors._rpc.tracing import CallTracer
+
+    random.seed(99)
+    tracer = CallTracer({**DEFAULTS, "enabled": True, "exporter": "memory", "sample_ratio": 0.05})
+    roots: dict = {}
+    carried = sum("tp" in (tracer.outgoing("m", None, i, roots) or {}) for i in range(20_000))
+    assert carried == len(roots)  # context travels with the sampled calls, and only with them
+    assert abs(len(roots) - 1000) < 5 * (1000 * 0.95) ** 0.5, len(roots)
+    for span in roots.values():
+        tracer.end(span, None)
+    assert len(tracer.memory.get_finished_spans()) == len(roots)
+
+
+@pytest.mark.parametrize(
+    "tp",
+    [
+        None,
+        17,
+        "",
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",  # zero trace id
+        "00-" + "1" * 32 + "-" + "0" * 16 + "-01",  # zero span id
+        "00-" + "1" * 32 + "-" + "1" * 16 + "-00",  # not sampled: the sender should not have sent it
+        "01-" + "1" * 32 + "-" + "1" * 16 + "-01",  # unknown version
+        "00-" + "g" * 32 + "-" + "1" * 16 + "-01",  # not hex
+        "00-" + "1" * 32 + "+" + "1" * 16 + "-01",
+        "00-" + "1" * 32 + "-" + "1" * 16 + "-01" + "x" * 1000,
+    ],
+)
+def test_anything_but_a_sampled_traceparent_is_ignored(tracer, tp: object) -> None:
+    assert tracer.enter({"tp": tp}, "a", "m") == (None, None)
