@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..actor import Actor
 from ..client import connect
 from ..errors import LlmosError
 from ..testing import DaemonHandle, start_daemon, wait_for
@@ -27,23 +26,7 @@ N_RECOVER = 100
 RECOVERY_DEADLINE = 600.0
 
 
-class Snappy(Actor):
-    """A permanent actor with a small snapshot."""
-
-    def __init__(self, n: int = 0) -> None:
-        self.n = n
-
-    def ping(self) -> int:
-        return self.n
-
-    def on_snapshot(self) -> dict:
-        return {"n": self.n, "pad": "x" * 64}
-
-    def on_restore(self, value: dict) -> None:
-        self.n = value["n"]
-
-
-SNAPPY = f"{__name__}:Snappy"
+SNAPPY = f"{bench_actors.__name__}:Snappy"
 
 
 class _Private:
@@ -52,7 +35,7 @@ class _Private:
     def __init__(self, ctx: BenchContext, tag: str, **settings: Any) -> None:
         self.rdir = Path(ctx.workdir) / tag
         shutil.rmtree(self.rdir.parent / f"{tag}-state", ignore_errors=True)  # start empty, always
-        self.settings = {"grace": 2.0, **settings}
+        self.settings = {"grace": 2.0, "preload": bench_actors.PRELOAD, **settings}
         self._stack = contextlib.ExitStack()
         self.handle: DaemonHandle = self._start()
         # Our own handle, not the daemon handle's (those close with it): it stays up across restarts.
