@@ -252,7 +252,8 @@ class StateService(Service):
         self, inner: Callable[..., Any], req: Request, request: Any = None, *a: Any, **kw: Any
     ) -> Any:
         reply = await self._call(inner, req, request, *a, **kw)
-        spec = {**request, "name": reply["name"]}
+        pool = self.daemon.scheduler.pools.by_name.get(reply["name"])
+        spec = {**request, "name": reply["name"], "dispatcher_id": pool.dispatcher.id if pool else ""}
         await self._write(J.put_pool(reply["name"], self.journal.next_seq(), spec))  # type: ignore[union-attr]
         return reply
 
