@@ -66,7 +66,7 @@ class ActorPools:
         lifecycle: Lifecycle,
         decide: Callable[..., None],
         settings: dict,
-        spawn: Callable[[dict], Awaitable[ActorRecord]] | None = None,
+        spawn: Callable[..., Awaitable[ActorRecord]] | None = None,
     ) -> None:
         self.loop = loop
         #: Spawns as a client's spawn does (every service may check the request first).
@@ -89,6 +89,11 @@ class ActorPools:
         return {member: pool.name for pool in self.by_name.values() for member in pool.members}
 
     async def h_create(self, req: Any, request: Any) -> dict:
+        return await self.create(request)
+
+    async def create(self, request: Any, dispatcher_id: str | None = None) -> dict:
+        """Start a pool; ``dispatcher_id``: the id its dispatcher had before the daemon restarted
+        (recovery), so the clients' ``Pool`` handles reach it again."""
         if not isinstance(request, dict) or not isinstance(request.get("member"), dict):
             raise ProtocolError("pool_create takes one map with the member spawn request")
         try:
@@ -100,7 +105,8 @@ class ActorPools:
             raise LlmosError(f"a pool named {name!r} exists")
         window = int(request.get("window", 2))
         args, _ = self._codec.pack([[window], {}], inline=True)
-        dispatcher = await self.spawn({"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []})
+        spec = {"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []}
+        dispatcher = await (self.spawn(spec, actor_id=dispatcher_id) if dispatcher_id else self.spawn(spec))
         pool = PoolRecord(
             name,
             dispatcher,

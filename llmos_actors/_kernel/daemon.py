@@ -337,9 +337,9 @@ class Daemon:
         self.services.actor_notice(record, notice)
 
     # ------------------------------------------------------------------ operations
-    async def spawn(self, request: dict, owner: str = "daemon") -> ActorRecord:
+    async def spawn(self, request: dict, owner: str = "daemon", *, actor_id: str | None = None) -> ActorRecord:
         self.services.check_spawn(request)  # any service may refuse it before it forks
-        return await self.lifecycle.spawn(request, owner)
+        return await self.lifecycle.spawn(request, owner, actor_id=actor_id)
 
     async def kill(self, record: ActorRecord, *, force: bool, grace: float | None, drain: bool = True) -> dict:
         return await self.lifecycle.kill(record, force=force, grace=grace, drain=drain)

@@ -15,6 +15,9 @@ from typing import Any
 from ..actor import Actor
 from .payload import touch
 
+#: What a benchmark daemon's fork server preloads, as a deployment lists its own (config ``preload``).
+PRELOAD = ["numpy", "torch", __name__]
+
 
 class Echo(Actor):
     """Replies with the request map, one field changed: the callee of every call case."""
@@ -134,3 +137,19 @@ class FifoBusy(Busy):
     """The same actor with a plain first-in first-out mailbox (for comparison)."""
 
     mailbox_policy = "fifo"
+
+
+class Snappy(Actor):
+    """A permanent actor with a small snapshot (the recovery case)."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def ping(self) -> int:
+        return self.n
+
+    def on_snapshot(self) -> dict:
+        return {"n": self.n, "pad": "x" * 64}
+
+    def on_restore(self, value: dict) -> None:
+        self.n = value["n"]

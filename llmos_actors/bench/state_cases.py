@@ -10,40 +10,28 @@ import contextlib
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..actor import Actor
 from ..client import connect
 from ..errors import LlmosError
-from ..testing import DaemonHandle, start_daemon, wait_for
 from . import actors as bench_actors
 from .context import BenchContext
 from .ours import SYNC_ROUND, SyncCalls
 from .workload import Workload
 
+if TYPE_CHECKING:
+    from ..testing import DaemonHandle
+
 #: Actors brought back by ``recovery_ms_100_actors``.
 N_RECOVER = 100
 #: Seconds all of them may take to answer again (a loaded machine is slow, not broken).
 RECOVERY_DEADLINE = 600.0
+#: What these daemons' fork servers preload: the actors' module, as a deployment lists its own.
+#: Not torch, which these actors do not use: its import (seconds) would add to every daemon start.
+PRELOAD = [bench_actors.__name__]
 
 
-class Snappy(Actor):
-    """A permanent actor with a small snapshot."""
-
-    def __init__(self, n: int = 0) -> None:
-        self.n = n
-
-    def ping(self) -> int:
-        return self.n
-
-    def on_snapshot(self) -> dict:
-        return {"n": self.n, "pad": "x" * 64}
-
-    def on_restore(self, value: dict) -> None:
-        self.n = value["n"]
-
-
-SNAPPY = f"{__name__}:Snappy"
+SNAPPY = f"{bench_actors.__name__}:Snappy"
 
 
 class _Private:
@@ -52,13 +40,15 @@ class _Private:
     def __init__(self, ctx: BenchContext, tag: str, **settings: Any) -> None:
         self.rdir = Path(ctx.workdir) / tag
         shutil.rmtree(self.rdir.parent / f"{tag}-state", ignore_errors=True)  # start empty, always
-        self.settings = {"grace": 2.0, **settings}
+        self.settings = {"grace": 2.0, "preload": PRELOAD, **settings}
         self._stack = contextlib.ExitStack()
         self.handle: DaemonHandle = self._start()
         # Our own handle, not the daemon handle's (those close with it): it stays up across restarts.
         self.kernel = connect(config=self.handle.config)
 
     def _start(self) -> DaemonHandle:
+        from ..testing import start_daemon  # not at import: it brings pytest into every CLI command
+
         return self._stack.enter_context(start_daemon(self.rdir, check_leaks=False, **self.settings))
 
     def kill9_and_restart(self) -> None:
@@ -92,9 +82,14 @@ class Recovery(Workload):
         except BaseException:
             self.daemon.close()
             raise
-        self.note = f"{N_RECOVER} actors with ~80 B snapshots; spawning them fresh took {self.fresh_s * 1e3:.0f} ms"
+        self.note = (
+            f"{N_RECOVER} actors with ~80 B snapshots, fork server preloading {', '.join(PRELOAD)}; "
+            f"spawning them fresh took {self.fresh_s * 1e3:.0f} ms"
+        )
 
     def round(self) -> float:
+        from ..testing import wait_for
+
         t0 = time.perf_counter()
         self.daemon.kill9_and_restart()
         deadline = time.monotonic() + RECOVERY_DEADLINE
@@ -109,7 +104,7 @@ class Recovery(Workload):
 
 def _answers(ref: Any, expected: int) -> bool:
     try:
-        return ref.options(timeout=1.0).call("ping") == expected
+        return ref.options(timeout=1.0, wait_restart=True).call("ping") == expected
     except LlmosError:
         return False
 

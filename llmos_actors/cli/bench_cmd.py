@@ -23,6 +23,7 @@ from typing import Any
 
 # Importing these registers their cases: the LLM device's and agents' (run with --llm), TCP + CurveZMQ,
 # and the cross-node ones (they need Ray).
+from ..bench import actors as bench_actors
 from ..bench import agents_cases, cluster_cases, llm_cases, tcp_cases  # noqa: F401
 from ..bench.cases import CASES, UnknownCase, select
 from ..bench.context import BenchContext
@@ -47,7 +48,7 @@ EPILOG = """examples:
 #: The benchmark's own daemon takes messages up to this size (the 256 MiB tensor cases).
 MAX_MESSAGE_BYTES = 1 << 30
 #: ... and its fork server preloads what the actors use, as a deployment would (config ``preload``).
-PRELOAD = ["numpy", "torch", "llmos_actors.bench.actors"]
+PRELOAD = bench_actors.PRELOAD
 
 
 def register(sub: argparse._SubParsersAction) -> None:

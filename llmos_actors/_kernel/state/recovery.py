@@ -70,7 +70,9 @@ async def recover(state: Any) -> dict:
     pools = 0
     for row in journal.specs("pools"):
         try:
-            await d.scheduler.pools.h_create(None, dict(row["spec"]))
+            spec = dict(row["spec"])
+            dispatcher_id = spec.pop("dispatcher_id", None) or None  # journalled by older daemons without it
+            await d.scheduler.pools.create(spec, dispatcher_id)
             pools += 1
         except Exception as exc:
             log.warning("pool %s not recovered: %s", row["name"], exc)

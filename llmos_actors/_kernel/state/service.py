@@ -10,6 +10,7 @@ replays the journal (see ``recovery``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,8 @@ AFTER_RECOVERY = ("watch", "monitor", "link", "lookup")
 MAX_SUBSCRIPTIONS = 256
 #: Sync handlers after which a new object's definition may exist.
 SYNC_HANDLERS = ("sync_acquire", "cond_wait", "barrier_wait", "event_set", "event_clear", "event_wait")
+#: Set while a client's ``spawn`` runs: its record is journalled then (recovery's and pools' spawns are not).
+_SPAWNING: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llmos_state_spawning")
 
 
 class StateService(Service):
@@ -161,16 +164,30 @@ class StateService(Service):
             request.pop("snapshot", None)  # the daemon's to set, never a client's
             request.pop("subscriptions", None)
             check_snapshot_every(request.get("snapshot_every"))
-        reply = await self._call(inner, req, request, *a, **kw)
-        record = self.daemon.table.by_id.get(reply.get("id")) if isinstance(reply, dict) else None
-        if self.journal is not None and record is not None and record.restart in DURABLE and record.live:
-            spec = {k: v for k, v in record.request.items() if k != "snapshot"}
-            self.journaled.add(record.id)
-            await self._write(J.put_actor(record.id, self.journal.next_seq(), record.name, spec))
-            if not record.live:  # it died while being written down
-                self.on_actor_exit(record)
-                await self._write()
-        return reply
+        pending: dict[str, Any] = {}  # on_new_record fills it in: the record and its journal write
+        token = _SPAWNING.set(pending)
+        try:
+            return await self._call(inner, req, request, *a, **kw)
+        except BaseException:
+            record = pending.get("record")
+            if record is not None and not record.live and record.id in self.journaled:
+                self._forget(record)  # refused before it forked: no exit hook drops it
+            raise
+        finally:
+            _SPAWNING.reset(token)
+            written = pending.get("written")
+            if written is not None:
+                await written  # acknowledged only once its row is on disk (it was written during the fork)
+
+    def on_new_record(self, record: ActorRecord) -> None:
+        """A client's spawn of an actor that should live: its row is committed while it forks."""
+        pending = _SPAWNING.get(None)
+        if pending is None or self.journal is None or record.restart not in DURABLE:
+            return
+        spec = {k: v for k, v in record.request.items() if k != "snapshot"}
+        self.journaled.add(record.id)
+        pending["record"] = record
+        pending["written"] = self.journal.submit(J.put_actor(record.id, self.journal.next_seq(), record.name, spec))
 
     async def _kill(self, inner: Callable[..., Any], req: Request, target: Any = None, *a: Any, **kw: Any) -> Any:
         result = await self._call(inner, req, target, *a, **kw)
@@ -235,7 +252,8 @@ class StateService(Service):
         self, inner: Callable[..., Any], req: Request, request: Any = None, *a: Any, **kw: Any
     ) -> Any:
         reply = await self._call(inner, req, request, *a, **kw)
-        spec = {**request, "name": reply["name"]}
+        pool = self.daemon.scheduler.pools.by_name.get(reply["name"])
+        spec = {**request, "name": reply["name"], "dispatcher_id": pool.dispatcher.id if pool else ""}
         await self._write(J.put_pool(reply["name"], self.journal.next_seq(), spec))  # type: ignore[union-attr]
         return reply
 
