@@ -164,9 +164,8 @@ class StateService(Service):
         reply = await self._call(inner, req, request, *a, **kw)
         record = self.daemon.table.by_id.get(reply.get("id")) if isinstance(reply, dict) else None
         if self.journal is not None and record is not None and record.restart in DURABLE and record.live:
-            spec = {k: v for k, v in record.request.items() if k != "snapshot"}
             self.journaled.add(record.id)
-            await self._write(J.put_actor(record.id, self.journal.next_seq(), record.name, spec))
+            await self._write(J.put_actor(record.id, self.journal.next_seq(), record.name, _spec(record)))
             if not record.live:  # it died while being written down
                 self.on_actor_exit(record)
                 await self._write()
@@ -320,8 +319,15 @@ class StateService(Service):
             raise ProtocolError(f"an actor keeps at most {MAX_SUBSCRIPTIONS} subscriptions across restarts")
         subs.append([prefix, method])
         if record.id in self.journaled:
-            spec = {k: v for k, v in record.request.items() if k != "snapshot"}
-            await self._write(J.actor_spec(record.id, spec))
+            await self._write(J.actor_spec(record.id, _spec(record)))
 
     def h_info(self, req: Request) -> dict:
         return self.status()
+
+
+def _spec(record: Any) -> dict:
+    """What the journal keeps of an actor: its request (less the snapshot file) and its owner,
+    which only the daemon sets (recovery gives it back; a client's spawn request cannot)."""
+    spec = {k: v for k, v in record.request.items() if k != "snapshot"}
+    spec["owner"] = record.owner
+    return spec
