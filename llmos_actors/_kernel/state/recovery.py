@@ -112,6 +112,8 @@ async def _spawn(state: Any, row: dict, snapshot: str | None) -> bool:
     request.pop("snapshot", None)
     owner = request.pop("owner", None) or "daemon"
     internal = {"snapshot": snapshot} if snapshot else {}
+    if request.get("grants"):
+        internal["grants"] = request.pop("grants")  # the daemon's to set (kernel.grant), never a spawn's
     if request.get("subscriptions"):
         internal["subscriptions"] = request.pop("subscriptions")
     else:

@@ -74,6 +74,7 @@ class StateService(Service):
         self.snapshots.start(d.loop)
         self._wrap("spawn", self._spawn)
         self._wrap("kill", self._kill)
+        self._wrap("grant", self._grant)
         self._wrap("ps", self._ps)
         if self.journal is None:
             self.recovered.set()
@@ -177,6 +178,13 @@ class StateService(Service):
         if record is not None and record.state == EXITED and record.id in self.problems:
             self._forget(record)  # it never came back; killing it forgets it
         await self._write()  # its exit hook's delete is on disk before the reply
+        return result
+
+    async def _grant(self, inner: Callable[..., Any], req: Request, target: Any = None, *a: Any, **kw: Any) -> Any:
+        result = await self._call(inner, req, target, *a, **kw)
+        record = self.daemon.table.find(target)
+        if record.id in self.journaled:
+            await self._write(J.actor_spec(record.id, _spec(record)))  # grants outlive the daemon too
         return result
 
     def _stopping(self) -> bool:
