@@ -143,6 +143,18 @@ class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotO
         return (yield self._daemon("kill", target, force=force, grace=grace, drain=drain, timeout=grace + 10))
 
     @operation
+    def grant(self, ref_or_name: Any, identity: str) -> Any:
+        """Let ``identity`` call an actor of yours: ``"key:<name>"`` (a TCP client's key) or ``"uid:<n>"``.
+
+        Its owner (or an admin) may grant; the grant lasts as long as the actor (restarts and
+        daemon restarts included). It lets the other call the actor, never kill it.
+
+        Raises:
+            PermissionDenied: the actor is not yours to share.
+        """
+        return (yield self._daemon("grant", target_id(ref_or_name), identity))
+
+    @operation
     def ps(self, *, exited: bool = True) -> Any:
         """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
         return (yield self._daemon("ps", exited=exited))

@@ -126,6 +126,18 @@ class Policy:
             return f"{who.name} (observer) may not publish"
         return ""
 
+    def callers(self, owner: str, grants: Any = ()) -> list[str]:
+        """The keys whose connections an actor accepts: its owner, those it was granted to, admins
+        (``["*"]``: every authorized key is an admin)."""
+        if self.key_role == "admin":
+            return ["*"]
+        admins = (who for who, role in self.roles.items() if role == "admin" and who.startswith("key:"))
+        return sorted({owner, *grants, *admins})
+
+    @staticmethod
+    def may_call(who: Identity, owner: str, grants: Any = ()) -> bool:
+        return who.role == "admin" or who.name == owner or who.name in grants
+
     def check_spawn(self, who: Identity, cls: str) -> None:
         """Raises: PermissionDenied: a user spawning a class outside ``user_modules``."""
         if who.role == "admin":

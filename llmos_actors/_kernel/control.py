@@ -28,6 +28,7 @@ PUBLIC_METHODS = frozenset(
         "spawn",
         "lookup",
         "kill",
+        "grant",
         "ps",
         "status",
         "watch",
@@ -39,6 +40,10 @@ PUBLIC_METHODS = frozenset(
         "audit",
     }
 )
+
+
+#: Identities one actor may be granted to (each is kept in its record and journal).
+MAX_GRANTS = 256
 
 
 def _str_arg(value: Any, what: str) -> str:
@@ -110,7 +115,41 @@ class ControlService:
 
     def lookup(self, req: Request, name: Any) -> dict:
         record = self.daemon.table.find(_str_arg(name, "name"))
-        return self._address_reply(record, identity_of(req))
+        who = identity_of(req)
+        grants = record.request.get("grants") or ()
+        if who.role == "user" and not self.daemon.policy.may_call(who, record.owner, grants):
+            message = (
+                f"{who.name} may not call actor {record.label!r}: it belongs to {record.owner} "
+                "(its owner may kernel.grant it)"
+            )
+            self.daemon.audit.refused("lookup", who, message, actor=record.id)
+            raise PermissionDenied(message)
+        return self._address_reply(record, who)
+
+    def callers(self, record: ActorRecord) -> list[str]:
+        """Who the actor's own TCP endpoint accepts (its ZAP handler checks each connection)."""
+        return self.daemon.policy.callers(record.owner, record.request.get("grants") or ())
+
+    def grant(self, req: Request, target: Any, identity: Any) -> dict:
+        """Let ``identity`` (``key:<name>`` or ``uid:<n>``) call an actor; its owner or an admin only."""
+        record = self.daemon.table.find(_str_arg(target, "actor name"))
+        if not (isinstance(identity, str) and identity.startswith(("key:", "uid:")) and 4 < len(identity) <= 200):
+            raise ProtocolError("grant takes an identity 'key:<name>' or 'uid:<number>'")
+        who = identity_of(req)
+        try:
+            self.daemon.policy.check_owner(who, record.owner, f"actor {record.label!r}")
+        except PermissionDenied as exc:
+            self.daemon.audit.refused("grant", who, str(exc), actor=record.id)
+            raise
+        grants = record.request.setdefault("grants", [])
+        if identity not in grants:
+            if len(grants) >= MAX_GRANTS:
+                raise LimitExceeded(f"actor {record.label!r} has {MAX_GRANTS} grants: the most it may have")
+            grants.append(identity)
+        self.daemon.audit.record("grant", who, actor=record.id, name=record.name, to=identity)
+        if record.control_ident is not None and record.live:
+            self.server.notify(record.control_ident, {"event": "callers", "callers": self.callers(record)})
+        return {"grants": list(grants)}
 
     async def kill(self, req: Request, target: Any, force: bool = False, grace: Any = None, drain: bool = True) -> dict:
         record = self.daemon.table.find(_str_arg(target, "actor name"))

@@ -210,6 +210,7 @@ class Daemon:
             events=self.services,
             publish=self.events.publish,
         )
+        self.lifecycle.callers = self.control.callers  # who each actor's TCP endpoint lets call it
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         if self.read_config is not None:  # systemctl reload: re-read the config, apply what can change live

@@ -85,6 +85,8 @@ class Lifecycle:
         events: Services | None = None,
         publish: Publish | None = None,
     ) -> None:
+        #: ``record -> keys its TCP endpoint accepts`` (the daemon sets it: its security policy).
+        self.callers: Callable[[ActorRecord], list[str]] | None = None
         self.config = config
         self.loop = loop
         self.table = table
@@ -198,6 +200,8 @@ class Lifecycle:
         spec["nice"] = nice_for(record.priority)
         spec["priority"] = record.priority
         spec["token"] = record.token
+        if self.callers is not None:
+            spec["callers"] = self.callers(record)
         env = dict(request.get("env") or {})
         if placement is not None:
             env.update(self.inventory.child_env(placement))

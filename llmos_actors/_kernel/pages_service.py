@@ -20,13 +20,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .._pages import channel as C
-from .._pages.layout import PageRegion
+from .._pages.layout import SEAL_FUTURE_WRITE, SIZE_SEALS, PageRegion
 from .._pages.settings import PagesSettings, human, region_size, settings_from
 from .._pages.store import ObjectMissing, ObjectStore
 from .._pages.table import Block, PageTable
 from ..config import Config
 from ..errors import ConfigError
 from .pages_channel import PagesChannel, Peer
+from .pages_slabs import DAEMON, SlabAccess
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ POLL_BUSY = 0.02
 POLL_IDLE = 0.2
 
 META_KINDS = ("n", "t", "v")  # numpy, torch, a packed msgpack value
+#: At most this many slabs (one memfd each, held open by the daemon); more for small pools is pointless.
+MAX_SLABS = 1024
 
 
 class PagesService(Service):
@@ -72,18 +75,22 @@ class PagesService(Service):
         ps = self.settings.page_size
         n_pages = size // ps
         pool_id = secrets.randbits(63)
-        fd = os.memfd_create(f"llmos-{self.config.instance}-pool", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        slab_pages = max(self.settings.chunk_size // ps, -(-n_pages // MAX_SLABS))
+        _enough_descriptors(-(-n_pages // slab_pages))
+        fd = os.memfd_create(f"llmos-{self.config.instance}-pages", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        s = self.settings
         try:
-            PageRegion.create(fd, pool_id, ps, n_pages)
-            # Nobody may shrink it under the others' mappings (that would be SIGBUS for them).
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            PageRegion.create(fd, pool_id, ps, n_pages, slab_pages)
             self.region = PageRegion(fd, daemon=True)
+            # The page table is the daemon's alone: after its own mapping, nobody can map it writable
+            # or resize it (that would be SIGBUS for the others), whatever descriptor they hold.
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SIZE_SEALS | SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL)
+            self.table = PageTable(self.region.table, ttl=s.transfer_ttl, quarantine=s.quarantine)
+            self.slabs = SlabAccess(self.region, self.config.instance, self.table.allocator.is_free)
         except OSError as exc:
             os.close(fd)
             raise ConfigError(f"cannot create the shared-memory pool of {human(size)}: {exc}") from exc
         self.fd = fd
-        s = self.settings
-        self.table = PageTable(self.region.table, ttl=s.transfer_ttl, quarantine=s.quarantine)
         assert s.spill_dir is not None
         self.store = ObjectStore(self.table, self.region, s.spill_dir)
         self.store.prepare()
@@ -111,6 +118,7 @@ class PagesService(Service):
         if self.channel is not None:
             self.channel.close()
         self.store.close()
+        self.slabs.close()
         if self.region is not None:
             self.region.close()
             self.region = None
@@ -137,6 +145,7 @@ class PagesService(Service):
             "largest_holders": self._largest_holders(ps),
             **self.store.numbers(),
             **t.counters,
+            **self.slabs.counters,
             **self.counters,
         }
 
@@ -168,8 +177,8 @@ class PagesService(Service):
         self._poll_handle = self.loop.call_later(self._poll_delay, self._poll)
 
     def resident_bytes(self) -> int:
-        """Memory the pool occupies now (tmpfs pages allocated to the memfd)."""
-        return os.fstat(self.fd).st_blocks * 512 if self.fd >= 0 else 0
+        """Memory the pool occupies now (tmpfs pages allocated to the slabs' memfds)."""
+        return sum(os.fstat(fd).st_blocks * 512 for fd in self.slabs.fds) if self.fd >= 0 else 0
 
     def trim(self) -> int:
         """Give free pages back to the system beyond ``trim_above`` resident free bytes."""
@@ -207,6 +216,7 @@ class PagesService(Service):
         """A holder died and everything it said was read: drop everything it held."""
         freed = self.table.exited(pid)
         objects = self.store.owner_exited(pid)
+        self.slabs.exited(pid)
         self.counters["processes_reclaimed"] += 1
         if freed or objects:
             log.info("pages: pid %d exited: %d block(s) freed, %d object(s) dropped", pid, freed, objects)
@@ -242,16 +252,29 @@ class PagesService(Service):
             "pid": conn.pid,
         }
         assert self.channel is not None
+        # A process attaches with no slab mapped: those it owned before (sealed, perhaps) are not its any more.
+        self.slabs.exited(conn.pid)
         return reply, [self.fd, self.channel.ring_for(conn.pid).fd]
 
     def _alloc(self, pid: int | None, pages: int) -> Block | None:
+        """A block in slabs of ``pid``'s own (None: the daemon's), claiming more when they are full."""
         # Releases not read yet first: first fit then reuses pages that are already touched and
-        # mapped everywhere (fresh ones cost a page fault each, 4-5x slower than a memcpy).
+        # mapped there (fresh ones cost a page fault each, 4-5x slower than a memcpy).
         self._drain_all()
-        block = self.table.alloc(pid, pages)
+        block = self._alloc_owned(pid, pages)
         if block is None and self.store.spill_for(pages):
-            block = self.table.alloc(pid, pages)
+            block = self._alloc_owned(pid, pages)
         return block
+
+    def _alloc_owned(self, pid: int | None, pages: int) -> Block | None:
+        owner = DAEMON if pid is None else pid
+        table = self.table
+        for lo, hi in self.slabs.owned(owner):
+            block = table.alloc(pid, pages, lo, hi)
+            if block is not None:
+                return block
+        claimed = self.slabs.claim(owner, pages)
+        return None if claimed is None else table.alloc(pid, pages, *claimed)
 
     def _full(self, nbytes: int) -> dict:
         t = self.table
@@ -278,7 +301,39 @@ class PagesService(Service):
         block = self._alloc(conn.pid, -(-nbytes // ps))
         if block is None:
             return self._full(nbytes), None
-        return {"start": block.start, "pages": block.pages, "gen": block.gen}, None
+        slabs = self.slabs.new_to(conn.pid, block.start, block.pages)
+        reply = {"start": block.start, "pages": block.pages, "gen": block.gen}
+        if slabs:
+            reply["slabs"] = [[slab, inc] for slab, _fd, inc in slabs]  # their descriptors, in this order
+        return reply, [fd for _slab, fd, _inc in slabs] or None
+
+    def _op_map(self, conn: Peer, slab: Any, writable: Any = False) -> tuple[dict, list[int] | None]:
+        """A process asks for a slab it was given a page of (see ``pages_slabs``)."""
+        slabs = self.slabs
+        if type(slab) is not int or not 0 <= slab < len(slabs.fds):
+            return {"error": "bad", "message": f"no slab {slab!r}"}, None
+        self._drain_all()  # the take that gave it the page may still sit in a ring
+        if not self._holds_in(conn.pid, slab):
+            slabs.counters["slab_requests_refused"] += 1
+            message = f"process {conn.pid} holds no page of slab {slab}: it was given none there"
+            return {"error": "denied", "message": message}, None
+        granted = slabs.grant(conn.pid, slab, writable=bool(writable))
+        if isinstance(granted, str):
+            return {"error": "sealed", "message": granted}, None
+        fd, inc = granted
+        return {"slab": slab, "incarnation": inc}, [fd]
+
+    def _holds_in(self, pid: int, slab: int) -> bool:
+        region = self.region
+        assert region is not None
+        lo = slab * region.slab_pages
+        hi = lo + region.slab_pages
+        blocks = self.table.blocks
+        for start in self.table.by_pid.get(pid, ()):
+            block = blocks.get(start)
+            if block is not None and block.start < hi and block.start + block.pages > lo:
+                return True
+        return False
 
     def _check_meta(self, block: Block, meta: Any) -> list:
         ps = self.region.page_size  # type: ignore[union-attr]
@@ -348,3 +403,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _enough_descriptors(slabs: int) -> None:
+    """The daemon keeps a descriptor per slab: raise the soft limit towards the hard one if needed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = slabs + 1024
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))

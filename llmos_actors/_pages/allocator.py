@@ -19,22 +19,39 @@ class RunAllocator:
         self._length: dict[int, int] = {0: n_pages} if n_pages else {}
         self.free_pages = n_pages
 
-    def alloc(self, pages: int) -> int | None:
-        """The start of a run of ``pages`` free pages (now taken), or None."""
+    def alloc(self, pages: int, lo: int = 0, hi: int | None = None) -> int | None:
+        """The start of a run of ``pages`` free pages within ``[lo, hi)`` (now taken), or None."""
         if pages <= 0:
             raise ValueError("allocate at least one page")
-        for i, start in enumerate(self._starts):
-            length = self._length[start]
-            if length >= pages:
-                del self._length[start]
-                if length == pages:
-                    del self._starts[i]
-                else:
-                    self._starts[i] = start + pages
-                    self._length[start + pages] = length - pages
-                self.free_pages -= pages
-                return start
+        hi = self.n_pages if hi is None else hi
+        i = max(bisect.bisect_right(self._starts, lo) - 1, 0)
+        starts = self._starts
+        while i < len(starts) and starts[i] < hi:
+            start = starts[i]
+            end = start + self._length[start]
+            at = max(start, lo)
+            if min(end, hi) - at >= pages:
+                self._take(i, start, end, at, pages)
+                return at
+            i += 1
         return None
+
+    def _take(self, i: int, start: int, end: int, at: int, pages: int) -> None:
+        """Take ``[at, at + pages)`` out of the free run ``[start, end)`` (the ``i``-th)."""
+        del self._length[start]
+        del self._starts[i]
+        if at + pages < end:
+            self._starts.insert(i, at + pages)
+            self._length[at + pages] = end - at - pages
+        if start < at:
+            self._starts.insert(i, start)
+            self._length[start] = at - start
+        self.free_pages -= pages
+
+    def is_free(self, start: int, pages: int) -> bool:
+        """Whether ``[start, start + pages)`` lies inside one free run."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._starts[i] + self._length[self._starts[i]] >= start + pages
 
     def free(self, start: int, pages: int) -> None:
         """Give back a run taken by ``alloc``; merges with free neighbours."""

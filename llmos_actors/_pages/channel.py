@@ -17,6 +17,11 @@ over the pool's file descriptor (``SCM_RIGHTS``) in its answer to ``hello``.
     get     oid                                     -> {start, pages, gen, meta}  (held for the caller)
     free    oid                                     -> {}
     drain                                           -> {}  (its ring is read: room for more notes)
+    map     slab writable                           -> {slab, incarnation} + the slab's fd | {error, ...}
+
+``alloc`` answers carry the descriptors of the allocator's own slabs it has not had yet
+(``slabs``: ``[[slab, incarnation], ...]``, descriptors in that order); ``map`` gives a slab of
+which the process holds a page (``_kernel.pages_slabs`` says who may map what, and how).
 
 Notes go into the process's note ring (``ring.py``); only a full ring makes the process ask
 the daemon to ``drain`` it, so that every note still travels the same FIFO.
@@ -42,8 +47,9 @@ PUT = "put"
 GET = "get"
 FREE = "free"
 DRAIN = "drain"
+MAP = "map"
 
-REQUESTS = frozenset({HELLO, ALLOC, PUT, GET, FREE, DRAIN})
+REQUESTS = frozenset({HELLO, ALLOC, PUT, GET, FREE, DRAIN, MAP})
 NOTES = frozenset({SEND, TAKE, RELEASE})
 
 

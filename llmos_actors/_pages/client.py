@@ -87,7 +87,10 @@ class PageClient(PagesMapping):
         collected = False
         while True:
             reply = self._request(C.ALLOC, nbytes)
+            fds, self.fds = self.fds, []
             if "start" in reply:
+                self._map_given(reply.get("slabs") or [], fds)
+                self._ensure(reply["start"], reply["pages"], writable=True)  # mapped already: no request
                 block = LocalBlock(reply["start"], reply["pages"], reply["gen"], arena=arena)
                 self._register(block)
                 return block
@@ -179,6 +182,12 @@ class PageClient(PagesMapping):
             else:
                 adopt = False
             self._note(C.TAKE, sender, seq, start, gen, adopt)
+            try:
+                self._ensure(start, pages, writable=not readonly)
+            except ProtocolError:
+                if adopt:
+                    self._drop(block)  # our hold goes back: we could not map it
+                raise
             return self._lease(block, base_off, span, readonly=readonly, dtype=dtype)
         finally:
             self._unlock()
@@ -209,6 +218,11 @@ class PageClient(PagesMapping):
                 reply = self._request(C.GET, oid)
                 if "start" in reply:
                     start, pages, gen, meta = reply["start"], reply["pages"], reply["gen"], reply["meta"]
+                    try:
+                        self._ensure(start, pages, writable=False)
+                    except ProtocolError:
+                        self._note(C.RELEASE, start, gen, 1)  # the hold the daemon gave us
+                        raise
                     block = self.blocks.get(start)
                     if block is None or block.gen != gen:
                         block = LocalBlock(start, pages, gen, holds=1)

@@ -133,7 +133,19 @@ def locate(client: PageClient, view: View, mode: str) -> tuple[LocalBlock, bool,
             "a tensor or array received read-only cannot be shared writable or moved; clone it into "
             "llmos.empty(...) first"
         )
+    block = loc[0]
+    if mode == WRITE and _sealed(client, block):
+        raise TypeError(
+            "a writable share needs pages that were never shared read-only: these were (the daemon sealed "
+            "them against writes by anyone but their owner); share a fresh llmos.empty(...) instead"
+        )
     return loc
+
+
+def _sealed(client: PageClient, block: LocalBlock) -> bool:
+    region = client.region
+    assert region is not None
+    return any(region.slab_state(slab)[1] for slab in region.slab_range(block.start, block.pages))
 
 
 def encode(client: PageClient, obj: Any, mode: str, fanout: bool) -> list:
@@ -273,7 +285,15 @@ def decode(client: PageClient, payload: Any) -> Any:
     dt, itemsize = itemsize_of(kind, dtype)
     check_view(kind, shape, strides, itemsize, first, span)
     flat = _FLAT.get(dt, _U8) if not span % itemsize and not base_off % itemsize else _U8
-    base = client.take(start, pages, gen, base_off, span, sender, seq, readonly=mode == READ, dtype=flat)
+    if mode == MOVE and not client.writable_here(start, pages):
+        # Moved out of pages that were shared read-only before (sealed): ours to write, so a copy.
+        shared = client.take(start, pages, gen, base_off, span, sender, seq, readonly=True, dtype=_U8)
+        base = client.alloc(span)
+        base[:] = shared
+        del shared
+        base = base.view(flat) if flat is not _U8 else base
+    else:
+        base = client.take(start, pages, gen, base_off, span, sender, seq, readonly=mode == READ, dtype=flat)
     return build(kind, dt, itemsize, base, shape, strides, first, writable=mode != READ)
 
 

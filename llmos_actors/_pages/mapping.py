@@ -46,6 +46,15 @@ INLINE_THRESHOLD = 64 * 1024
 U8 = np.dtype(np.uint8)
 
 
+class PagesSealed(ProtocolError):
+    """Pages already shared read-only: nobody but their owner may map them writable."""
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 class LocalBlock:
     """A block this process maps: how many leases view it and how many holds it owes."""
 
@@ -88,6 +97,8 @@ class PagesMapping:
         self._refs: dict[int, tuple[weakref.ref, int, int]] = {}
         self.inline_threshold = INLINE_THRESHOLD
         self.own_values = OwnValues()
+        #: Descriptors that came with the last answer on the channel (the caller closes them).
+        self.fds: list[int] = []
 
     # ------------------------------------------------------------------ locking
     def _unlock(self) -> None:
@@ -286,25 +297,78 @@ class PagesMapping:
             raise ProtocolError(f"a note of {len(frame)} bytes does not fit the note ring")
 
     def _request(self, *parts: Any) -> dict:
+        """Ask the daemon (lock held); descriptors that came with the answer are in ``self.fds``."""
         sock = self.sock
         if sock is None:
             raise ProtocolError(f"the pages channel to {self.runtime_dir} is closed")
         reader = C.FrameReader()
+        fds: list[int] = []
         try:
             sock.sendall(C.frame(*parts))
             frames: list = []
             while not frames:
-                data = sock.recv(1 << 16)
+                data, more, _flags, _addr = socket.recv_fds(sock, 1 << 16, 16)
+                fds += more
                 if not data:
                     raise ConnectionError("the daemon closed the pages channel")
                 frames = reader.feed(data)
         except OSError as exc:
+            _close_all(fds)
             self._lost_daemon()
             raise ProtocolError(f"pages channel to the daemon failed: {exc}") from exc
         reply = frames[0]
         if type(reply) is not dict:
+            _close_all(fds)
             raise ProtocolError(f"malformed reply on the pages channel: {reply!r:.200}")
+        self.fds = fds
         return reply
+
+    # ------------------------------------------------------------------ slabs
+    def _map_given(self, slabs: list, fds: list[int]) -> None:
+        """Map our own slabs whose descriptors came with an allocation (read-write), then close them."""
+        region = self.region
+        assert region is not None
+        try:
+            for (slab, incarnation), fd in zip(slabs, fds, strict=True):
+                region.map_slab(slab, fd, incarnation, writable=True)
+        finally:
+            _close_all(fds)
+
+    def _ensure(self, start: int, pages: int, *, writable: bool) -> None:
+        """Map the slabs of a block we were given, asking the daemon for those we lack (lock held).
+
+        Raises:
+            PagesSealed: a writable mapping of pages the daemon sealed (shared read-only already).
+            ProtocolError: the daemon refused (we hold no page there) or went away.
+        """
+        region = self.region
+        assert region is not None
+        mapped = region.mapped_rw if writable else region.mapped_ro
+        for slab in region.slab_range(start, pages):
+            if mapped.get(slab) == region.slab_state(slab)[0]:
+                continue
+            reply = self._request(C.MAP, slab, writable)
+            fds, self.fds = self.fds, []
+            if "incarnation" not in reply or len(fds) != 1:
+                _close_all(fds)
+                if reply.get("error") == "sealed":
+                    raise PagesSealed(reply.get("message", "pages shared read-only cannot be mapped writable"))
+                raise ProtocolError(f"cannot map slab {slab}: {reply.get('message', reply)}")
+            try:
+                region.map_slab(slab, fds[0], reply["incarnation"], writable=writable)
+            finally:
+                os.close(fds[0])
+
+    def writable_here(self, start: int, pages: int) -> bool:
+        """Whether a block's pages can be mapped writable in this process (ours, or not sealed)."""
+        region = self.region
+        if region is None:
+            return False
+        for slab in region.slab_range(start, pages):
+            incarnation, sealed = region.slab_state(slab)
+            if sealed and region.mapped_rw.get(slab) != incarnation:
+                return False
+        return True
 
     # ------------------------------------------------------------------ leases
     def _lease(

@@ -86,9 +86,10 @@ class PageTable:
         self.counters = {"stale_takes": 0, "expired_transfers": 0, "revived": 0, "freed_on_exit": 0}
 
     # ------------------------------------------------------------------ allocation
-    def alloc(self, pid: int | None, pages: int) -> Block | None:
-        """A new block of ``pages`` held by ``pid`` (None: unheld, e.g. a restored object)."""
-        start = self.allocator.alloc(pages)
+    def alloc(self, pid: int | None, pages: int, lo: int = 0, hi: int | None = None) -> Block | None:
+        """A new block of ``pages`` within pages ``[lo, hi)``, held by ``pid`` (None: unheld, e.g. a
+        restored object)."""
+        start = self.allocator.alloc(pages, lo, hi)
         if start is None:
             return None
         gen = self._next_gen

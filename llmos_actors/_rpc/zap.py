@@ -37,6 +37,8 @@ class ZapHandler:
         self._stamp: float | None = None
         self.accepted = 0
         self.refused = 0
+        #: ``key:<name> -> bool``: whether that key may connect here at all (an actor: who may call it).
+        self.allow: Any = None
         self.sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)
@@ -74,8 +76,13 @@ class ZapHandler:
             self.refused += 1
             log.warning("refused a %s connection from %s: unknown key", mechanism.decode(errors="replace"), address)
             return [version, request_id, b"400", b"unknown key", b"", b""]
+        user_id = f"key:{name}"
+        if self.allow is not None and not self.allow(user_id):
+            self.refused += 1
+            log.warning("refused %s: not permitted to call this actor (its owner may kernel.grant it)", user_id)
+            return [version, request_id, b"400", b"not permitted", b"", b""]
         self.accepted += 1
-        return [version, request_id, b"200", b"OK", f"key:{name}".encode(), b""]
+        return [version, request_id, b"200", b"OK", user_id.encode(), b""]
 
     def close(self) -> None:
         self.loop.remove_reader(self._fd)

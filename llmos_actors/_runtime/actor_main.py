@@ -170,6 +170,10 @@ class ActorRuntime:
             pass
         sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
         self.tcp_endpoint, self.zap = bind_actor_tcp(sock, self.ctx, loop, self.config)
+        if self.zap is not None:  # remote callers: checked once per connection, never per call
+            self.callers = set(self.spec.get("callers") or ["*"])
+            self.zap.allow = lambda key: "*" in self.callers or key in self.callers
+            self.core.on_notice("callers", lambda body: setattr(self, "callers", set(body.get("callers") or ())))
         self.server = RpcServer(
             self.driver, sock, codec, self._deliver_early, max_message_bytes=self.config.max_message_bytes
         )

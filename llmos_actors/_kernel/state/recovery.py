@@ -112,14 +112,17 @@ async def _spawn(state: Any, row: dict, snapshot: str | None) -> bool:
     d = state.daemon
     request = dict(row["spec"])
     request.pop("snapshot", None)
+    owner = request.pop("owner", None) or "daemon"
     internal = {"snapshot": snapshot} if snapshot else {}
+    if request.get("grants"):
+        internal["grants"] = request.pop("grants")  # the daemon's to set (kernel.grant), never a spawn's
     if request.get("subscriptions"):
         internal["subscriptions"] = request.pop("subscriptions")
     else:
         request.pop("subscriptions", None)
     try:
         d.services.check_spawn(request)
-        await d.lifecycle.spawn(request, actor_id=row["id"], internal=internal)
+        await d.lifecycle.spawn(request, owner, actor_id=row["id"], internal=internal)
         state.journaled.add(row["id"])
         return True
     except Exception as exc:

@@ -77,6 +77,7 @@ class StateService(Service):
         self.snapshots.start(d.loop)
         self._wrap("spawn", self._spawn)
         self._wrap("kill", self._kill)
+        self._wrap("grant", self._grant)
         self._wrap("ps", self._ps)
         if self.journal is None:
             self.recovered.set()
@@ -184,10 +185,11 @@ class StateService(Service):
         pending = _SPAWNING.get(None)
         if pending is None or self.journal is None or record.restart not in DURABLE:
             return
-        spec = {k: v for k, v in record.request.items() if k != "snapshot"}
         self.journaled.add(record.id)
         pending["record"] = record
-        pending["written"] = self.journal.submit(J.put_actor(record.id, self.journal.next_seq(), record.name, spec))
+        pending["written"] = self.journal.submit(
+            J.put_actor(record.id, self.journal.next_seq(), record.name, _spec(record))
+        )
 
     async def _kill(self, inner: Callable[..., Any], req: Request, target: Any = None, *a: Any, **kw: Any) -> Any:
         result = await self._call(inner, req, target, *a, **kw)
@@ -195,6 +197,13 @@ class StateService(Service):
         if record is not None and record.state == EXITED and record.id in self.problems:
             self._forget(record)  # it never came back; killing it forgets it
         await self._write()  # its exit hook's delete is on disk before the reply
+        return result
+
+    async def _grant(self, inner: Callable[..., Any], req: Request, target: Any = None, *a: Any, **kw: Any) -> Any:
+        result = await self._call(inner, req, target, *a, **kw)
+        record = self.daemon.table.find(target)
+        if record.id in self.journaled:
+            await self._write(J.actor_spec(record.id, _spec(record)))  # grants outlive the daemon too
         return result
 
     def _stopping(self) -> bool:
@@ -338,8 +347,15 @@ class StateService(Service):
             raise ProtocolError(f"an actor keeps at most {MAX_SUBSCRIPTIONS} subscriptions across restarts")
         subs.append([prefix, method])
         if record.id in self.journaled:
-            spec = {k: v for k, v in record.request.items() if k != "snapshot"}
-            await self._write(J.actor_spec(record.id, spec))
+            await self._write(J.actor_spec(record.id, _spec(record)))
 
     def h_info(self, req: Request) -> dict:
         return self.status()
+
+
+def _spec(record: Any) -> dict:
+    """What the journal keeps of an actor: its request (less the snapshot file) and its owner,
+    which only the daemon sets (recovery gives it back; a client's spawn request cannot)."""
+    spec = {k: v for k, v in record.request.items() if k != "snapshot"}
+    spec["owner"] = record.owner
+    return spec
