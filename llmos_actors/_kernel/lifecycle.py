@@ -190,6 +190,7 @@ class Lifecycle:
         spec["nice"] = nice_for(record.priority)
         spec["priority"] = record.priority
         spec["token"] = record.token
+        spec["owner"] = record.owner  # who spawned it: agents take approvals from this identity only
         env = dict(request.get("env") or {})
         if placement is not None:
             env.update(self.inventory.child_env(placement))
