@@ -63,9 +63,26 @@ class Vault(llmos.Actor):
         return f"deleted {which}"
 
 
+class OneToolThenAnswer(llmos.LLMPolicy):
+    """A procedure a 135M model keeps to: the first decision must call a tool, the next must answer.
+
+    The device still decides which tool, with which arguments, and what to answer; the schema only
+    leaves out the forms that do not fit the step (left free, the small model repeats its tool call).
+    """
+
+    async def decide(self, request: llmos.agents.DecisionRequest, kernel: object) -> llmos.agents.Proposal:
+        forms = request.schema.get("anyOf", [request.schema])
+        tools = [f for f in forms if "final" not in f["properties"]]
+        final = [f for f in forms if "final" in f["properties"]]
+        chosen = tools if request.step == 1 and tools else final
+        request.schema = chosen[0] if len(chosen) == 1 else {"anyOf": chosen}
+        return await super().decide(request, kernel)
+
+
 class DemoAgent(llmos.Agent):
     """Short steps for a small model on two cores: brief thoughts and answers, no memory tools."""
 
+    policy = OneToolThenAnswer
     memory = False
     thought_chars = 60
     answer_chars = 100
@@ -75,11 +92,13 @@ class DemoAgent(llmos.Agent):
 
 class Coordinator(DemoAgent):
     instructions = (
-        "You are a coordinator. First call assign once to split the job between the three workers: "
-        "w-calc does arithmetic, w-board writes to the blackboard, w-vault manages stored records. "
-        "Then give a short final answer."
+        "You are a coordinator. Split the job into three sub-tasks with the assign tool, one short sentence "
+        "each: calc_task is the arithmetic, board_task is what to write on the blackboard, vault_task is the "
+        "work on stored records. Example: for the job 'Add 2 and 5, write the note hello to the blackboard "
+        "key note, and archive the old files', calc_task is 'Add 2 and 5.', board_task is 'Write hello to "
+        "the blackboard key note.' and vault_task is 'Archive the old files.'"
     )
-    max_steps = 2
+    max_steps = 1  # the split is one decision
 
     @llmos.tool
     def assign(self, calc_task: str, board_task: str, vault_task: str) -> str:
@@ -99,9 +118,9 @@ class Coordinator(DemoAgent):
 class Worker(DemoAgent):
     instructions = (
         "You are a worker. Do your task with one tool call, then give a short final answer. "
-        "If a tool call is refused, say in your final answer that it was refused."
+        "If the tool call is refused, say in your final answer that it was refused."
     )
-    max_steps = 3
+    max_steps = 2  # one tool call, then the answer
 
     def on_observation(self, observation: dict) -> str | None:
         msg = observation.get("msg")
@@ -133,7 +152,9 @@ def print_steps(kernel: llmos.Kernel, stop: threading.Event, started: float) -> 
                 if msg.get("thought"):
                     print(f"  {'':6}  {'':<12}   thought: {msg['thought'][:90]!r}")
             elif topic.endswith(".result"):
-                print(f"  {at:6.1f}s {msg['agent']:<12} finished: {str(msg.get('answer'))[:90]!r}")
+                answer = str(msg.get("answer"))[:90]
+                outcome = f"failed: {msg['error']}" if msg.get("error") else f"finished: {answer!r}"
+                print(f"  {at:6.1f}s {msg['agent']:<12} {outcome}")
 
 
 def sample_batches(llm: llmos.ActorRef, stop: threading.Event, seen: list[int]) -> None:

@@ -46,7 +46,13 @@ class Decision:
 
 
 def _bounded(schema: dict, chars: int) -> dict:
-    """A tool's argument schema with every string capped at ``chars`` (what the model may write)."""
+    """A tool's argument schema with every string capped at ``chars`` (what the model may write).
+
+    An untyped argument (``Any``) would let the model write JSON of any size: it may write a short
+    string, a number or a boolean instead, any of which the tool accepts.
+    """
+    if not any(k in schema for k in ("type", "enum", "anyOf", "const")):
+        return {**schema, "anyOf": [{"type": "string", "maxLength": chars}, {"type": "number"}, {"type": "boolean"}]}
     out = dict(schema)
     if out.get("type") == "string":
         out["maxLength"] = min(int(out.get("maxLength", chars)), chars)

@@ -49,7 +49,8 @@ def device(kernel, model, name: str):
 
 
 def test_llm_policy_through_the_device(kernel, tmp_path):
-    """Every step is one constrained chat request at the run's priority; the decisions name granted tools only."""
+    """Every step is one constrained request at the run's priority; the decisions name granted tools only;
+    the token counts are the device's."""
     from llm_tiny import build_model_dir  # tests/ is on this process's path, not on the actors'
 
     llm = device(kernel, str(build_model_dir(tmp_path / "tiny", context=2048)), "llm-tiny")
@@ -65,6 +66,13 @@ def test_llm_policy_through_the_device(kernel, tmp_path):
                 assert step["observation"].startswith("invalid decision")
     stats = llm.call("stats")
     assert stats["tokens_total"] > 0 and stats["running"] == 0
+    # Token counts are the device's: the completions add up to what it generated (its count of all tokens
+    # made also holds each request's end-of-sequence token, which a reply does not count), prompts too.
+    requests = sum(len(r["steps"]) for r in results)
+    assert stats["tokens_total"] - requests <= sum(r["completion_tokens"] for r in results) <= stats["tokens_total"]
+    for result in results:
+        assert result["prompt_tokens"] > 0 and result["tokens"] == result["prompt_tokens"] + result["completion_tokens"]
+        assert sum(s["completion_tokens"] for s in result["steps"]) == result["completion_tokens"]
 
 
 @pytest.mark.llm_real
