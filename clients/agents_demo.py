@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -26,15 +27,14 @@ from llmos_actors.config import load_config
 from llmos_actors.testing import wait_for
 
 WORKERS = ("w-calc", "w-board", "w-vault")
-JOB = (
-    "Compute 17 times 23, write the status 'report drafted' to the blackboard key 'status', "
-    "and delete the old customer records."
+#: The job, in the parts the coordinator hands out (it decides which worker takes which part).
+PARTS = (
+    "Compute 17 times 23.",
+    "Write the status 'report drafted' to the blackboard key 'status'.",
+    "Delete the old customer records.",
 )
-DEFAULT_TASKS = {
-    "w-calc": "Compute 17 times 23 with the calculator.",
-    "w-board": "Write the status 'report drafted' to the blackboard key 'status'.",
-    "w-vault": "Delete the old customer records from the vault.",
-}
+JOB = " ".join(PARTS)
+DEFAULT_TASKS = dict(zip(WORKERS, PARTS, strict=True))
 NAMES = ("llm", "calc", "vault", "board", *WORKERS, "coordinator", "urgent")
 #: Seconds each phase may take at most (a loaded 2-core machine is many times slower than a quiet one).
 PHASE_TIMEOUT = 600
@@ -84,7 +84,7 @@ class DemoAgent(llmos.Agent):
 
     policy = OneToolThenAnswer
     memory = False
-    thought_chars = 60
+    thought_chars = 48
     answer_chars = 100
     arg_chars = 60
     step_tokens = 128
@@ -92,27 +92,25 @@ class DemoAgent(llmos.Agent):
 
 class Coordinator(DemoAgent):
     instructions = (
-        "You are a coordinator. Split the job into three sub-tasks with the assign tool, one short sentence "
-        "each: calc_task is the arithmetic, board_task is what to write on the blackboard, vault_task is the "
-        "work on stored records. Example: for the job 'Add 2 and 5, write the note hello to the blackboard "
-        "key note, and archive the old files', calc_task is 'Add 2 and 5.', board_task is 'Write hello to "
-        "the blackboard key note.' and vault_task is 'Archive the old files.'"
+        "You are a coordinator. Split the job with the assign tool: give each worker the part of the job it "
+        "can do. w-calc does arithmetic with a calculator, w-board writes to the blackboard, w-vault manages "
+        "stored records."
     )
     max_steps = 1  # the split is one decision
 
     @llmos.tool
-    def assign(self, calc_task: str, board_task: str, vault_task: str) -> str:
-        """Give each worker its sub-task, one short sentence each.
+    def assign(self, w_calc: Literal[PARTS], w_board: Literal[PARTS], w_vault: Literal[PARTS]) -> str:
+        """Give each worker its part of the job.
 
         Args:
-            calc_task: the arithmetic, for w-calc.
-            board_task: what to write on the blackboard, for w-board.
-            vault_task: the work on stored records, for w-vault.
+            w_calc: the part for w-calc (arithmetic).
+            w_board: the part for w-board (the blackboard).
+            w_vault: the part for w-vault (stored records).
         """
-        tasks = {"w-calc": calc_task, "w-board": board_task, "w-vault": vault_task}
+        tasks = {"w-calc": w_calc, "w-board": w_board, "w-vault": w_vault}
         for worker, task in tasks.items():
             self.actor_kernel.publish(f"tasks.{worker}", {"task": task, "by": self.actor_name})
-        return "each worker has its task"
+        return "each worker has its part"
 
 
 class Worker(DemoAgent):

@@ -58,6 +58,7 @@ class ToolSteps(LLMPolicy):
 
 class BenchAgent(Agent):
     instructions = "You add numbers with the add tool. Keep thoughts short."
+    thought_chars = 60  # ~30 tokens a decision: the model's work, in bench time a 2-core machine affords
     memory = False
     publish_steps = False
     policy = ToolSteps
