@@ -92,25 +92,24 @@ class DemoAgent(llmos.Agent):
 
 class Coordinator(DemoAgent):
     instructions = (
-        "You are a coordinator. Split the job with the assign tool: give each worker the part of the job it "
-        "can do. w-calc does arithmetic with a calculator, w-board writes to the blackboard, w-vault manages "
+        "You are a coordinator. Split the job with the assign tool: say which worker does each part. "
+        "w-calc does arithmetic with a calculator, w-board writes to the blackboard, w-vault manages "
         "stored records."
     )
     max_steps = 1  # the split is one decision
 
     @llmos.tool
-    def assign(self, w_calc: Literal[PARTS], w_board: Literal[PARTS], w_vault: Literal[PARTS]) -> str:
-        """Give each worker its part of the job.
+    def assign(self, arithmetic: Literal[WORKERS], blackboard: Literal[WORKERS], records: Literal[WORKERS]) -> str:
+        """Give each part of the job to a worker.
 
         Args:
-            w_calc: the part for w-calc (arithmetic).
-            w_board: the part for w-board (the blackboard).
-            w_vault: the part for w-vault (stored records).
+            arithmetic: the worker who computes 17 times 23.
+            blackboard: the worker who writes the status to the blackboard.
+            records: the worker who deletes the old customer records.
         """
-        tasks = {"w-calc": w_calc, "w-board": w_board, "w-vault": w_vault}
-        for worker, task in tasks.items():
-            self.actor_kernel.publish(f"tasks.{worker}", {"task": task, "by": self.actor_name})
-        return "each worker has its part"
+        for part, worker in zip(PARTS, (arithmetic, blackboard, records), strict=True):
+            self.actor_kernel.publish(f"tasks.{worker}", {"task": part, "by": self.actor_name})
+        return "each part has its worker"
 
 
 class Worker(DemoAgent):
@@ -247,10 +246,10 @@ def main() -> int:
             print(f"\nthe job: {JOB}")
             print("the coordinator splits it and publishes the sub-tasks on tasks.<worker>:")
             plan = coordinator.options(timeout=PHASE_TIMEOUT).call("run", JOB)
-            if not any(s["action"] == "assign" for s in plan["steps"]):  # the 135M model may answer at once
-                print("  (the coordinator did not assign the sub-tasks; the demo publishes the default ones)")
-                for name in WORKERS:
-                    kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
+            routed = next((s["args"] for s in plan["steps"] if s["action"] == "assign"), {})
+            for name in sorted(set(WORKERS) - set(routed.values())):  # the 135M model may give one worker two parts
+                print(f"  (the coordinator gave {name} no part; the demo gives it its own: {DEFAULT_TASKS[name]!r})")
+                kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
 
             # The urgent agent's question comes while the workers' steps fill the device.
             def device_full() -> bool:

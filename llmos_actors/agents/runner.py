@@ -160,9 +160,11 @@ class AgentCore:
             "Tools:",
         ]
         for spec in tools.values():
-            params = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in spec.parameters.get("properties", {}).items())
+            props = spec.parameters.get("properties", {})
+            params = ", ".join(f"{k}: {_type_text(v)}" for k, v in props.items())
             note = " (needs approval)" if spec.confirm else ""
             lines.append(f"- {spec.name}({params}): {spec.description}{note}")
+            lines += [f"    {k}: {v['description']}" for k, v in props.items() if v.get("description")]
         return "\n".join(lines)
 
     def _opening(self, goal: str) -> str:
@@ -290,6 +292,13 @@ class AgentCore:
         for memory in (self.longterm, *self._readers.values()):
             if memory is not None:
                 memory.close()
+
+
+def _type_text(schema: dict) -> str:
+    """An argument's type as the model reads it: ``integer``, or its choices ``"a"|"b"``."""
+    if "enum" in schema:
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    return str(schema.get("type", "any"))
 
 
 def _as_dict(decision: Decision) -> dict:
