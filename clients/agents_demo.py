@@ -27,11 +27,17 @@ from llmos_actors.config import load_config
 from llmos_actors.testing import wait_for
 
 WORKERS = ("w-calc", "w-board", "w-vault")
-DEFAULT_TASKS = {
-    "w-calc": "Compute 17 times 23 with the calculator.",
-    "w-board": "Write the status 'report drafted' to the blackboard key 'status'.",
-    "w-vault": "Delete the old customer records from the vault.",
-}
+#: The job, in the parts the coordinator hands out (it decides which worker takes which part).
+PARTS = (
+    "Compute 17 times 23.",
+    "Write the status 'report drafted' to the blackboard key 'status'.",
+    "Delete the old customer records.",
+)
+JOB = " ".join(PARTS)
+DEFAULT_TASKS = dict(zip(WORKERS, PARTS, strict=True))
+NAMES = ("llm", "calc", "vault", "board", *WORKERS, "coordinator", "urgent")
+#: Seconds each phase may take at most (a loaded 2-core machine is many times slower than a quiet one).
+PHASE_TIMEOUT = 600
 
 
 class Calc(llmos.Actor):
@@ -45,11 +51,6 @@ class Calc(llmos.Actor):
         """
         return a * b
 
-    @llmos.tool
-    def add(self, a: float, b: float) -> float:
-        """Add two numbers."""
-        return a + b
-
 
 class Vault(llmos.Actor):
     @llmos.tool(confirm=True)
@@ -62,38 +63,70 @@ class Vault(llmos.Actor):
         return f"deleted {which}"
 
 
-class Coordinator(llmos.Agent):
+class OneToolThenAnswer(llmos.LLMPolicy):
+    """A procedure a 135M model keeps to: the first decision must call a tool, the next must answer.
+
+    The device still decides which tool, with which arguments, and what to answer; the schema only
+    leaves out the forms that do not fit the step (left free, the small model repeats its tool call).
+    """
+
+    async def decide(self, request: llmos.agents.DecisionRequest, kernel: object) -> llmos.agents.Proposal:
+        forms = request.schema.get("anyOf", [request.schema])
+        tools = [f for f in forms if "final" not in f["properties"]]
+        final = [f for f in forms if "final" in f["properties"]]
+        chosen = tools if request.step == 1 and tools else final
+        request.schema = chosen[0] if len(chosen) == 1 else {"anyOf": chosen}
+        return await super().decide(request, kernel)
+
+
+class DemoAgent(llmos.Agent):
+    """Short steps for a small model on two cores: brief thoughts and answers, no memory tools."""
+
+    policy = OneToolThenAnswer
+    memory = False
+    thought_chars = 48
+    answer_chars = 100
+    arg_chars = 60
+    step_tokens = 128
+
+
+class Coordinator(DemoAgent):
     instructions = (
-        "You are a coordinator. Split the job into sub-tasks and give each worker one with the assign tool: "
-        "w-calc does arithmetic, w-board writes to the blackboard, w-vault manages stored records. "
-        "When every worker has a task, give the final answer."
+        "You are a coordinator. Split the job with the assign tool: say which worker does each part. "
+        "w-calc does arithmetic with a calculator, w-board writes to the blackboard, w-vault manages "
+        "stored records."
     )
-    max_steps = 4
+    max_steps = 1  # the split is one decision
 
     @llmos.tool
-    def assign(self, worker: Literal["w-calc", "w-board", "w-vault"], task: str) -> str:
-        """Give a worker one sub-task.
+    def assign(self, arithmetic: Literal[WORKERS], blackboard: Literal[WORKERS], records: Literal[WORKERS]) -> str:
+        """Give each part of the job to a worker.
 
         Args:
-            worker: who does it.
-            task: the sub-task, in one sentence.
+            arithmetic: the worker who computes 17 times 23.
+            blackboard: the worker who writes the status to the blackboard.
+            records: the worker who deletes the old customer records.
         """
-        self.actor_kernel.publish(f"tasks.{worker}", {"task": task, "by": self.actor_name})
-        return f"assigned to {worker}"
+        for part, worker in zip(PARTS, (arithmetic, blackboard, records), strict=True):
+            self.actor_kernel.publish(f"tasks.{worker}", {"task": part, "by": self.actor_name})
+        return "each part has its worker"
 
 
-class Worker(llmos.Agent):
-    instructions = "You are a worker. Do your task with your tools, then give a short final answer."
-    max_steps = 3
+class Worker(DemoAgent):
+    instructions = (
+        "You are a worker. Do your task with one tool call, then give a short final answer. "
+        "If the tool call is refused, say in your final answer that it was refused."
+    )
+    max_steps = 2  # one tool call, then the answer
 
     def on_observation(self, observation: dict) -> str | None:
         msg = observation.get("msg")
         return msg.get("task") if isinstance(msg, dict) else None
 
 
-class Urgent(llmos.Agent):
+class Urgent(DemoAgent):
     instructions = "You answer urgent questions at once with a short final answer."
-    max_steps = 2
+    max_steps = 1
 
 
 def print_steps(kernel: llmos.Kernel, stop: threading.Event, started: float) -> None:
@@ -111,17 +144,55 @@ def print_steps(kernel: llmos.Kernel, stop: threading.Event, started: float) -> 
                 action = msg["action"] or "(invalid)"
                 obs = "" if msg.get("observation") is None else f" -> {str(msg['observation'])[:70]}"
                 args = "" if not msg.get("args") else f" {msg['args']}"
-                print(f"  {at:6.1f}s {msg['agent']:<12} step {msg['step']} ({msg['ms']:>6.0f} ms) {action}{args}{obs}")
+                cost = f"{msg['ms'] / 1000:5.1f} s, {msg.get('completion_tokens', 0):>3} tok"
+                print(f"  {at:6.1f}s {msg['agent']:<12} step {msg['step']} ({cost}) {action}{args}{obs}")
+                if msg.get("thought"):
+                    print(f"  {'':6}  {'':<12}   thought: {msg['thought'][:90]!r}")
             elif topic.endswith(".result"):
-                print(f"  {at:6.1f}s {msg['agent']:<12} finished: {str(msg.get('answer'))[:90]!r}")
+                answer = str(msg.get("answer"))[:90]
+                outcome = f"failed: {msg['error']}" if msg.get("error") else f"finished: {answer!r}"
+                print(f"  {at:6.1f}s {msg['agent']:<12} {outcome}")
 
 
 def sample_batches(llm: llmos.ActorRef, stop: threading.Event, seen: list[int]) -> None:
-    while not stop.wait(0.05):
+    while not stop.wait(0.1):
         try:
             seen.append(int(llm.call("stats").get("batch_size", 0)))
         except llmos.LlmosError:
             return
+
+
+def show_device(llm: llmos.ActorRef, batches: list[int]) -> None:
+    stats = llm.call("stats")
+    busy = [b for b in batches if b > 0]
+    print("\nthe device:")
+    print(
+        f"  batch size while busy: mean {sum(busy) / max(1, len(busy)):.1f}, max {max(busy, default=0)} "
+        f"(sampled {len(busy)} times); {stats.get('tokens_total', 0)} tokens made, "
+        f"{stats.get('preemptions', 0)} preemptions, {stats.get('prefix_hits', 0)} prefix-cache hits"
+    )
+    decisions = llm.call("decisions", 200)
+    for d in [d for d in decisions if d["action"] == "preempt"][:5]:
+        print(f"  preempted sequence {d['seq']} (level {d['level']}): {d['reason']}")
+    urgent = [d["reason"] for d in decisions if d["action"] == "admit" and d["level"] >= 7]
+    print(f"  level-7 requests admitted: {len(urgent)} ({'; '.join(urgent[:4])})")
+
+
+def show_kernel(kernel: llmos.Kernel, names: set[str]) -> None:
+    print("\nthe kernel:")
+    print(f"  {'NAME':<12} {'PID':>7} {'CORES':>6} {'PRIO':>5} {'NICE':>5}")
+    for row in kernel.ps(exited=False):
+        if row["name"] in names:
+            cpus = ",".join(map(str, row["cpus"] or [])) or "-"
+            print(f"  {row['name']:<12} {row['pid']:>7} {cpus:>6} {row['priority']:>5} {row['nice']:>5}")
+    board = kernel.lookup("board").call("entries")
+    print(f"\nthe blackboard: {[(e['key'], e['value'], e['version']) for e in board] or 'empty'}")
+    for name in WORKERS:
+        s = kernel.lookup(name).call("stats")
+        print(
+            f"  {name}: {s['steps']} steps, {s['tokens']} tokens, {s['tool_calls']} tool calls, "
+            f"{s['refusals']} refusals"
+        )
 
 
 def main() -> int:
@@ -134,19 +205,27 @@ def main() -> int:
     stop = threading.Event()
     threads: list[threading.Thread] = []
     spawned: list[llmos.ActorRef] = []
+    began = time.monotonic()
     try:
         with llmos.connect(config=config) as kernel:
             cores = kernel.status()["inventory"]["cores"]
+            for name in NAMES:  # what an interrupted earlier run left (permanent actors come back with the daemon)
+                try:
+                    kernel.kill(name, force=True)
+                    print(f"removed {name!r}, left by an earlier run")
+                except llmos.ActorNotFound:
+                    pass
             print(f"cores: {cores}; loading the LLM device ...")
-            t0 = time.monotonic()
-            llm = kernel.spawn(llmos.LLM, args.model, name="llm", cpus=list(cores))
+            # Room for three sequences: the workers fill it, so the urgent agent's request must displace one.
+            llm = kernel.spawn(llmos.LLM, args.model, name="llm", cpus=list(cores), max_batch=3)
             spawned.append(llm)
-            wait_for(lambda: llm.call("stats")["state"] != "loading", timeout=300, what="the model")
-            print(f"device ready in {time.monotonic() - t0:.1f} s: {llm.call('stats')['model']}")
+            wait_for(lambda: llm.call("stats")["state"] != "loading", timeout=PHASE_TIMEOUT, what="the model")
+            print(
+                f"device ready in {time.monotonic() - began:.1f} s: {llm.call('stats')['model']} (batch of 3 at most)"
+            )
             for cls, name in ((Calc, "calc"), (Vault, "vault"), (llmos.Blackboard, "board")):
                 spawned.append(kernel.spawn(cls, name=name, restart="permanent"))
-            grants = {"w-calc": ["calc.multiply", "calc.add"], "w-board": ["board.write", "board.read"]}
-            grants["w-vault"] = ["vault.delete_records"]
+            grants = {"w-calc": ["calc.multiply"], "w-board": ["board.write"], "w-vault": ["vault.delete_records"]}
             for i, name in enumerate(WORKERS):
                 core = cores[i % len(cores)]
                 spawned.append(
@@ -155,7 +234,8 @@ def main() -> int:
                     )
                 )
             coordinator = kernel.spawn(Coordinator, name="coordinator", cpus=[cores[0]], priority=3)
-            spawned.append(coordinator)
+            urgent = kernel.spawn(Urgent, name="urgent", cpus=[cores[-1]], priority=7)
+            spawned += [coordinator, urgent]
 
             started = time.monotonic()
             batches: list[int] = []
@@ -163,71 +243,53 @@ def main() -> int:
                 threads.append(threading.Thread(target=target, args=targs, daemon=True))
                 threads[-1].start()
 
-            print("\nthe coordinator splits the job (its steps, then the workers', as they happen):")
-            plan = coordinator.options(timeout=240).call("run", "Prepare the quarterly report.")
-            assigned = {s["args"].get("worker") for s in plan["steps"] if s["action"] == "assign"}
-            for name in WORKERS:
-                if name not in assigned:  # the 135M model may stop early: the demo hands out the rest
-                    print(f"  (the coordinator did not assign {name}; the demo gives it its default task)")
-                    kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
+            print(f"\nthe job: {JOB}")
+            print("the coordinator splits it and publishes the sub-tasks on tasks.<worker>:")
+            plan = coordinator.options(timeout=PHASE_TIMEOUT).call("run", JOB)
+            routed = next((s["args"] for s in plan["steps"] if s["action"] == "assign"), {})
+            for name in sorted(set(WORKERS) - set(routed.values())):  # the 135M model may give one worker two parts
+                print(f"  (the coordinator gave {name} no part; the demo gives it its own: {DEFAULT_TASKS[name]!r})")
+                kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
 
-            # The urgent agent arrives midway: once a worker is deciding on the device.
-            workers = [kernel.lookup(n) for n in WORKERS]
-            wait_for(lambda: any(w.call("stats")["running"] for w in workers), timeout=120, what="a worker to start")
-            print("\na priority-7 agent arrives while the workers run:")
-            urgent = kernel.spawn(Urgent, name="urgent", cpus=[cores[-1]], priority=7)
-            spawned.append(urgent)
+            # The urgent agent's question comes while the workers' steps fill the device.
+            def device_full() -> bool:
+                return llm.call("stats")["running"] >= 3
+
+            try:
+                wait_for(device_full, timeout=120, interval=0.05, what="the workers to fill the device")
+            except TimeoutError:
+                print("  (the workers' steps did not fill the device at once; the urgent question comes anyway)")
+            print("\na priority-7 agent asks while the workers run:")
             t_urgent = time.monotonic()
-            answer = urgent.options(priority=7, timeout=300).call(
+            answer = urgent.options(priority=7, timeout=PHASE_TIMEOUT).call(
                 "run", "Is the server room door locked? Say yes or no."
             )
             print(f"  urgent run took {time.monotonic() - t_urgent:.1f} s: {answer['answer']!r}")
 
+            workers = [kernel.lookup(n) for n in WORKERS]
+
             def workers_done() -> bool:
                 return all(s["runs"] >= 1 and not s["running"] for s in (w.call("stats") for w in workers))
 
-            wait_for(workers_done, timeout=300, interval=0.2, what="the workers to finish")
+            wait_for(workers_done, timeout=PHASE_TIMEOUT, interval=0.2, what="the workers to finish")
             stop.set()
             for t in threads:
                 t.join(5)
-
-            stats = llm.call("stats")
-            busy = [b for b in batches if b > 0]
-            print("\nthe device:")
-            print(
-                f"  batch size while busy: mean {sum(busy) / max(1, len(busy)):.1f}, max {max(busy, default=0)}; "
-                f"preemptions {stats.get('preemptions', 0)}, prefix-cache hits {stats.get('prefix_hits', 0)}, "
-                f"{stats.get('tokens_total', 0)} tokens"
-            )
-            decisions = llm.call("decisions", 200)
-            for d in [d for d in decisions if d["action"] == "preempt"][:5]:
-                print(f"  preempted sequence {d['seq']} (level {d['level']}): {d['reason']}")
-            urgent_admits = [d["reason"] for d in decisions if d["action"] == "admit" and d["level"] >= 7]
-            print(f"  level-7 requests admitted: {len(urgent_admits)} ({'; '.join(urgent_admits[:4])})")
-            print("\nthe kernel:")
-            print(f"  {'NAME':<12} {'PID':>7} {'CORES':>6} {'PRIO':>5} {'NICE':>5}")
-            for row in kernel.ps(exited=False):
-                if row["name"] in {r.name for r in spawned}:
-                    cpus = ",".join(map(str, row["cpus"] or [])) or "-"
-                    print(f"  {row['name']:<12} {row['pid']:>7} {cpus:>6} {row['priority']:>5} {row['nice']:>5}")
-            board = kernel.lookup("board").call("entries")
-            print(f"\nthe blackboard: {[(e['key'], e['value'], e['version']) for e in board]}")
-            for name in WORKERS:
-                s = kernel.lookup(name).call("stats")
-                print(f"  {name}: {s['steps']} steps, {s['tool_calls']} tool calls, {s['refusals']} refusals")
+            print(f"\nagents done in {time.monotonic() - started:.1f} s")
+            show_device(llm, batches)
+            show_kernel(kernel, {r.name for r in spawned})
     finally:
         stop.set()
-        if daemon is None:
-            with llmos.connect(config=config) as kernel:
-                for ref in spawned:
-                    try:
-                        kernel.kill(ref.name, force=True)
-                    except llmos.LlmosError:
-                        pass
-        else:
+        with llmos.connect(config=config) as kernel:  # killed, not left for the daemon to bring back later
+            for ref in spawned:
+                try:
+                    kernel.kill(ref.name, force=True)
+                except llmos.LlmosError:
+                    pass
+        if daemon is not None:
             daemon.terminate()
             daemon.wait(60)
-    print("agents demo finished")
+    print(f"agents demo finished in {time.monotonic() - began:.1f} s")
     return 0
 
 

@@ -13,7 +13,7 @@ from ._pages.objref import ObjectRef
 from ._spawnspec import RestartPolicy
 from ._version import __version__
 from .actor import Actor
-from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, tool
+from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, answer_approval, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
 from .cluster import ClusterKernel  # also registers connect("ray://...")
 from .config import Config, load_config
@@ -135,6 +135,7 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "__version__",
+    "answer_approval",
     "connect",
     "connect_async",
     "empty",

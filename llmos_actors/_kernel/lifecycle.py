@@ -202,6 +202,7 @@ class Lifecycle:
         spec["token"] = record.token
         if self.callers is not None:
             spec["callers"] = self.callers(record)
+        spec["owner"] = record.owner  # who spawned it: agents take approvals from this identity only
         env = dict(request.get("env") or {})
         if placement is not None:
             env.update(self.inventory.child_env(placement))

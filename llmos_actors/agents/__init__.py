@@ -6,6 +6,7 @@ from __future__ import annotations
 from .agent import Agent
 from .blackboard import Blackboard
 from .decision import Decision, DecisionError, decision_schema
+from .permissions import answer_approval
 from .policy import DecisionRequest, LLMPolicy, Policy, Proposal, ScriptedPolicy
 from .tools import ToolSpec, tool
 
@@ -20,6 +21,7 @@ __all__ = [
     "Proposal",
     "ScriptedPolicy",
     "ToolSpec",
+    "answer_approval",
     "decision_schema",
     "tool",
 ]

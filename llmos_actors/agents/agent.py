@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .._auditing import AUDIT_TOPIC
 from .._callctx import current_call_options
 from ..actor import Actor
-from .permissions import DEFAULT_APPROVAL_TIMEOUT
-from .policy import Policy
+from .decision import ARG_CHARS, FINAL_CHARS, THOUGHT_CHARS
+from .permissions import DEFAULT_APPROVAL_TIMEOUT, audit
+from .policy import STEP_MAX_TOKENS, Policy
 from .runner import AgentCore
+
+#: Largest value of a reply cap (characters) or of the step's token budget.
+MAX_REPLY_LIMIT = 4096
 
 
 class Agent(Actor):
@@ -27,6 +32,9 @@ class Agent(Actor):
         tools: grants: ``"actor.method"`` tools of other actors, ``"ask_agent"`` / ``"ask_agent:NAME"``.
             Its own ``@llmos.tool`` methods and ``remember``/``recall`` are always available.
         max_steps: steps a run may take (a run's ``max_steps=`` overrides).
+        thought_chars, answer_chars, arg_chars: longest thought, final answer and string argument
+            a decision may hold (the decision schema caps them: shorter caps, shorter steps).
+        step_tokens: a step's reply budget in tokens (the ``LLMPolicy``'s ``max_tokens``).
         context_tokens: the context window; the oldest turns page out to long-term memory beyond it.
         memory: keep long-term memory (SQLite + FTS5 under the daemon's state directory).
         memory_namespace: its namespace there (default: the agent's name, so a restart finds it).
@@ -41,7 +49,8 @@ class Agent(Actor):
         publish_steps: publish each step on ``agents.<name>.step``.
 
     Calls: ``run(goal, max_steps=None)`` (``stream("run", ...)`` yields the steps),
-    ``observe(msg)`` (a tell), ``stats()``, ``set_approver(spec)``.
+    ``observe(msg)`` (a tell), ``stats()``. The approver is fixed at spawn: only the identity that
+    spawns an agent chooses who approves for it (a call cannot say who sent it).
     """
 
     llm: str = "llm"
@@ -49,6 +58,10 @@ class Agent(Actor):
     topics: tuple[str, ...] | list[str] = ()
     tools: tuple[str, ...] | list[str] = ()
     max_steps: int = 8
+    thought_chars: int = THOUGHT_CHARS
+    answer_chars: int = FINAL_CHARS
+    arg_chars: int = ARG_CHARS
+    step_tokens: int = STEP_MAX_TOKENS
     context_tokens: int = 2048
     memory: bool = True
     memory_namespace: str | None = None
@@ -67,6 +80,10 @@ class Agent(Actor):
         "topics",
         "tools",
         "max_steps",
+        "thought_chars",
+        "answer_chars",
+        "arg_chars",
+        "step_tokens",
         "context_tokens",
         "memory",
         "memory_namespace",
@@ -86,15 +103,22 @@ class Agent(Actor):
         for key, value in overrides.items():
             if value is not None:
                 setattr(self, key, value)
+        for key in ("thought_chars", "answer_chars", "arg_chars", "step_tokens"):
+            value = getattr(self, key)
+            if type(value) is not int or not 1 <= value <= MAX_REPLY_LIMIT:
+                raise ValueError(f"{key} must be an int from 1 to {MAX_REPLY_LIMIT}, not {value!r}")
+        approver = self.approver
+        if approver is not None and (not isinstance(approver, str) or (approver != "topic" and "." not in approver)):
+            raise ValueError(f"approver must be 'actor.method', 'topic' or None, not {approver!r}")
         self._llmos_agent: AgentCore | None = None
 
     def on_start(self) -> None:
         """Opens long-term memory and subscribes to ``topics`` (subclasses: call ``super().on_start()``)."""
-        core = self._agent_core()
+        self._agent_core()
         for prefix in self.topics:
             self.actor_subscribe(prefix, "_on_topic")
         if self.approver == "topic":
-            self.actor_subscribe(core.approvals.reply_prefix, "_on_approval")
+            self.actor_subscribe(AUDIT_TOPIC, "_on_audit")
 
     def on_stop(self) -> None:
         if self._llmos_agent is not None:
@@ -117,7 +141,8 @@ class Agent(Actor):
     # ------------------------------------------------------------------ calls
     async def run(self, goal: str, max_steps: int | None = None) -> dict:
         """Pursue ``goal``: ``{"answer", "steps": [{"thought", "action", "args", "observation", "ms"}...],
-        "tokens", "stopped"}``. The call's priority, objective and deadline flow into every request it makes."""
+        "tokens", "prompt_tokens", "completion_tokens", "stopped"}`` (tokens as the device counted them).
+        The call's priority, objective and deadline flow into every request it makes."""
         core = self._agent_core()
         steps: list[dict] = []
         summary: dict = {}
@@ -130,6 +155,8 @@ class Agent(Actor):
             "answer": summary.get("answer"),
             "steps": steps,
             "tokens": summary.get("tokens", 0),
+            "prompt_tokens": summary.get("prompt_tokens", 0),
+            "completion_tokens": summary.get("completion_tokens", 0),
             "stopped": summary.get("stopped"),
         }
 
@@ -146,19 +173,11 @@ class Agent(Actor):
     async def _on_topic(self, topic: str, msg: Any) -> None:
         await self._agent_core().perceive({"source": "topic", "topic": topic, "msg": msg})
 
-    def _on_approval(self, topic: str, msg: Any) -> None:
-        self._agent_core().approvals.on_answer(topic, msg)
-
-    def set_approver(self, approver: str | None, timeout: float | None = None) -> None:
-        """Register who approves confirmed tools: ``"actor.method"``, ``"topic"``, or None (deny all)."""
-        if approver is not None and approver != "topic" and "." not in str(approver):
-            raise ValueError(f"approver must be 'actor.method', 'topic' or None, not {approver!r}")
-        approvals = self._agent_core().approvals
-        if approver == "topic" and approvals.approver != "topic":
-            self.actor_subscribe(approvals.reply_prefix, "_on_approval")
-        approvals.approver = approver
-        if timeout is not None:
-            approvals.timeout = float(timeout)
+    async def _on_audit(self, topic: str, msg: Any) -> None:
+        """Approval answers come as audit events (the daemon names their sender)."""
+        ignored = self._agent_core().approvals.on_audit(msg)
+        if ignored is not None:
+            await audit(self.actor_kernel_async, ignored)
 
     def stats(self) -> dict:
         """Runs, steps, tokens, tool calls, refusals, evicted turns, memory entries, queued observations."""

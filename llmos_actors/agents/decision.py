@@ -45,27 +45,44 @@ class Decision:
     final: str | None = None
 
 
-def _bounded(schema: dict) -> dict:
-    """A tool's argument schema with every string capped at ``ARG_CHARS`` (what the model may write)."""
+def _bounded(schema: dict, chars: int) -> dict:
+    """A tool's argument schema with every string capped at ``chars`` (what the model may write).
+
+    An untyped argument (``Any``) would let the model write JSON of any size: it may write a short
+    string, a number or a boolean instead, any of which the tool accepts.
+    """
+    if not any(k in schema for k in ("type", "enum", "anyOf", "const")):
+        return {**schema, "anyOf": [{"type": "string", "maxLength": chars}, {"type": "number"}, {"type": "boolean"}]}
     out = dict(schema)
     if out.get("type") == "string":
-        out["maxLength"] = min(int(out.get("maxLength", ARG_CHARS)), ARG_CHARS)
+        out["maxLength"] = min(int(out.get("maxLength", chars)), chars)
     if isinstance(out.get("properties"), dict):
-        out["properties"] = {k: _bounded(v) for k, v in out["properties"].items()}
+        out["properties"] = {k: _bounded(v, chars) for k, v in out["properties"].items()}
     if isinstance(out.get("items"), dict):
-        out["items"] = _bounded(out["items"])
+        out["items"] = _bounded(out["items"], chars)
     if isinstance(out.get("anyOf"), list):
-        out["anyOf"] = [_bounded(s) for s in out["anyOf"]]
+        out["anyOf"] = [_bounded(s, chars) for s in out["anyOf"]]
     return out
 
 
-def decision_schema(tools: list[ToolSpec]) -> dict:
-    """``{"thought", "tool", "args"}`` for each granted tool, or ``{"thought", "final"}``."""
-    thought = {"type": "string", "maxLength": THOUGHT_CHARS}
+def decision_schema(
+    tools: list[ToolSpec],
+    *,
+    thought_chars: int = THOUGHT_CHARS,
+    answer_chars: int = FINAL_CHARS,
+    arg_chars: int = ARG_CHARS,
+) -> dict:
+    """``{"thought", "tool", "args"}`` for each granted tool, or ``{"thought", "final"}``, with strings capped
+    at the given lengths (shorter caps: shorter, faster steps)."""
+    thought = {"type": "string", "maxLength": thought_chars}
     options = [
         {
             "type": "object",
-            "properties": {"thought": thought, "tool": {"enum": [spec.name]}, "args": _bounded(spec.parameters)},
+            "properties": {
+                "thought": thought,
+                "tool": {"enum": [spec.name]},
+                "args": _bounded(spec.parameters, arg_chars),
+            },
             "required": ["thought", "tool", "args"],
             "additionalProperties": False,
         }
@@ -74,7 +91,7 @@ def decision_schema(tools: list[ToolSpec]) -> dict:
     options.append(
         {
             "type": "object",
-            "properties": {"thought": thought, "final": {"type": "string", "maxLength": FINAL_CHARS}},
+            "properties": {"thought": thought, "final": {"type": "string", "maxLength": answer_chars}},
             "required": ["thought", "final"],
             "additionalProperties": False,
         }

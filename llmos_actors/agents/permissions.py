@@ -4,7 +4,13 @@ Grants are fixed at spawn (the class's ``tools``, or the ``tools=`` spawn argume
 ``"calc.add"`` (the ``add`` tool of the actor named ``calc``), ``"ask_agent"`` (any
 agent) or ``"ask_agent:NAME"`` (that one). A tool marked ``confirm=True`` runs only
 once the agent's approver says yes: an actor method (``"owner.approve"``, called with
-the request) or a human answering on a topic (``"topic"``); no answer in time is a no.
+the request) or a human answering a request published on a topic (``"topic"``); no
+answer in time is a no.
+
+A topic carries no sender, so the human's answer travels as an audit event
+(``answer_approval``): the daemon stamps it with the identity it established from the
+transport, and the agent takes it only from its owner (the identity that spawned it).
+Anyone else's answer is ignored, and the agent audits that it ignored it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +26,10 @@ from ..errors import CallTimeout
 
 log = logging.getLogger(__name__)
 
-#: Topic prefix of approval requests; answers come on ``<prefix><agent>.<id>``.
+#: Topic prefix of approval requests (``approvals.request.<agent>``).
 APPROVAL_TOPIC = "approvals."
+#: ``kind`` of the audit event that answers an approval request.
+APPROVAL_ANSWER = "agent.approval"
 #: Seconds an approval may take before it counts as a refusal.
 DEFAULT_APPROVAL_TIMEOUT = 30.0
 #: Grant of the delegation tool.
@@ -62,18 +71,19 @@ class Approvals:
         agent: the agent's name (approval topics carry it).
         approver: None (always deny), ``"actor.method"`` or ``"topic"``.
         timeout: seconds to wait for an answer before denying.
+        owner: the identity whose answers count (``uid:1000``, ``key:alice``), as the daemon
+            recorded who spawned the agent; ``"daemon"`` means the daemon's own user.
     """
 
-    def __init__(self, agent: str, approver: str | None, timeout: float = DEFAULT_APPROVAL_TIMEOUT) -> None:
+    def __init__(
+        self, agent: str, approver: str | None, timeout: float = DEFAULT_APPROVAL_TIMEOUT, owner: str = "daemon"
+    ) -> None:
         self.agent = agent
         self.approver = approver
         self.timeout = timeout
+        self.owner = f"uid:{os.geteuid()}" if owner == "daemon" else owner
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
-
-    @property
-    def reply_prefix(self) -> str:
-        return f"{APPROVAL_TOPIC}{self.agent}."
 
     async def ask(self, kernel: Any, request: dict) -> tuple[bool, str]:
         """``(approved, why)`` for ``request`` (``tool``, ``args``, ``goal``, ``agent``)."""
@@ -96,19 +106,49 @@ class Approvals:
         fut = asyncio.get_running_loop().create_future()
         self._pending[ident] = fut
         try:
-            kernel.publish(
-                f"{APPROVAL_TOPIC}request.{self.agent}", {**request, "id": ident, "reply": self.reply_prefix + ident}
-            )
+            kernel.publish(f"{APPROVAL_TOPIC}request.{self.agent}", {**request, "id": ident, "owner": self.owner})
             answer = await asyncio.wait_for(fut, self.timeout)
         finally:
             self._pending.pop(ident, None)
-        return _verdict(answer, "the topic answer")
+        return _verdict(answer, self.owner)
 
-    def on_answer(self, topic: str, msg: Any) -> None:
-        """A message on ``approvals.<agent>.<id>``: the answer to request ``id``."""
-        fut = self._pending.get(topic[len(self.reply_prefix) :])
+    def on_audit(self, msg: Any) -> dict | None:
+        """An event on ``sys.audit``: an answer from the owner settles its request; one from anyone
+        else is ignored, and returned (an audit event saying so) for the agent to record."""
+        if not isinstance(msg, dict) or msg.get("action") != "reported":
+            return None
+        event = msg.get("event")
+        if not isinstance(event, dict) or event.get("kind") != APPROVAL_ANSWER or event.get("agent") != self.agent:
+            return None
+        ident, by = str(event.get("id")), str(msg.get("by", ""))
+        fut = self._pending.get(ident)
+        if by.partition("/")[0] != self.owner:
+            return {
+                "kind": "agent.approval_ignored",
+                "agent": self.agent,
+                "id": ident[:32],
+                "from": by[:200],
+                "reason": f"only the owner {self.owner} may answer",
+            }
         if fut is not None and not fut.done():
-            fut.set_result(msg)
+            fut.set_result({"approve": event.get("approve") is True, "reason": event.get("reason")})
+        return None
+
+
+def answer_approval(kernel: Any, request: dict, approve: bool, reason: str = "") -> Any:
+    """Answer an approval request seen on ``approvals.request.<agent>``: yes (``approve=True``) or no.
+
+    The answer is an audit event, so the daemon attaches who sent it and the agent takes it only
+    from its owner. Returns what ``kernel.audit`` returns (awaitable on an ``AsyncKernel``).
+    """
+    event = {
+        "kind": APPROVAL_ANSWER,
+        "agent": str(request["agent"]),
+        "id": str(request["id"]),
+        "approve": approve is True,
+        "reason": str(reason)[:200],
+    }
+    return kernel.audit(event)
 
 
 def _verdict(answer: Any, who: str) -> tuple[bool, str]:

@@ -8,10 +8,11 @@ the decision against its schema before acting on it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import estimate_tokens
+from ..errors import CallTimeout
 from .tools import ToolSpec
 
 #: Tokens a step's reply may use (the decision schema's string limits keep replies well under it).
@@ -36,10 +37,15 @@ class DecisionRequest:
 
 @dataclass
 class Proposal:
-    """A policy's answer: the decision (JSON text or a dict) and the tokens it cost."""
+    """A policy's answer: the decision (JSON text or a dict) and the tokens it cost (as the device counted them)."""
 
     reply: str | dict
-    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 class Policy:
@@ -51,6 +57,9 @@ class Policy:
 
 class LLMPolicy(Policy):
     """One chat request per step to the LLM device ``device``, constrained by the decision schema.
+
+    The request is the device's ``complete`` stream, whose last item reports the prompt and
+    completion tokens the device counted: a step's token counts are the model's, not an estimate.
 
     Args:
         device: the device actor's name.
@@ -69,15 +78,32 @@ class LLMPolicy(Policy):
             self._ref = await kernel.lookup(self.device)
         options = {k: v for k, v in request.options.items() if v is not None}
         ref = self._ref.options(**options) if options else self._ref
-        text = await ref.call(
-            "chat",
-            request.messages,
+        stream = ref.stream(
+            "complete",
+            messages=request.messages,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
             json_schema=request.schema,
         )
-        prompt = sum(estimate_tokens(m["content"]) for m in request.messages)
-        return Proposal(text, prompt + estimate_tokens(text))
+        try:
+            pieces, usage = await asyncio.wait_for(_read(stream), options.get("timeout"))
+        except asyncio.TimeoutError:
+            raise CallTimeout(f"{self.device} gave no complete decision within {options['timeout']:.1f} s") from None
+        finally:
+            stream.close()  # a cancelled or failed step frees its sequence on the device at once
+        return Proposal("".join(pieces), int(usage.get("prompt_tokens", 0)), int(usage.get("tokens", 0)))
+
+
+async def _read(stream: Any) -> tuple[list[str], dict]:
+    """The text pieces of a ``complete`` stream and its closing usage map."""
+    pieces: list[str] = []
+    usage: dict = {}
+    async for item in stream:
+        if isinstance(item, dict):
+            usage = item
+        else:
+            pieces.append(item)
+    return pieces, usage
 
 
 class ScriptedPolicy(Policy):

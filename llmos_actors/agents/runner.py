@@ -50,12 +50,15 @@ class AgentCore:
         self.longterm = LongTermMemory(self.memory_root, self.namespace) if agent.memory else None
         self._readers: dict[str, LongTermMemory] = {}
         self.grants = Grants.parse(agent.tools)
-        self.approvals = Approvals(self.name, agent.approver, agent.approval_timeout)
+        owner = runtime.spec.get("owner") or "daemon"
+        self.approvals = Approvals(self.name, agent.approver, agent.approval_timeout, owner)
         policy = agent.policy
         if isinstance(policy, type):  # an LLMPolicy subclass: made for this agent's device
-            policy = policy(agent.llm)
+            policy = policy(agent.llm, max_tokens=agent.step_tokens)
         self.policy: Policy = policy or (
-            ScriptedPolicy(agent.script) if agent.script is not None else LLMPolicy(agent.llm)
+            ScriptedPolicy(agent.script)
+            if agent.script is not None
+            else LLMPolicy(agent.llm, max_tokens=agent.step_tokens)
         )
         self.observations: deque[dict] = deque(maxlen=OBSERVATION_QUEUE)
         self.lock = asyncio.Lock()
@@ -157,9 +160,11 @@ class AgentCore:
             "Tools:",
         ]
         for spec in tools.values():
-            params = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in spec.parameters.get("properties", {}).items())
+            props = spec.parameters.get("properties", {})
+            params = ", ".join(f"{k}: {_type_text(v)}" for k, v in props.items())
             note = " (needs approval)" if spec.confirm else ""
             lines.append(f"- {spec.name}({params}): {spec.description}{note}")
+            lines += [f"    {k}: {v['description']}" for k, v in props.items() if v.get("description")]
         return "\n".join(lines)
 
     def _opening(self, goal: str) -> str:
@@ -190,7 +195,13 @@ class AgentCore:
         async with self.lock:
             self.counters["runs"] += 1
             tools, missing = await self.toolbox.resolve()
-            schema = decision_schema(list(tools.values()))
+            agent = self.agent
+            schema = decision_schema(
+                list(tools.values()),
+                thought_chars=agent.thought_chars,
+                answer_chars=agent.answer_chars,
+                arg_chars=agent.arg_chars,
+            )
             system = {"role": "system", "content": self._system_prompt(tools)}
             opening = {"role": "user", "content": self._opening(goal)}
             fixed = estimate_tokens(system["content"]) + estimate_tokens(opening["content"])
@@ -198,7 +209,8 @@ class AgentCore:
             stm = self.stm = ShortTermMemory(max(64, self.agent.context_tokens - fixed - reply_budget), self._evict)
             if missing:
                 stm.add("user", "Unavailable tools: " + "; ".join(missing))
-            tokens, answer, stopped, done = 0, None, "max_steps", 0
+            usage = {"prompt_tokens": 0, "completion_tokens": 0}
+            answer, stopped, done = None, "max_steps", 0
             for step in range(1, limit + 1):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -211,7 +223,8 @@ class AgentCore:
                 messages = [system, opening, *stm.messages()]
                 request = DecisionRequest(self.name, goal, step, messages, schema, tools, request_opts, limit)
                 proposal = await self.policy.decide(request, self.kernel)
-                tokens += proposal.tokens
+                usage["prompt_tokens"] += proposal.prompt_tokens
+                usage["completion_tokens"] += proposal.completion_tokens
                 record: dict[str, Any] = {"step": step, "thought": "", "action": None, "args": {}}
                 observation, decision = await self._check_and_act(proposal.reply, tools, goal, options, deadline)
                 if decision is not None:
@@ -222,6 +235,7 @@ class AgentCore:
                 record["observation"] = observation
                 record["ms"] = round((time.monotonic() - started) * 1000, 1)
                 record["tokens"] = proposal.tokens
+                record["completion_tokens"] = proposal.completion_tokens
                 done = step
                 self._publish_step(goal, record)
                 yield record
@@ -230,11 +244,12 @@ class AgentCore:
                     break
                 stm.add("user", f"Observation: {observation}")
             self.counters["steps"] += done
+            tokens = usage["prompt_tokens"] + usage["completion_tokens"]
             self.counters["tokens"] += tokens
             if self.longterm is not None:
                 self.longterm.add(f"Goal: {goal} -> answer: {answer}", "run")
             self.stm = None
-        yield {"answer": answer, "tokens": tokens, "stopped": stopped, "steps": done}
+        yield {"answer": answer, "tokens": tokens, **usage, "stopped": stopped, "steps": done}
 
     async def _check_and_act(
         self, reply: Any, tools: dict[str, ToolSpec], goal: str, options: dict, deadline: float
@@ -277,6 +292,13 @@ class AgentCore:
         for memory in (self.longterm, *self._readers.values()):
             if memory is not None:
                 memory.close()
+
+
+def _type_text(schema: dict) -> str:
+    """An argument's type as the model reads it: ``integer``, or its choices ``"a"|"b"``."""
+    if "enum" in schema:
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
+    return str(schema.get("type", "any"))
 
 
 def _as_dict(decision: Decision) -> dict:

@@ -6,7 +6,9 @@
   against the same run on an idle device.
 
 Each step is a tool call by construction (the decision schema offers no final answer before the
-last step), so every run makes exactly its number of steps whatever the model writes.
+last step), so every run makes exactly its number of steps whatever the model writes. The task is
+5 steps in ``--quick`` runs too (they take fewer samples): the model's decisions are the work, the
+tool is a trivial addition, so the device is the bottleneck.
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class ToolSteps(LLMPolicy):
 
 class BenchAgent(Agent):
     instructions = "You add numbers with the add tool. Keep thoughts short."
+    thought_chars = 60  # ~30 tokens a decision: the model's work, in bench time a 2-core machine affords
     memory = False
     publish_steps = False
     policy = ToolSteps
 
 
-def _steps(ctx: BenchContext) -> int:
-    return 2 if ctx.quick else 5
+#: Steps of each run.
+STEPS = 5
 
 
 class _AgentsOnDevice(Workload):
@@ -72,7 +75,7 @@ class _AgentsOnDevice(Workload):
 
     def __init__(self, ctx: BenchContext, n: int, priorities: list[int]) -> None:
         self.actors = Actors(ctx.kernel)
-        self.steps = _steps(ctx)
+        self.steps = STEPS
         with self.actors.on_error_close():
             self.device = spawn_device(self.actors)
             calc = self.actors.spawn(BenchCalc, name=f"{self.device.name}-calc")
@@ -95,9 +98,8 @@ class _AgentsOnDevice(Workload):
 class AgentSteps(_AgentsOnDevice):
     """8 agents' runs at once ("together") or one after another ("one_at_a_time"): steps per second."""
 
-    max_samples = 3
-
     def __init__(self, ctx: BenchContext, mode: str = "together") -> None:
+        self.max_samples = 1 if ctx.quick else 3  # a one-at-a-time round is 40 decisions
         super().__init__(ctx, N_AGENTS, [0] * N_AGENTS)
         self.mode = mode
         self.ops = N_AGENTS * self.steps
@@ -120,9 +122,8 @@ class AgentSteps(_AgentsOnDevice):
 class PriorityRun(_AgentsOnDevice):
     """One priority-7 agent's run, while 7 priority-0 agents run without pause ("loaded") or alone ("alone")."""
 
-    max_samples = 5
-
     def __init__(self, ctx: BenchContext, mode: str = "loaded") -> None:
+        self.max_samples = 2 if ctx.quick else 5
         super().__init__(ctx, N_AGENTS, [7] + [0] * (N_AGENTS - 1))
         self.note = f"a {self.steps}-step run at priority 7" + (
             f", {N_AGENTS - 1} priority-0 agents running" if mode == "loaded" else ", idle device"

@@ -49,12 +49,15 @@ def device(kernel, model, name: str):
 
 
 def test_llm_policy_through_the_device(kernel, tmp_path):
-    """Every step is one constrained chat request at the run's priority; the decisions name granted tools only."""
+    """Every step is one constrained request at the run's priority; the decisions name granted tools only;
+    the token counts are the device's."""
     from llm_tiny import build_model_dir  # tests/ is on this process's path, not on the actors'
 
     llm = device(kernel, str(build_model_dir(tmp_path / "tiny", context=2048)), "llm-tiny")
     kernel.spawn(Calc, name="calc-llm")
-    agents = [kernel.spawn(Thinker, name=f"think-{i}", llm="llm-tiny", context_tokens=1500) for i in range(3)]
+    agents = [
+        kernel.spawn(Thinker, name=f"think-{i}", llm="llm-tiny", context_tokens=1500, priority=0) for i in range(3)
+    ]
     futures = [a.options(priority=5, timeout=300).ask("run", "What is 2 + 3?") for a in agents]
     results = [f.result(300) for f in futures]
     for result in results:
@@ -65,6 +68,16 @@ def test_llm_policy_through_the_device(kernel, tmp_path):
                 assert step["observation"].startswith("invalid decision")
     stats = llm.call("stats")
     assert stats["tokens_total"] > 0 and stats["running"] == 0
+    # The run's level (5), not the agents' own (0), is every request's level on the device.
+    admitted = [d["level"] for d in llm.call("decisions", 200) if d["action"] == "admit"]
+    assert len(admitted) == sum(len(r["steps"]) for r in results) and min(admitted) >= 5
+    # Token counts are the device's: the completions add up to what it generated (its count of all tokens
+    # made also holds each request's end-of-sequence token, which a reply does not count), prompts too.
+    requests = sum(len(r["steps"]) for r in results)
+    assert stats["tokens_total"] - requests <= sum(r["completion_tokens"] for r in results) <= stats["tokens_total"]
+    for result in results:
+        assert result["prompt_tokens"] > 0 and result["tokens"] == result["prompt_tokens"] + result["completion_tokens"]
+        assert sum(s["completion_tokens"] for s in result["steps"]) == result["completion_tokens"]
 
 
 @pytest.mark.llm_real

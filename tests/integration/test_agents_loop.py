@@ -202,7 +202,7 @@ def test_human_approves_on_a_topic(kernel, calc):
         fut = agent.options(timeout=30).ask("run", "wipe tmp")
         topic, req = requests.get(timeout=20)
         assert topic == "approvals.request.w-human" and req["tool"] == "calc.wipe" and req["args"] == {"what": "tmp"}
-        kernel.publish(req["reply"], {"approve": True, "reason": "fine by me"})
+        llmos.agents.answer_approval(kernel, req, True, "fine by me")
         assert fut.result(30)["steps"][0]["observation"] == "wiped tmp"
     finally:
         requests.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Literal
 
 import pytest
@@ -10,7 +12,7 @@ import llmos_actors as llmos
 from llmos_actors.agents.context import ShortTermMemory
 from llmos_actors.agents.decision import DecisionError, NotGranted, decision_schema, parse_decision
 from llmos_actors.agents.memory import LongTermMemory, match_query
-from llmos_actors.agents.permissions import Grants
+from llmos_actors.agents.permissions import Approvals, Grants
 from llmos_actors.agents.tools import parse_docstring, tool_methods
 
 
@@ -71,6 +73,13 @@ def test_decision_schema_and_checks():
     assert parse_decision('{"thought": "a\tb\x01", "final": "x"}', tools).thought == "a\tb\x01"  # raw controls
     with pytest.raises(NotGranted):
         parse_decision({"thought": "", "tool": "archive.delete", "args": {}}, tools)
+    short = decision_schema([spec], thought_chars=40, answer_chars=50, arg_chars=30)
+    assert short["anyOf"][0]["properties"]["thought"]["maxLength"] == 40
+    assert short["anyOf"][0]["properties"]["args"]["properties"]["query"]["maxLength"] == 30
+    assert short["anyOf"][1]["properties"]["final"]["maxLength"] == 50
+    board = tool_methods(llmos.Blackboard)["write"].spec("board.write")  # value: Any -> a short scalar
+    value = decision_schema([board], arg_chars=30)["anyOf"][0]["properties"]["args"]["properties"]["value"]
+    assert value["anyOf"][0] == {"type": "string", "maxLength": 30} and len(value["anyOf"]) == 3
     for bad, why in [
         ("not json", "not JSON"),
         ({"thought": "", "tool": "archive.search", "args": {"query": 3}}, "expected string"),
@@ -125,3 +134,46 @@ def test_grants():
         Grants.parse(["nodot"])
     with pytest.raises(TypeError):
         Grants.parse("calc.add")
+
+
+def test_agent_settings_are_checked():
+    with pytest.raises(ValueError, match="thought_chars"):
+        llmos.Agent(thought_chars=0)
+    with pytest.raises(ValueError, match="step_tokens"):
+        llmos.Agent(step_tokens=10**9)
+    with pytest.raises(ValueError, match="approver"):
+        llmos.Agent(approver="nobody")
+    with pytest.raises(TypeError, match="unknown agent settings"):
+        llmos.Agent(colour="red")
+    assert llmos.Agent(thought_chars=40, approver="topic").thought_chars == 40
+
+
+def _answer(by: str, agent: str = "a1", ident: str = "1", kind: str = "agent.approval") -> dict:
+    event = {"kind": kind, "agent": agent, "id": ident, "approve": True, "reason": "ok"}
+    return {"action": "reported", "by": by, "time": 0.0, "event": event}
+
+
+def test_approvals_take_answers_from_the_owner_only():
+    loop = asyncio.new_event_loop()
+    try:
+        approvals = Approvals("a1", "topic", owner="key:alice")
+        fut = approvals._pending["1"] = loop.create_future()
+        ignored = approvals.on_audit(_answer("uid:1000/pid:42"))
+        assert ignored == {
+            "kind": "agent.approval_ignored",
+            "agent": "a1",
+            "id": "1",
+            "from": "uid:1000/pid:42",
+            "reason": "only the owner key:alice may answer",
+        }
+        assert not fut.done()
+        # Other agents' answers, other events and malformed messages are none of its business.
+        for other in (_answer("uid:1", agent="a2"), _answer("uid:1", kind="agent.tool"), {"action": "spawn"}, "x"):
+            assert approvals.on_audit(other) is None
+        assert approvals.on_audit(_answer("key:alice")) is None
+        assert fut.result() == {"approve": True, "reason": "ok"}
+        # Owned by the daemon: the daemon's own user answers.
+        mine = Approvals("a1", "topic", owner="daemon")
+        assert mine.owner == f"uid:{os.geteuid()}"
+    finally:
+        loop.close()
