@@ -40,6 +40,7 @@ class Registry:
         self.agents: dict[str, Any] = {}  # node id -> agent handle
         self.starting: dict[str, Any] = {}  # node id -> ObjectRef of agent.start()
         self.nodes: dict[str, dict] = {}  # node id -> {"state", "endpoint", ...}
+        self._peers: dict[str, str] = {}  # the up daemons' endpoints, as last told to the agents
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmos-registry", daemon=True)
@@ -134,6 +135,17 @@ class Registry:
                     self.starting.pop(node_id, None)
                     self.nodes[node_id]["state"] = "lost"
                 log.warning("llmos registry: node %s lost", node_id)
+        self._tell_peers()
+
+    def _tell_peers(self) -> None:
+        """Every up agent learns the up daemons' endpoints when they change (for topics across nodes)."""
+        with self._lock:
+            peers = {n: v["endpoint"] for n, v in self.nodes.items() if v["state"] == "up" and n in self.agents}
+            agents = [self.agents[n] for n in peers]
+        if peers != self._peers:
+            self._peers = peers
+            for agent in agents:
+                agent.set_peers.remote(peers)
 
     def _refresh(self, node_ids: list[str]) -> None:
         """Each up daemon's current pid (a restarted daemon is a new one: drivers reconnect)."""
