@@ -33,7 +33,7 @@ from .._rpc.zap import curve_client
 from .._wire import protocol as P
 from .._wire.codec import error_from_payload
 from .._wire.limits import frame_limit, limit_inbound
-from .._wire.topics import PUB, refuse_topic
+from .._wire.topics import PUB, SYSTEM_PREFIX, refuse_topic
 from ..config import EVENTS_SOCKET, tcp_endpoint
 from ..errors import ConfigError, ProtocolError
 from .service import Service
@@ -50,12 +50,14 @@ MAX_PEERS_FILE = 1 << 20
 READ_LIMIT = 256
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_SYSTEM = SYSTEM_PREFIX.encode()
 
 
 def covering(prefixes: set[bytes]) -> set[bytes]:
-    """The prefixes not already covered by a shorter one in the set (what a peer needs to match)."""
+    """What a peer needs to match: the prefixes not covered by a shorter one, less ``sys.`` ones
+    (a daemon's own events stay on its node)."""
     out: list[bytes] = []
-    for p in sorted(prefixes):  # a covering prefix sorts right before what it covers
+    for p in sorted(p for p in prefixes if not p.startswith(_SYSTEM)):  # a cover sorts right before what it covers
         if not out or not p.startswith(out[-1]):
             out.append(p)
     return set(out)
@@ -218,6 +220,8 @@ class TopicRelay(Service):
                     self._reply(peer, frames)
                     continue
                 topic, head_frame, body = frames
+                if topic.bytes.startswith(_SYSTEM):
+                    continue  # the peer's own events (a subscription like "" covers them): they stay there
                 head = P.parse_header(head_frame.bytes)
                 n = head.get("n")
                 if head["kind"] != PUB or type(n) is not int or n < 1 or refuse_topic(topic.bytes):

@@ -26,7 +26,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import llmos_actors as llmos  # noqa: E402
 from llmos_actors import cluster  # noqa: E402
 
-from actors import Counter, Streamer  # noqa: E402
+from actors import Counter, Listener, Streamer  # noqa: E402
 
 # Starting three Ray nodes and their daemons takes minutes on a loaded machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -130,11 +130,48 @@ def test_agent_restarts_its_daemon(ray_cluster, ck):
     ck.kill(ref)
 
 
+def test_topic_published_on_one_node_reaches_subscribers_on_two_others_in_order(ray_cluster, ck):
+    c, workers = ray_cluster
+    head = c.head_node.node_id
+    listeners = [ck.spawn(Listener, node=_node_id(w)) for w in workers]
+
+    def relays_live():  # each listener's node has told the publisher's node it wants "news."
+        for w in workers:
+            peer = ck.node_kernel(_node_id(w)).status().get("cluster", {}).get("peers", {}).get(head)
+            if not peer or "news." not in peer["prefixes"] or not peer["live"]:
+                return False
+        return True
+
+    _poll(relays_live, 60, "the listeners' nodes subscribed at the publisher's node")
+    publisher = ck.node_kernel(head)
+    relayed = _poll(lambda: "cluster" in publisher.status() and publisher.status()["cluster"], 10, "relay status")
+    assert all(not p["prefixes"] for p in relayed["peers"].values())  # no subscriber there: it asks for nothing
+    for i in range(TOPIC_MESSAGES):
+        publisher.publish("news.cluster", i)
+    for ref in listeners:
+        _poll(lambda ref=ref: len(_news(ref)) >= TOPIC_MESSAGES, 60, "every message relayed")
+        assert _news(ref) == list(range(TOPIC_MESSAGES))
+    for ref in listeners:
+        ck.kill(ref)
+
+
+TOPIC_MESSAGES = 300
+
+
+def _news(ref):
+    return [msg for topic, msg in ref.call("received") if topic == "news.cluster"]
+
+
 def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
     c, workers = ray_cluster
     victim = workers[1]
     ref = ck.spawn(Counter, name="doomed", node=_node_id(victim))
     keeper = ck.spawn(Counter, name="keeper", node=_node_id(victim), restart="permanent")
+    # Spawned by a driver that is gone when the node is lost: the registry's supervisor respawns it.
+    with llmos.connect("ray://auto") as gone:
+        gone.spawn(Counter, name="orphan", node=_node_id(victim), restart="permanent")
+    supervised = ray.get(cluster.control.registry().supervised.remote())
+    assert sorted(supervised["actors"].values()).count(_node_id(victim)) == 2
     assert ref.call("incr") == 1
     mon = ck.monitor(ref)
     # The machine vanishes: every process of the node is frozen (no goodbye reaches anyone), then
@@ -152,9 +189,11 @@ def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
         assert mon.notices[0].reason == "node lost"
         with pytest.raises(llmos.ActorDiedError):
             keeper.call("incr")
-        back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
-        assert ck.node_of(back) != _node_id(victim)
-        assert back.call("incr") == 1
+        for name in ("keeper", "orphan"):
+            back = _poll(lambda name=name: _try_lookup(ck, name), 60, f"permanent actor {name} back on another node")
+            assert ck.node_of(back) != _node_id(victim)
+            assert back.call("incr") == 1
+            ck.kill(back)
     finally:
         for p in frozen:
             if _running(p):
@@ -192,6 +231,13 @@ def test_new_node_gets_a_daemon(ray_cluster, ck):
         ref = ck.spawn(Counter, node=new.node_id)
         assert ref.call("incr") == 1
         ck.kill(ref)
+        # Its daemon learns the other up daemons, for topics across nodes.
+        others = {n["node_id"] for n in ck.nodes() if n["state"] == "up"} - {new.node_id}
+        _poll(
+            lambda: set(ck.node_kernel(new.node_id).status().get("cluster", {}).get("peers", {})) == others,
+            30,
+            "the new daemon's topic peers",
+        )
     finally:
         _remove_node_and_wait(c, new)
 
