@@ -6,7 +6,7 @@ prefixes its own subscribers hold, and routes what arrives to them.
 Pull, not flood: a peer sends a batch only when a subscriber of this node matches it, and
 each node tells its peers only its own subscribers' prefixes (shortest covering set).
 A relay is an ordinary subscriber at the peer (CURVE, the cluster's node key, role
-``observer``), so batches keep their order per publisher and the peer counts what the
+``user``), so batches keep their order per publisher and the peer counts what the
 relay missed; that count reaches this node's subscribers in the next relayed batch's header.
 Relayed batches go to local subscribers only, never back out.
 
@@ -66,7 +66,8 @@ def covering(prefixes: set[bytes]) -> set[bytes]:
 @dataclass(eq=False)
 class Peer:
     node_id: str
-    endpoint: str  # the peer daemon's topic router
+    control: str  # the peer daemon's address (its control socket)
+    endpoint: str  # its topic router
     sock: Any
     sent: set[bytes] = field(default_factory=set)  # prefixes subscribed there
     changed: int = 0  # the newest request that changed what we hold there
@@ -142,14 +143,14 @@ class TopicRelay(Service):
             isinstance(k, str) and isinstance(v, str) and v.startswith("tcp://") for k, v in peers.items()
         ):
             raise ConfigError(f"{self.peers_file}: expected {{'peers': {{node_id: 'tcp://host:port'}}}}")
-        wanted = {node_id: tcp_endpoint(control, EVENTS_SOCKET) for node_id, control in peers.items()}
-        for node_id in [n for n, p in self.peers.items() if wanted.get(n) != p.endpoint]:
+        for node_id in [n for n, p in self.peers.items() if peers.get(n) != p.control]:
             self._drop(node_id)
-        for node_id, endpoint in wanted.items():
+        for node_id, control in peers.items():
             if node_id not in self.peers:
-                self._add(node_id, endpoint)
+                self._add(node_id, control)
 
-    def _add(self, node_id: str, endpoint: str) -> None:
+    def _add(self, node_id: str, control: str) -> None:
+        endpoint = tcp_endpoint(control, EVENTS_SOCKET)
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 1000)
@@ -157,7 +158,7 @@ class TopicRelay(Service):
         public, secret = self._keys
         curve_client(sock, self.network.public_key, public, secret)
         sock.connect(endpoint)
-        peer = self.peers[node_id] = Peer(node_id, endpoint, sock)
+        peer = self.peers[node_id] = Peer(node_id, control, endpoint, sock)
         self.loop.add_reader(sock.getsockopt(zmq.FD), self._on_readable, peer)
         peer.sent = covering(self.events.local_prefixes())
         self._request(peer, "subscribe", sorted(peer.sent))

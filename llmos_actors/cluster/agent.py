@@ -49,7 +49,7 @@ def _daemon_config(host: str, port: int, base: Path, keys: tuple[Path, Path, Pat
         f'server_key = "{server_key}"',
         f'authorized_keys = "{authorized}"',
         "[security]",
-        f'roles = {{ "key:{CLIENT_NAME}" = "admin", "key:{NODE_NAME}" = "observer" }}',
+        f'roles = {{ "key:{CLIENT_NAME}" = "admin", "key:{NODE_NAME}" = "user" }}',
         "[cluster]",  # topics across nodes: the peers file is kept current by set_peers
         f'peers = "{base / PEERS_FILE}"',
         f'node_key = "{node_key}"',

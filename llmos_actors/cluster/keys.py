@@ -15,7 +15,7 @@ import zmq
 
 #: The client key's file name in a daemon's ``authorized_keys``: its identity there is ``key:cluster``.
 CLIENT_NAME = "cluster"
-#: The daemons' own key (their topic relays to each other): ``key:node``, role observer.
+#: The daemons' own key (topic relays and object fetches between them): ``key:node``, role user.
 NODE_NAME = "node"
 
 

@@ -1,7 +1,8 @@
-"""Topics across nodes without Ray: three daemons on loopback TCP, each told the others as peers.
+"""Daemons linked as cluster peers without Ray: three daemons on loopback TCP, each told the others.
 
 What the node agents do on a Ray cluster (keys, ``[cluster]`` section, peers file) is done
-here by hand, so the relay itself is checked in the default run in seconds.
+here by hand, so topics across nodes and stored objects across nodes are checked in the
+default run, without starting Ray.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from page_actors import PageUser
 
+import llmos_actors as llmos
 from llmos_actors.cluster.keys import CLIENT_NAME, NODE_NAME, ClusterKeys, write_daemon_keys
 from llmos_actors.testing import free_tcp_ports, short_tmpdir, start_daemon, wait_for
 
@@ -32,7 +35,7 @@ def _settings(base: Path, keys: ClusterKeys, port: int) -> dict:
             "server_key": str(server_key),
             "authorized_keys": str(authorized),
         },
-        "security": {"roles": {f"key:{CLIENT_NAME}": "admin", f"key:{NODE_NAME}": "observer"}},
+        "security": {"roles": {f"key:{CLIENT_NAME}": "admin", f"key:{NODE_NAME}": "user"}},
         "cluster": {"peers": str(base / "peers.json"), "node_key": str(node_key), "relay_identity": f"key:{NODE_NAME}"},
     }
 
@@ -103,3 +106,28 @@ def test_topic_published_on_one_node_reaches_subscribers_on_two_others_in_order(
 
 def _news(ref) -> list:
     return [msg for topic, msg in ref.call("received") if topic == "news.cluster"]
+
+
+def test_object_stored_on_one_node_is_fetched_once_by_another(nodes):
+    a, b, _c = (h.connect() for h in nodes)
+    try:
+        wait_for(lambda: len(_relay(b).get("peers", {})) == 2, 60, interval=0.05)
+        owner = a.spawn(PageUser)
+        ref = owner.call("put", 1 << 16)
+        assert ref.home == f"tcp://127.0.0.1:{nodes[0].config.extra['network']['listen'][0].rpartition(':')[2]}"
+        readers = [b.spawn(PageUser), b.spawn(PageUser)]
+        expected = float(sum(range(1 << 16)))
+        assert [r.call("get_total", ref) for r in readers] == [expected, expected]
+        counters = b.status()["cluster_objects"]
+        assert (counters["imported"], counters["hits"], counters["copies"]) == (1, 1, 1)
+        assert counters["imported_bytes"] == 8 << 16
+        assert a.status()["cluster_objects"]["exported"] == 1
+        # A ref whose home is not a peer is refused: a client cannot send the daemon elsewhere.
+        stray = type(ref)(ref.id.replace(ref.pool, "0" * len(ref.pool)), ref.nbytes, "tcp://127.0.0.1:1")
+        with pytest.raises(llmos.ObjectLost, match="not a node of this cluster"):
+            readers[0].call("get_total", stray)
+        for k, r in ((a, owner), (b, readers[0]), (b, readers[1])):
+            k.kill(r)
+    finally:
+        for k in (a, b):
+            k.close()
