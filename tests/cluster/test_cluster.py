@@ -21,6 +21,7 @@ import pytest
 from llmos_actors.testing import wait_for
 
 ray = pytest.importorskip("ray")
+from page_actors import PageUser  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import llmos_actors as llmos  # noqa: E402
@@ -160,6 +161,21 @@ TOPIC_MESSAGES = 300
 
 def _news(ref):
     return [msg for topic, msg in ref.call("received") if topic == "news.cluster"]
+
+
+def test_object_stored_on_one_node_is_read_on_another(ray_cluster, ck):
+    c, workers = ray_cluster
+    head, far = c.head_node.node_id, _node_id(workers[0])
+    owner = ck.spawn(PageUser, node=head)
+    reader = ck.spawn(PageUser, node=far)
+    ref = owner.call("put", 1 << 16)
+    assert ref.home == {n["node_id"]: n["endpoint"] for n in ck.nodes()}[head]
+    assert reader.call("get_total", ref) == float(sum(range(1 << 16)))
+    assert reader.call("get_total", ref) == float(sum(range(1 << 16)))  # the node's copy this time
+    counters = ck.node_kernel(far).status()["cluster_objects"]
+    assert counters["imported"] == 1 and counters["hits"] >= 1
+    for r in (owner, reader):
+        ck.kill(r)
 
 
 def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
