@@ -42,6 +42,8 @@ class ClusterKernel:
         self._lock = self._nodes.lock
         self._stop = threading.Event()
         self._closed = False
+        #: ``fn(node_id)`` called (on the watcher thread) after a node's refs here have failed.
+        self.on_node_lost: list[Any] = []
         self._watcher = threading.Thread(target=self._watch, name="llmos-cluster-watch", daemon=True)
         self._watcher.start()
 
@@ -137,6 +139,8 @@ class ClusterKernel:
         kernel = self._nodes.forget(node_id)
         if kernel is not None:
             fail_refs(kernel, f"node {node_id} was lost")
+        for hook in self.on_node_lost:
+            hook(node_id)
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:

@@ -6,6 +6,7 @@ nodes with labels. Everything is torn down at the end, on failure too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import llmos_actors as llmos  # noqa: E402
 from llmos_actors import cluster  # noqa: E402
 
-from actors import Counter, Listener, Streamer  # noqa: E402
+from actors import Counter, Listener, Relay, Streamer  # noqa: E402
 
 # Starting three Ray nodes and their daemons takes minutes on a loaded machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -112,6 +113,38 @@ def test_tensor_crosses_nodes_intact(ray_cluster, ck):
     back = ref.call("echo", data)
     assert np.array_equal(np.asarray(back), data)
     ck.kill(ref)
+
+
+def test_actor_calls_an_actor_on_another_node(ray_cluster, ck):
+    c, workers = ray_cluster
+    target = ck.spawn(Counter, node=_node_id(workers[0]))
+    relay = ck.spawn(Relay, node=c.head_node.node_id)
+    assert relay.call("call_ref", target, "incr") == 1
+    assert relay.call("call_ref_async", target, "incr") == 2
+    data = np.random.default_rng(3).standard_normal(1 << 16).astype(np.float32)
+    assert np.array_equal(np.asarray(relay.call("call_ref", target, "echo", data)), data)  # by value both ways
+    assert target.call("incr") == 3
+    for r in (target, relay):
+        ck.kill(r)
+
+
+def test_async_cluster_kernel_spawns_and_calls_across_nodes(ray_cluster):
+    _c, workers = ray_cluster
+    far = _node_id(workers[0])
+
+    async def main():
+        async with llmos.connect_async("ray://auto") as ak:
+            assert isinstance(ak, llmos.AsyncClusterKernel)
+            ref = await ak.spawn(Counter, name="async-far", node=far)
+            assert isinstance(ref, llmos.AsyncActorRef) and ak.node_of(ref) == far
+            assert [await ref.call("incr") for _ in range(3)] == [1, 2, 3]
+            assert sorted(await asyncio.gather(*(ref.ask("incr") for _ in range(50)))) == list(range(4, 54))
+            found = await ak.lookup("async-far")
+            assert await found.call("incr") == 54
+            assert [r["node"] for r in await ak.ps(exited=False) if r["name"] == "async-far"] == [far]
+            await ak.kill(ref)
+
+    asyncio.run(main())
 
 
 def test_agent_restarts_its_daemon(ray_cluster, ck):
