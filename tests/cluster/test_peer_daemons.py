@@ -26,10 +26,11 @@ pytestmark = pytest.mark.timeout(300)
 MESSAGES = 500
 
 
-def _settings(base: Path, keys: ClusterKeys, port: int) -> dict:
+def _settings(base: Path, keys: ClusterKeys, port: int, **more) -> dict:
     server_key, authorized, node_key = write_daemon_keys(keys, base)
     return {
         "grace": 2.0,
+        **more,
         "network": {
             "listen": [f"tcp://127.0.0.1:{port}"],
             "server_key": str(server_key),
@@ -40,27 +41,37 @@ def _settings(base: Path, keys: ClusterKeys, port: int) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def nodes():
+@contextlib.contextmanager
+def linked_daemons(count: int, **settings):
+    """``count`` daemons on loopback TCP, each with the others as its peers (``n0``, ``n1``, ...)."""
     keys = ClusterKeys.generate()
-    bases = [short_tmpdir() for _ in range(3)]
-    ports = []
-    for _ in range(3):  # distinct triples (a port is only free until a daemon binds it)
+    bases = [short_tmpdir() for _ in range(count)]
+    ports: list[int] = []
+    for _ in range(count):  # distinct triples (a port is only free until a daemon binds it)
         port = free_tcp_ports(3)
         while any(abs(port - p) < 3 for p in ports):
             port = free_tcp_ports(3)
         ports.append(port)
-    with contextlib.ExitStack() as stack:
-        handles = [
-            stack.enter_context(start_daemon(**_settings(b, keys, p))) for b, p in zip(bases, ports, strict=True)
-        ]
-        endpoints = {f"n{i}": f"tcp://127.0.0.1:{p}" for i, p in enumerate(ports)}
-        for i, base in enumerate(bases):
-            others = {n: e for n, e in endpoints.items() if n != f"n{i}"}
-            (base / "peers.json").write_text(json.dumps({"peers": others}))
+    try:
+        with contextlib.ExitStack() as stack:
+            handles = [
+                stack.enter_context(start_daemon(**_settings(b, keys, p, **settings)))
+                for b, p in zip(bases, ports, strict=True)
+            ]
+            endpoints = {f"n{i}": f"tcp://127.0.0.1:{p}" for i, p in enumerate(ports)}
+            for i, base in enumerate(bases):
+                others = {n: e for n, e in endpoints.items() if n != f"n{i}"}
+                (base / "peers.json").write_text(json.dumps({"peers": others}))
+            yield handles
+    finally:
+        for base in bases:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    with linked_daemons(3) as handles:
         yield handles
-    for base in bases:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _relay(kernel) -> dict:
@@ -131,3 +142,51 @@ def test_object_stored_on_one_node_is_fetched_once_by_another(nodes):
     finally:
         for k in (a, b):
             k.close()
+
+
+@pytest.mark.cluster  # a flood of 30,000 messages: the long run (make cluster)
+def test_drops_across_nodes_are_counted_as_on_one_node():
+    """A subscriber that never reads while another node floods its topic: nothing is lost uncounted."""
+    with linked_daemons(2, topic_queue=2) as (na, nb):
+        a, b = na.connect(), nb.connect()
+        try:
+            lazy = b.subscribe("flood.")  # never reads during the flood
+            with b.subscribe("flood.") as fast:
+                wait_for(lambda: _live_at(b, "n0", "flood."), 30)
+                fast_received = 0
+                blob = "x" * 1000  # big enough that the transport's buffers cannot hide the backlog
+                for _ in range(10):
+                    for i in range(3000):
+                        a.publish("flood.x", [i, blob])
+                    a._core.publisher().flush()
+                    fast_received += _drain_then_mark(a, fast, "flood.mark", 0.5) + 1
+                published = 30_000 + 10  # payloads and markers
+                assert fast_received + fast.dropped == published
+                received = _drain_then_mark(a, lazy, "flood.end", 0.5)
+                assert lazy.dropped > 0
+                assert received + lazy.dropped == published  # nothing lost silently
+            lazy.close()
+        finally:
+            for k in (a, b):
+                k.close()
+
+
+def _live_at(kernel, peer: str, prefix: str) -> bool:
+    """Whether ``kernel``'s daemon holds ``prefix`` at ``peer``, confirmed."""
+    state = _relay(kernel).get("peers", {}).get(peer)
+    return bool(state and prefix in state["prefixes"] and state["live"])
+
+
+def _drain_then_mark(publisher, sub, topic, quiet):
+    """Messages ``sub`` reads until quiet, then up to a marker published after them (not counted)."""
+    received = 0
+    while True:
+        try:
+            sub.get(timeout=quiet)
+            received += 1
+        except llmos.CallTimeout:
+            break
+    publisher.publish(topic, "end-marker")
+    while sub.get(timeout=30)[1] != "end-marker":
+        received += 1
+    return received
