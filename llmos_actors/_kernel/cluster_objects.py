@@ -72,8 +72,9 @@ class ClusterObjects(Service):
         """This node's id of the object ``oid`` that lives at ``home`` (fetched on first ask)."""
         if type(oid) is not str or type(home) is not str or len(oid) > 200:
             raise ProtocolError("object_import takes an object id and its home address")
-        peers = {p.control for p in self.relay.peers.values()}
-        if home not in peers:
+        if home in self.relay.network.settings.listen:
+            raise ObjectLost(f"object {oid} was stored by an earlier run of this daemon: it is gone")
+        if home not in {p.control for p in self.relay.peers.values()}:
             raise ObjectLost(f"object {oid} lives at {home}, which is not a node of this cluster")
         key = (home, oid)
         store, _region = self._store()

@@ -195,7 +195,8 @@ class EventBus(Service):
         ``relayed``: the batch came from a peer daemon (it goes to this node's subscribers only),
         whose relay had missed ``missed`` messages before it (told to the receivers, like their own).
         """
-        self.published += n
+        if not relayed:  # relayed ones are counted per peer (``llmos status`` -> cluster)
+            self.published += n
         send = self.outbox.send_multipart
         for ident in self._matching(topic):
             sub = self.subscribers.get(ident)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,26 @@ def remote_endpoint(config: Config, endpoint: str) -> str:
     if host in ("0.0.0.0", "*", "[::]", "::"):
         host = config.connect.removeprefix("tcp://").rpartition(":")[0]
     return f"tcp://{host}:{port}"
+
+
+def free_tcp_ports(count: int = 3, host: str = "127.0.0.1") -> int:
+    """A port P with P .. P+count-1 free on ``host`` (a TCP-listening daemon uses three in a row)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if port + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for p in range(port + 1, port + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind((host, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {count} free TCP ports in a row on {host}")

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._rpc.tcp import free_tcp_ports
 from .keys import CLIENT_NAME, NODE_NAME, ClusterKeys, write_daemon_keys
-from .ports import free_port_triple
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class NodeAgent:
             if self.proc is None:
                 self.host = ray.util.get_node_ip_address()
                 self.base = Path(tempfile.mkdtemp(prefix="llmos-node-", dir="/tmp"))
-                self.port = free_port_triple(self.host)
+                self.port = free_tcp_ports(3, self.host)
                 self._launch()
                 self._watcher = threading.Thread(target=self._watch, name="llmos-daemon-watch", daemon=True)
                 self._watcher.start()
