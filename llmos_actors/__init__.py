@@ -15,7 +15,7 @@ from ._version import __version__
 from .actor import Actor
 from .agents import Agent, Blackboard, LLMPolicy, Policy, ScriptedPolicy, answer_approval, tool
 from .client import AsyncKernel, Kernel, connect, connect_async
-from .cluster import ClusterKernel  # also registers connect("ray://...")
+from .cluster import AsyncClusterKernel, ClusterKernel  # also registers connect("ray://...")
 from .config import Config, load_config
 from .errors import (
     ActorDiedError,
@@ -78,6 +78,7 @@ __all__ = [
     "ActorRef",
     "AsyncActorRef",
     "AsyncBarrier",
+    "AsyncClusterKernel",
     "AsyncCondition",
     "AsyncEvent",
     "AsyncKernel",

@@ -376,6 +376,8 @@ class AsyncKernel(KernelOps, Awaiting):
 
 #: ``connect("SCHEME://...")`` handlers registered by layers built on this one (``ray`` by ``llmos_actors.cluster``).
 URL_SCHEMES: dict[str, Callable[[str], Any]] = {}
+#: The same for ``connect_async("SCHEME://...")``.
+ASYNC_URL_SCHEMES: dict[str, Callable[[str], Any]] = {}
 
 
 def connect(
@@ -408,4 +410,7 @@ def connect_async(
     server_key: str | None = None,
 ) -> AsyncKernel:
     """The asyncio handle: ``async with connect_async() as kernel`` or ``kernel = await connect_async()``."""
+    scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
+    if scheme in ASYNC_URL_SCHEMES:
+        return ASYNC_URL_SCHEMES[scheme](str(runtime_dir))
     return AsyncKernel(_config_for(runtime_dir, config, key=key, server_key=server_key))

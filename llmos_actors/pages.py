@@ -154,7 +154,22 @@ def in_pool(value: Any, *, kernel: Any = None) -> bool:
 KIND_VALUE = "v"
 
 
-def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = False) -> ObjectRef:
+#: Seconds a ``get`` of an object that lives on another node waits for its daemon to fetch it.
+IMPORT_TIMEOUT = 120.0
+
+
+def object_home(config: Any) -> str:
+    """Where objects stored through this daemon live for other nodes: its first TCP address ("" if none)."""
+    from ._rpc.tcp import NetworkSettings
+
+    try:
+        listen = NetworkSettings.from_config(config.extra.get("network"), config.state_dir).listen
+    except LlmosError:
+        return ""
+    return listen[0] if listen else ""
+
+
+def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = False, home: str = "") -> ObjectRef:
     import numpy as np
 
     from ._pages import handles
@@ -186,7 +201,7 @@ def put_value(client: PageClient, value: Any, codec: Codec, *, detached: bool = 
     del lease
     if kind == KIND_VALUE:
         client.own_values.keep(oid, body)
-    return ObjectRef(oid, view.span)
+    return ObjectRef(oid, view.span, home)
 
 
 def get_value(client: PageClient, ref: Any, codec: Codec, timeout: float | None = None) -> Any:
@@ -254,18 +269,25 @@ class PageOps(Surface):
         Raises:
             PagesExhausted: no room, even after spilling and waiting.
         """
-        return (yield offload(put_value, _client(self), value, self._core.codec, detached=detached))
+        home = object_home(self._core.config)
+        return (yield offload(put_value, _client(self), value, self._core.codec, detached=detached, home=home))
 
     @operation
     def get(self, ref: ObjectRef, *, timeout: float | None = None) -> Any:
         """The stored array or tensor, mapped read-only, without a copy (other values: unpacked).
 
+        An object stored on another node of a cluster (its ref's ``home``) is fetched from
+        there by this node's daemon once, kept in this node's pages, and read from them.
+
         Raises:
-            ObjectLost: freed, its owner exited, or another daemon's.
+            ObjectLost: freed, its owner exited, or another daemon's (with no ``home`` to fetch it from).
         """
         client, codec = _client(self), self._core.codec
         if isinstance(ref, ObjectRef) and (own := client.own_values.find(ref.id)) is not None:
             return codec.unpack(own)  # this process's own value: no thread, no daemon
+        if isinstance(ref, ObjectRef) and ref.home and ref.pool != f"{client.require().pool_id:016x}":
+            local = yield self._daemon("object_import", ref.id, ref.home, timeout=IMPORT_TIMEOUT)
+            ref = ObjectRef(local, ref.nbytes)
         return (yield offload(get_value, client, ref, codec, timeout))
 
     @operation

@@ -128,7 +128,7 @@ class RefOps(Surface):
         if extra:
             more = {**more, **extra} if more else extra
         msg_id, head, body, bufs, deadline = core.encode(
-            kind, method, args, kwargs, timeout=opts.timeout, prio=opts.priority, extra=more
+            kind, method, args, kwargs, timeout=opts.timeout, prio=opts.priority, extra=more, by_value=conn.by_value
         )
         return conn, msg_id, head, body, bufs, deadline
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from ._rpc.tcp import free_tcp_ports  # noqa: F401  (tests find it here)
 from .client import Kernel, connect
 from .config import Config, load_config
 from .errors import DaemonUnavailable, LlmosError
@@ -133,31 +134,6 @@ def toml_text(settings: dict[str, Any]) -> str:
             lines.append(f"[{section}]")
             lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
     return "\n".join(lines) + "\n"
-
-
-def free_tcp_ports(count: int = 3, host: str = "127.0.0.1") -> int:
-    """A port P with P .. P+count-1 free on ``host`` (a TCP-listening daemon uses three in a row)."""
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        if port + count > 65535:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for p in range(port + 1, port + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind((host, p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no {count} free TCP ports in a row on {host}")
 
 
 def short_tmpdir(prefix: str = "llmos-t-") -> Path:

@@ -33,6 +33,7 @@ from ..errors import ConfigError, LlmosError
 from . import linux, sdnotify
 from .audit import Audit
 from .auth import Policy
+from .cluster_objects import ClusterObjects
 from .control import ControlService
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
@@ -51,6 +52,7 @@ from .state.service import StateService
 from .state.settings import open_journal
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
+from .topic_relay import TopicRelay
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -242,6 +244,9 @@ class Daemon:
             Scheduler(self.config, self.loop, self.ctx, self.table, self.inventory, self.lifecycle, publish, self.spawn)
         )
         self.network = add(Network(self))
+        # Topics to and from the cluster's other nodes (off outside a cluster).
+        self.relay = add(TopicRelay(self.ctx, self.loop, self.events, self.network, extra.get("cluster"), self.config))
+        add(ClusterObjects(self.pages, self.relay))  # other nodes' stored objects, fetched once
         self.audit.publish = publish
         self.events.audit = self.audit
         self.events.may = self.policy.topic_verdict

@@ -62,6 +62,7 @@ class Subscriber:
     delivered: int = 0
     dropped: int = 0
     unreported: int = 0  # dropped since the last delivery (sent in the next header)
+    relay: bool = False  # a peer daemon's relay (cluster): batches it brought are not sent back out
 
     def describe(self) -> dict:
         return {
@@ -76,6 +77,14 @@ def _peer_of(frame: Any) -> str:
     """The sending process as the transport names it (``host:uid:gid:pid`` on unix sockets)."""
     try:
         return frame.get("Peer-Address") or ""
+    except zmq.ZMQError:
+        return ""
+
+
+def _user_of(frame: Any) -> str:
+    """The sender's CURVE identity (``key:<name>``), "" when it has none."""
+    try:
+        return frame.get("User-Id") or ""
     except zmq.ZMQError:
         return ""
 
@@ -102,6 +111,11 @@ class EventBus(Service):
         self.refused = 0
         self._held: dict[str, int] = {}  # prefixes held per peer process
         self._peer = ""  # the peer of the control message being handled
+        self._user = ""  # its transport identity (CURVE key name), "" on unix sockets
+        #: The transport identity of peer daemons' relays (``[cluster]``; "" outside a cluster).
+        self.relay_user = ""
+        #: Called when the subscribed prefixes change (the cluster relay follows them).
+        self.on_prefixes_changed: Any = None
         #: ``may(peer_address, user_id, action) -> why not ("" if allowed)``: roles (the daemon sets it).
         self.may: Any = None
         self._verdicts: dict[tuple, str] = {}
@@ -167,21 +181,34 @@ class EventBus(Service):
     def _index_changed(self) -> None:
         self._match.clear()
         self._lengths = sorted({len(p) for p in self.by_prefix})
+        if self.on_prefixes_changed is not None:
+            self.on_prefixes_changed()
 
-    def route(self, topic: bytes, head: Any, body: Any, n: int) -> None:
-        """Send one batch to every matching subscriber (never blocking; full queues drop and count)."""
-        self.published += n
+    def local_prefixes(self) -> set[bytes]:
+        """Prefixes held by this node's own subscribers (not by peer daemons' relays)."""
+        subs = self.subscribers
+        return {p for p, idents in self.by_prefix.items() if any(not subs[i].relay for i in idents if i in subs)}
+
+    def route(self, topic: bytes, head: Any, body: Any, n: int, relayed: bool = False, missed: int = 0) -> None:
+        """Send one batch to every matching subscriber (never blocking; full queues drop and count).
+
+        ``relayed``: the batch came from a peer daemon (it goes to this node's subscribers only),
+        whose relay had missed ``missed`` messages before it (told to the receivers, like their own).
+        """
+        if not relayed:  # relayed ones are counted per peer (``llmos status`` -> cluster)
+            self.published += n
         send = self.outbox.send_multipart
         for ident in self._matching(topic):
             sub = self.subscribers.get(ident)
-            if sub is None:
+            if sub is None or (relayed and sub.relay):
                 continue
-            frame_head = pub_header(n, dropped=sub.unreported) if sub.unreported else head
+            extra = sub.unreported + missed
+            frame_head = pub_header(n, dropped=extra) if extra else head
             try:
                 send([ident, topic, frame_head, body], _NOBLOCK, copy=False)
             except zmq.Again:
                 sub.dropped += n
-                sub.unreported += n
+                sub.unreported += n + missed
                 self.dropped += n
                 continue
             except zmq.ZMQError as exc:
@@ -267,6 +294,7 @@ class EventBus(Service):
                 self.malformed += 1
                 continue
             self._peer = _peer_of(parts[0])
+            self._user = _user_of(parts[0])
             ident, _, head_raw, body = (p.bytes for p in parts)
             msg_id = 0
             try:
@@ -314,7 +342,8 @@ class EventBus(Service):
                         f"subscription refused: the daemon serves at most {self.max_subscribers} subscriber "
                         f"sockets ([limits] subscribers = {self.max_subscribers})"
                     )
-                sub = self.subscribers[ident] = Subscriber(ident, who[:200], owner)
+                relay = bool(self.relay_user) and self._user == self.relay_user
+                sub = self.subscribers[ident] = Subscriber(ident, who[:200], owner, relay=relay)
             for prefix in raw:
                 if prefix not in sub.prefixes:
                     self._held[owner] = self._held.get(owner, 0) + 1

@@ -28,7 +28,7 @@ from .connection import READ_SLICE, Connection
 from .daemon_link import DaemonLink
 from .driver import LoopDriver
 from .pubsub import Publisher
-from .tcp import remote_endpoint, secure_client
+from .tcp import remote_endpoint, secure_client, secure_node_client
 from .tracing import tracer_for
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
@@ -92,7 +92,9 @@ class ClientCore:
         self.driver.call_soon(self.link.attach)
 
     # ------------------------------------------------------------------ connections
-    def _open(self, endpoint: str, peer: str, overflow: str, *, always_armed: bool = False) -> Connection:
+    def _open(
+        self, endpoint: str, peer: str, overflow: str, *, always_armed: bool = False, other_node: bool = False
+    ) -> Connection:
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, SEND_HWM)
         sock.setsockopt(zmq.RCVHWM, 0)  # replies are bounded by our own requests
@@ -100,7 +102,10 @@ class ClientCore:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         sock.setsockopt(zmq.LINGER, 0)
         limit_inbound(sock, frame_limit(self.config.max_message_bytes))
-        secure_client(sock, self.config)
+        if other_node:
+            secure_node_client(sock, self.config)
+        else:
+            secure_client(sock, self.config)
         # Blocking receives (a blocked caller reading its own reply) give up after one slice.
         sock.setsockopt(zmq.RCVTIMEO, max(1, int(READ_SLICE * 1000)))
         sock.connect(endpoint)
@@ -116,6 +121,7 @@ class ClientCore:
         )
         conn.max_bytes = self.config.max_message_bytes
         conn.tracer, conn.roots = self.tracer, self.roots  # (for callers that hold only the connection)
+        conn.by_value = other_node  # arrays to another node travel as frames, never as page handles
         return conn
 
     def actor_connection(self, addr: ActorAddress) -> Connection:
@@ -129,11 +135,15 @@ class ClientCore:
             conn = self.actors.get(addr.id)
             if conn is None:
                 label = f"actor {addr.name or addr.id}"
-                conn = self._open(remote_endpoint(self.config, addr.endpoint), label, addr.overflow)
+                endpoint = remote_endpoint(self.config, addr.endpoint)
+                # A TCP address seen by a client of a local daemon: an actor on another node of a cluster.
+                other_node = not self.config.connect and endpoint.startswith("tcp://")
+                conn = self._open(endpoint, label, addr.overflow, other_node=other_node)
                 self.actors[addr.id] = conn
                 self.driver.call_soon(conn.attach)
-                # Ask the daemon to tell us if it dies (or if it is already gone).
-                self.tell_daemon("watch", addr.id)
+                if not other_node:  # (this daemon knows nothing of another node's actors)
+                    # Ask the daemon to tell us if it dies (or if it is already gone).
+                    self.tell_daemon("watch", addr.id)
         return conn
 
     def publisher(self) -> Publisher:
@@ -160,6 +170,7 @@ class ClientCore:
         prio: int | None = None,
         extra: dict | None = None,
         traced: bool = True,
+        by_value: bool = False,
     ) -> tuple[int, bytes, bytes, list, float | None]:
         """Pack a request. Returns ``(id, header, body, buffers, deadline)``.
 
@@ -169,7 +180,7 @@ class ClientCore:
             TypeError: an argument cannot travel (the message says which type).
             ProtocolError: the message exceeds ``max_message_bytes``.
         """
-        body, bufs = self.codec.pack([args, kwargs])
+        body, bufs = self.codec.pack([args, kwargs], by_value=by_value)
         size = len(body) + sum(memoryview(b).nbytes for b in bufs) if bufs else len(body)
         if size > self.config.max_message_bytes:
             raise ProtocolError(

@@ -87,6 +87,7 @@ class SocketLink:
         self.clock = clock
         self.lock = threading.Lock()
         self.max_bytes = 1 << 62  # the owner sets the message size limit
+        self.by_value = False  # arrays in requests go as frames (the peer is on another machine)
         self.replies = Replies(
             driver, codec, peer, lambda head, body: on_notice(self, head, body) if on_notice else None
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,28 @@ def secure_client(sock: zmq.Socket, config: Config) -> None:
         sock.setsockopt(zmq.ROUTING_ID, BY_VALUE_PREFIX + os.urandom(12))
 
 
+def secure_node_client(sock: zmq.Socket, config: Config) -> None:
+    """Make ``sock`` a CurveZMQ client of an actor on another node of a cluster (before ``connect``).
+
+    A process on a cluster node (an actor, or a local client) proves itself with the cluster's
+    node key (``[cluster] node_key``) and checks the other side with the daemons' shared server
+    key; replies come by value (this process cannot map the other node's pages).
+
+    Raises:
+        ProtocolError: this daemon is not part of a cluster (no node key to reach another machine with).
+    """
+    node_key = (config.extra.get("cluster") or {}).get("node_key")
+    if not node_key:
+        raise ProtocolError(
+            "this actor address is on another machine, and this daemon is not part of an llmos cluster: "
+            "connect to that daemon over TCP (llmos.connect('tcp://...', key=..., server_key=...))"
+        )
+    settings = NetworkSettings.from_config(config.extra.get("network"), config.state_dir)
+    server, public, secret = _client_keys(str(node_key), str(settings.server_key.with_suffix(".pub")))
+    curve_client(sock, server, public, secret)
+    sock.setsockopt(zmq.ROUTING_ID, BY_VALUE_PREFIX + os.urandom(12))
+
+
 def remote_endpoint(config: Config, endpoint: str) -> str:
     """Where a remote client reaches an actor: its TCP endpoint, on the host the client used for the daemon.
 
@@ -127,3 +150,26 @@ def remote_endpoint(config: Config, endpoint: str) -> str:
     if host in ("0.0.0.0", "*", "[::]", "::"):
         host = config.connect.removeprefix("tcp://").rpartition(":")[0]
     return f"tcp://{host}:{port}"
+
+
+def free_tcp_ports(count: int = 3, host: str = "127.0.0.1") -> int:
+    """A port P with P .. P+count-1 free on ``host`` (a TCP-listening daemon uses three in a row)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if port + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for p in range(port + 1, port + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind((host, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {count} free TCP ports in a row on {host}")

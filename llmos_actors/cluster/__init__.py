@@ -6,7 +6,8 @@ as ``llmos.connect("ray://auto")``) returns a ``ClusterKernel``. Needs Ray (``pi
 
 from __future__ import annotations
 
-from ..client import URL_SCHEMES
+from ..client import ASYNC_URL_SCHEMES, URL_SCHEMES
+from .async_kernel import AsyncClusterKernel
 from .control import down, up
 from .kernel import ClusterKernel
 
@@ -16,6 +17,12 @@ def connect(address: str = "ray://auto") -> ClusterKernel:
     return ClusterKernel(address.removeprefix("ray://") or "auto")
 
 
-URL_SCHEMES["ray"] = connect
+def connect_async(address: str = "ray://auto") -> AsyncClusterKernel:
+    """The asyncio flavour: ``async with connect_async("ray://auto") as k`` (or ``k = await ...``)."""
+    return AsyncClusterKernel(address.removeprefix("ray://") or "auto")
 
-__all__ = ["ClusterKernel", "connect", "down", "up"]
+
+URL_SCHEMES["ray"] = connect
+ASYNC_URL_SCHEMES["ray"] = connect_async
+
+__all__ = ["AsyncClusterKernel", "ClusterKernel", "connect", "connect_async", "down", "up"]

@@ -9,6 +9,7 @@ dies, the daemon is told to stop, and its actors die with it.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -21,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .keys import CLIENT_NAME, ClusterKeys, write_daemon_keys
-from .ports import free_port_triple
+from .._rpc.tcp import free_tcp_ports
+from .keys import CLIENT_NAME, NODE_NAME, ClusterKeys, write_daemon_keys
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,16 @@ _PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 #: Seconds between checks that the daemon still runs.
 WATCH_PERIOD = 0.2
+#: The other nodes' daemons, for this node's topic relay (in the agent's directory).
+PEERS_FILE = "peers.json"
 
 
 def _die_with_parent() -> None:  # the runner: SIGTERM when the agent's thread that started it dies
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _daemon_config(host: str, port: int, server_key: Path, authorized: Path, settings: dict) -> str:
+def _daemon_config(host: str, port: int, base: Path, keys: tuple[Path, Path, Path], settings: dict) -> str:
+    server_key, authorized, node_key = keys
     lines = [f"{k} = {v!r}" for k, v in settings.items() if isinstance(v, (int, float))]
     lines += [
         "[network]",
@@ -45,7 +49,11 @@ def _daemon_config(host: str, port: int, server_key: Path, authorized: Path, set
         f'server_key = "{server_key}"',
         f'authorized_keys = "{authorized}"',
         "[security]",
-        f'roles = {{ "key:{CLIENT_NAME}" = "admin" }}',
+        f'roles = {{ "key:{CLIENT_NAME}" = "admin", "key:{NODE_NAME}" = "user" }}',
+        "[cluster]",  # topics across nodes: the peers file is kept current by set_peers
+        f'peers = "{base / PEERS_FILE}"',
+        f'node_key = "{node_key}"',
+        f'relay_identity = "key:{NODE_NAME}"',
     ]
     return "\n".join(lines) + "\n"
 
@@ -76,7 +84,7 @@ class NodeAgent:
             if self.proc is None:
                 self.host = ray.util.get_node_ip_address()
                 self.base = Path(tempfile.mkdtemp(prefix="llmos-node-", dir="/tmp"))
-                self.port = free_port_triple(self.host)
+                self.port = free_tcp_ports(3, self.host)
                 self._launch()
                 self._watcher = threading.Thread(target=self._watch, name="llmos-daemon-watch", daemon=True)
                 self._watcher.start()
@@ -113,6 +121,16 @@ class NodeAgent:
             shutil.rmtree(self.base, ignore_errors=True)
         return code
 
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """The other nodes' daemon endpoints (``{node_id: tcp://host:port}``); the daemon's relay follows the file."""
+        with self._lock:
+            if self.base is None:
+                return
+            others = {node_id: endpoint for node_id, endpoint in peers.items() if node_id != self.node_id}
+            tmp = self.base / (PEERS_FILE + ".tmp")
+            tmp.write_text(json.dumps({"peers": others}))
+            tmp.replace(self.base / PEERS_FILE)  # whole or not at all for the reader
+
     def kill_daemon(self) -> int:
         """SIGKILL the daemon (tests use it to check the agent restarts it); returns the old pid."""
         pid = self.ready_pid
@@ -124,9 +142,9 @@ class NodeAgent:
     def _launch(self) -> None:
         assert self.base is not None
         rt, state = self.base / "rt", self.base / "state"
-        server_key, authorized = write_daemon_keys(self.keys, self.base)
+        keys = write_daemon_keys(self.keys, self.base)
         config = self.base / "llmosd.toml"
-        config.write_text(_daemon_config(self.host, self.port, server_key, authorized, self.settings))
+        config.write_text(_daemon_config(self.host, self.port, self.base, keys, self.settings))
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         env.update({"LLMOS_RUNTIME_DIR": str(rt), "LLMOS_STATE_DIR": str(state), "LLMOS_CONFIG": str(config)})

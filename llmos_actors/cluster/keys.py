@@ -15,6 +15,8 @@ import zmq
 
 #: The client key's file name in a daemon's ``authorized_keys``: its identity there is ``key:cluster``.
 CLIENT_NAME = "cluster"
+#: The daemons' own key (topic relays and object fetches between them): ``key:node``, role user.
+NODE_NAME = "node"
 
 
 @dataclass(frozen=True)
@@ -23,15 +25,16 @@ class ClusterKeys:
     server_secret: str
     client_public: str
     client_secret: str
+    node_public: str = ""
+    node_secret: str = ""
 
     @classmethod
     def generate(cls) -> ClusterKeys:
-        server_public, server_secret = zmq.curve_keypair()
-        client_public, client_secret = zmq.curve_keypair()
-        return cls(server_public.decode(), server_secret.decode(), client_public.decode(), client_secret.decode())
+        pairs = [zmq.curve_keypair() for _ in range(3)]
+        return cls(*(key.decode() for pair in pairs for key in pair))
 
     def client_only(self) -> ClusterKeys:
-        """What a driver needs: the server's public key and the client pair (never the server's secret)."""
+        """What a driver needs: the server's public key and the client pair (never a daemon's secret)."""
         return ClusterKeys(self.server_public, "", self.client_public, self.client_secret)
 
 
@@ -41,15 +44,18 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text + "\n")
 
 
-def write_daemon_keys(keys: ClusterKeys, directory: Path) -> tuple[Path, Path]:
-    """The daemon's ``server.key`` (+ ``.pub``) and an ``authorized_keys`` dir holding the cluster client key."""
-    server_key = directory / "server.key"
+def write_daemon_keys(keys: ClusterKeys, directory: Path) -> tuple[Path, Path, Path]:
+    """The daemon's ``server.key`` (+ ``.pub``), its ``node.key`` (for its relays to peers) and an
+    ``authorized_keys`` dir holding the cluster client key and the node key."""
+    server_key, node_key = directory / "server.key", directory / f"{NODE_NAME}.key"
     _write_private(server_key, keys.server_secret)
+    _write_private(node_key, keys.node_secret)
     (directory / "server.pub").write_text(keys.server_public + "\n")
     authorized = directory / "authorized_keys"
     authorized.mkdir(mode=0o700, exist_ok=True)
     (authorized / f"{CLIENT_NAME}.pub").write_text(keys.client_public + "\n")
-    return server_key, authorized
+    (authorized / f"{NODE_NAME}.pub").write_text(keys.node_public + "\n")
+    return server_key, authorized, node_key
 
 
 def write_client_key(keys: ClusterKeys, directory: Path) -> Path:

@@ -2,7 +2,9 @@
 
 It makes the cluster keys once, starts a pinned ``NodeAgent`` on every alive Ray node (and on
 nodes that join later), and records each daemon's endpoint and state for drivers. A node Ray
-reports dead is marked ``lost``; drivers watching the registry fail its actors' refs.
+reports dead is marked ``lost``; drivers watching the registry fail its actors' refs, and the
+registry's supervisor spawns the node's permanent actors again on other nodes that fit (the
+driver that spawned them may be gone: the registry lives as long as the llmos cluster).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from .agent import NodeAgent, agent_options
 from .keys import ClusterKeys
+from .nodes import NodeKernels
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,8 @@ REGISTRY_NAME = "llmos-registry"
 NAMESPACE = "llmos"
 #: Seconds between looks at Ray's node table.
 RECONCILE_PERIOD = 0.5
+#: Seconds the supervisor keeps trying to respawn a lost node's permanent actor (no node fits yet...).
+RESPAWN_TIMEOUT = 120.0
 
 
 def alive_nodes() -> dict[str, dict]:
@@ -40,6 +45,10 @@ class Registry:
         self.agents: dict[str, Any] = {}  # node id -> agent handle
         self.starting: dict[str, Any] = {}  # node id -> ObjectRef of agent.start()
         self.nodes: dict[str, dict] = {}  # node id -> {"state", "endpoint", ...}
+        self._peers: dict[str, str] = {}  # the up daemons' endpoints, as last told to the agents
+        self.permanent: dict[str, dict] = {}  # actor id -> spawn spec {"node", "cls", "args", "kwargs", "options"}
+        self.respawned = 0
+        self._kernels: NodeKernels | None = None  # the supervisor's handles on the daemons (opened on first need)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmos-registry", daemon=True)
@@ -74,6 +83,8 @@ class Registry:
         with self._lock:
             agents = dict(self.agents)
             self.agents.clear()
+        if self._kernels is not None:
+            self._kernels.close()
         stops = [a.stop.remote() for a in agents.values()]
         ray.wait(stops, num_returns=len(stops), timeout=40)
         for agent in agents.values():
@@ -82,6 +93,56 @@ class Registry:
 
     def agent(self, node_id: str) -> Any:
         return self.agents[node_id]
+
+    # ------------------------------------------------------------------ the cluster supervisor
+    def supervise(self, actor_id: str, spec: dict) -> None:
+        """Respawn this permanent actor elsewhere if its node is lost (``spec``: how it was spawned)."""
+        with self._lock:
+            self.permanent[actor_id] = dict(spec)
+
+    def unsupervise(self, actor_id: str) -> None:
+        with self._lock:
+            self.permanent.pop(actor_id, None)
+
+    def supervised(self) -> dict:
+        """``{"actors": {actor id: node id}, "respawned": count}``."""
+        with self._lock:
+            return {"actors": {aid: spec["node"] for aid, spec in self.permanent.items()}, "respawned": self.respawned}
+
+    def _node_lost(self, node_id: str) -> None:
+        with self._lock:
+            again = {aid: spec for aid, spec in self.permanent.items() if spec["node"] == node_id}
+            for aid in again:
+                del self.permanent[aid]
+        if again:
+            threading.Thread(target=self._respawn, args=(node_id, again), name="llmos-respawn", daemon=True).start()
+
+    def _respawn(self, node_id: str, specs: dict[str, dict]) -> None:
+        if self._kernels is None:
+            self._kernels = NodeKernels(self.keys, self.node_table)
+        self._kernels.forget(node_id)
+        for aid, spec in specs.items():
+            deadline = time.monotonic() + RESPAWN_TIMEOUT
+            while not self._stop.is_set():
+                try:
+                    new_node, ref = self._kernels.spawn(
+                        spec["cls"], spec["args"], spec["kwargs"], "auto", spec["options"]
+                    )
+                except Exception as exc:  # no node fits yet, or a daemon is restarting: try again
+                    if time.monotonic() > deadline:
+                        log.error(
+                            "llmos supervisor: permanent actor %s of lost node %s not respawned: %s", aid, node_id, exc
+                        )
+                        break
+                    self._stop.wait(1.0)
+                    continue
+                log.warning(
+                    "llmos supervisor: permanent actor %s of lost node %s is %s on %s", aid, node_id, ref.id, new_node
+                )
+                with self._lock:
+                    self.permanent[ref.id] = dict(spec, node=new_node)
+                    self.respawned += 1
+                break
 
     # ------------------------------------------------------------------ keeping in step with Ray
     def _loop(self) -> None:
@@ -134,6 +195,18 @@ class Registry:
                     self.starting.pop(node_id, None)
                     self.nodes[node_id]["state"] = "lost"
                 log.warning("llmos registry: node %s lost", node_id)
+                self._node_lost(node_id)
+        self._tell_peers()
+
+    def _tell_peers(self) -> None:
+        """Every up agent learns the up daemons' endpoints when they change (for topics across nodes)."""
+        with self._lock:
+            peers = {n: v["endpoint"] for n, v in self.nodes.items() if v["state"] == "up" and n in self.agents}
+            agents = [self.agents[n] for n in peers]
+        if peers != self._peers:
+            self._peers = peers
+            for agent in agents:
+                agent.set_peers.remote(peers)
 
     def _refresh(self, node_ids: list[str]) -> None:
         """Each up daemon's current pid (a restarted daemon is a new one: drivers reconnect)."""

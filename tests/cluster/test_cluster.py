@@ -6,6 +6,7 @@ nodes with labels. Everything is torn down at the end, on failure too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,12 +22,13 @@ import pytest
 from llmos_actors.testing import wait_for
 
 ray = pytest.importorskip("ray")
+from page_actors import PageUser  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import llmos_actors as llmos  # noqa: E402
 from llmos_actors import cluster  # noqa: E402
 
-from actors import Counter, Streamer  # noqa: E402
+from actors import Counter, Listener, Relay, Streamer  # noqa: E402
 
 # Starting three Ray nodes and their daemons takes minutes on a loaded machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -113,6 +115,38 @@ def test_tensor_crosses_nodes_intact(ray_cluster, ck):
     ck.kill(ref)
 
 
+def test_actor_calls_an_actor_on_another_node(ray_cluster, ck):
+    c, workers = ray_cluster
+    target = ck.spawn(Counter, node=_node_id(workers[0]))
+    relay = ck.spawn(Relay, node=c.head_node.node_id)
+    assert relay.call("call_ref", target, "incr") == 1
+    assert relay.call("call_ref_async", target, "incr") == 2
+    data = np.random.default_rng(3).standard_normal(1 << 16).astype(np.float32)
+    assert np.array_equal(np.asarray(relay.call("call_ref", target, "echo", data)), data)  # by value both ways
+    assert target.call("incr") == 3
+    for r in (target, relay):
+        ck.kill(r)
+
+
+def test_async_cluster_kernel_spawns_and_calls_across_nodes(ray_cluster):
+    _c, workers = ray_cluster
+    far = _node_id(workers[0])
+
+    async def main():
+        async with llmos.connect_async("ray://auto") as ak:
+            assert isinstance(ak, llmos.AsyncClusterKernel)
+            ref = await ak.spawn(Counter, name="async-far", node=far)
+            assert isinstance(ref, llmos.AsyncActorRef) and ak.node_of(ref) == far
+            assert [await ref.call("incr") for _ in range(3)] == [1, 2, 3]
+            assert sorted(await asyncio.gather(*(ref.ask("incr") for _ in range(50)))) == list(range(4, 54))
+            found = await ak.lookup("async-far")
+            assert await found.call("incr") == 54
+            assert [r["node"] for r in await ak.ps(exited=False) if r["name"] == "async-far"] == [far]
+            await ak.kill(ref)
+
+    asyncio.run(main())
+
+
 def test_agent_restarts_its_daemon(ray_cluster, ck):
     _c, workers = ray_cluster
     node = _node_id(workers[0])
@@ -130,11 +164,63 @@ def test_agent_restarts_its_daemon(ray_cluster, ck):
     ck.kill(ref)
 
 
+def test_topic_published_on_one_node_reaches_subscribers_on_two_others_in_order(ray_cluster, ck):
+    c, workers = ray_cluster
+    head = c.head_node.node_id
+    listeners = [ck.spawn(Listener, node=_node_id(w)) for w in workers]
+
+    def relays_live():  # each listener's node has told the publisher's node it wants "news."
+        for w in workers:
+            peer = ck.node_kernel(_node_id(w)).status().get("cluster", {}).get("peers", {}).get(head)
+            if not peer or "news." not in peer["prefixes"] or not peer["live"]:
+                return False
+        return True
+
+    _poll(relays_live, 60, "the listeners' nodes subscribed at the publisher's node")
+    publisher = ck.node_kernel(head)
+    relayed = _poll(lambda: "cluster" in publisher.status() and publisher.status()["cluster"], 10, "relay status")
+    assert all(not p["prefixes"] for p in relayed["peers"].values())  # no subscriber there: it asks for nothing
+    for i in range(TOPIC_MESSAGES):
+        publisher.publish("news.cluster", i)
+    for ref in listeners:
+        _poll(lambda ref=ref: len(_news(ref)) >= TOPIC_MESSAGES, 60, "every message relayed")
+        assert _news(ref) == list(range(TOPIC_MESSAGES))
+    for ref in listeners:
+        ck.kill(ref)
+
+
+TOPIC_MESSAGES = 300
+
+
+def _news(ref):
+    return [msg for topic, msg in ref.call("received") if topic == "news.cluster"]
+
+
+def test_object_stored_on_one_node_is_read_on_another(ray_cluster, ck):
+    c, workers = ray_cluster
+    head, far = c.head_node.node_id, _node_id(workers[0])
+    owner = ck.spawn(PageUser, node=head)
+    reader = ck.spawn(PageUser, node=far)
+    ref = owner.call("put", 1 << 16)
+    assert ref.home == {n["node_id"]: n["endpoint"] for n in ck.nodes()}[head]
+    assert reader.call("get_total", ref) == float(sum(range(1 << 16)))
+    assert reader.call("get_total", ref) == float(sum(range(1 << 16)))  # the node's copy this time
+    counters = ck.node_kernel(far).status()["cluster_objects"]
+    assert counters["imported"] == 1 and counters["hits"] >= 1
+    for r in (owner, reader):
+        ck.kill(r)
+
+
 def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
     c, workers = ray_cluster
     victim = workers[1]
     ref = ck.spawn(Counter, name="doomed", node=_node_id(victim))
     keeper = ck.spawn(Counter, name="keeper", node=_node_id(victim), restart="permanent")
+    # Spawned by a driver that is gone when the node is lost: the registry's supervisor respawns it.
+    with llmos.connect("ray://auto") as gone:
+        gone.spawn(Counter, name="orphan", node=_node_id(victim), restart="permanent")
+    supervised = ray.get(cluster.control.registry().supervised.remote())
+    assert sorted(supervised["actors"].values()).count(_node_id(victim)) == 2
     assert ref.call("incr") == 1
     mon = ck.monitor(ref)
     # The machine vanishes: every process of the node is frozen (no goodbye reaches anyone), then
@@ -152,9 +238,11 @@ def test_node_loss_fails_refs_and_restarts_permanent_actors(ray_cluster, ck):
         assert mon.notices[0].reason == "node lost"
         with pytest.raises(llmos.ActorDiedError):
             keeper.call("incr")
-        back = _poll(lambda: _try_lookup(ck, "keeper"), 60, "permanent actor back on another node")
-        assert ck.node_of(back) != _node_id(victim)
-        assert back.call("incr") == 1
+        for name in ("keeper", "orphan"):
+            back = _poll(lambda name=name: _try_lookup(ck, name), 60, f"permanent actor {name} back on another node")
+            assert ck.node_of(back) != _node_id(victim)
+            assert back.call("incr") == 1
+            ck.kill(back)
     finally:
         for p in frozen:
             if _running(p):
@@ -192,6 +280,13 @@ def test_new_node_gets_a_daemon(ray_cluster, ck):
         ref = ck.spawn(Counter, node=new.node_id)
         assert ref.call("incr") == 1
         ck.kill(ref)
+        # Its daemon learns the other up daemons, for topics across nodes.
+        others = {n["node_id"] for n in ck.nodes() if n["state"] == "up"} - {new.node_id}
+        _poll(
+            lambda: set(ck.node_kernel(new.node_id).status().get("cluster", {}).get("peers", {})) == others,
+            30,
+            "the new daemon's topic peers",
+        )
     finally:
         _remove_node_and_wait(c, new)
 
