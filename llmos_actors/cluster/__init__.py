@@ -1,7 +1,8 @@
 """llmos on a Ray cluster: a daemon per node, one handle over all of them (see docs/cluster.md).
 
 ``up()`` / ``down()`` start and stop the node daemons; ``connect("ray://auto")`` (also reachable
-as ``llmos.connect("ray://auto")``) returns a ``ClusterKernel``. Needs Ray (``pip install ray``).
+as ``llmos.connect("ray://auto")``) returns a ``ClusterKernel``, ``connect_async`` (and
+``llmos.connect_async("ray://auto")``) an ``AsyncClusterKernel``. Needs Ray (``pip install ray``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ from actors import Counter, Listener, Relay, Streamer  # noqa: E402
 # Starting three Ray nodes and their daemons takes minutes on a loaded machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
-SYSTEM = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
+# Ray declares a node dead after ~5 s without health-check answers (default ~15 s). Tighter than this,
+# a raylet starved for a second on a loaded 2-core machine is declared dead, head node included.
+SYSTEM = {"health_check_period_ms": 1000, "health_check_failure_threshold": 5, "health_check_timeout_ms": 1000}
 
 
 def _poll(fn, timeout, what):
