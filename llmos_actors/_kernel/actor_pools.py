@@ -105,7 +105,7 @@ class ActorPools:
             raise LlmosError(f"a pool named {name!r} exists")
         window = int(request.get("window", 2))
         args, _ = self._codec.pack([[window], {}], inline=True)
-        spec = {"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []}
+        spec: dict[str, Any] = {"cls": DISPATCHER_CLASS, "args": args, "name": name, "path": []}
         dispatcher = await (self.spawn(spec, actor_id=dispatcher_id) if dispatcher_id else self.spawn(spec))
         pool = PoolRecord(
             name,

@@ -32,7 +32,8 @@ STATE_RESTART_KEYS = ("journal", "sync")
 
 def changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
     """Which keys changed: ``(applied live, needing a restart)``."""
-    live, restart = [], []
+    live: list[str] = []
+    restart: list[str] = []
     for f in dataclasses.fields(Config):
         if f.name == "extra":
             continue

@@ -207,8 +207,12 @@ class DaemonLink:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
 
+        def settle() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         with self._back:
             self._callbacks.append(wake)

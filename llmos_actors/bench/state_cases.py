@@ -7,6 +7,7 @@ the journal on/off pairs need one of each), so the daemon under test is left alo
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ class Recovery(Workload):
         deadline = time.monotonic() + RECOVERY_DEADLINE
         for i, ref in enumerate(self.refs):
             left = max(1.0, deadline - time.monotonic())
-            wait_for(lambda ref=ref, i=i: _answers(ref, i), left, interval=0.005, what="a recovered actor")
+            wait_for(functools.partial(_answers, ref, i), left, interval=0.005, what="a recovered actor")
         return time.perf_counter() - t0
 
     def close(self) -> None:

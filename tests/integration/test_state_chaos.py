@@ -185,6 +185,7 @@ def test_kill9_at_random_points_short(rdir: Path) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(1800)  # ten daemon starts and recoveries: minutes on a loaded machine
 @pytest.mark.parametrize("seed", range(3))
 def test_kill9_at_random_points_long(rdir: Path, seed: int) -> None:
     run_chaos(rdir, rounds=10, seed=seed)

@@ -56,7 +56,7 @@ async def recover(state: Any) -> dict:
             row["spec"]["supervisor"] = ""  # its supervisor is gone from the journal: bring it back alone
         groups.setdefault(key, []).append(row)
     gate = asyncio.Semaphore(PARALLEL)
-    results = {"recovered": 0, "failed": 0}
+    results: dict[str, Any] = {"recovered": 0, "failed": 0}
 
     async def bring_back(rows: list[dict]) -> None:
         async with gate:
