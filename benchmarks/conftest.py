@@ -19,7 +19,7 @@ import pytest
 from llmos_actors.bench.context import BenchContext
 from llmos_actors.bench.ray_session import RaySession
 from llmos_actors.bench.workload import FULL
-from llmos_actors.cli.bench_cmd import MAX_MESSAGE_BYTES, PRELOAD
+from llmos_actors.cli.bench_run import MAX_MESSAGE_BYTES, PRELOAD
 from llmos_actors.testing import start_daemon
 
 

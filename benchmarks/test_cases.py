@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmos_actors.bench.cases import CASES, Case
+from llmos_actors.bench.cases import Case
 from llmos_actors.bench.context import BenchContext
-from llmos_actors.bench.peers import PEERS
+from llmos_actors.bench.registry import CASES, PEERS
 
 #: Rounds per benchmark: enough for a stable median, few enough for the slow peers.
 ROUNDS = {"rate": 20, "latency": 10}

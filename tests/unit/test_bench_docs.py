@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from llmos_actors.bench import report
-from llmos_actors.bench.cases import CASES, Case
+from llmos_actors.bench.cases import Case
 from llmos_actors.bench.context import BenchContext
 from llmos_actors.bench.docpage import BEGIN, END, DocPageError, replace_section, results_section, write_docs
-from llmos_actors.bench.peers import PEERS, Peer
+from llmos_actors.bench.peers import Peer
+from llmos_actors.bench.registry import CASES, PEERS
 from llmos_actors.bench.runner import Runner
 from llmos_actors.bench.tables import format_markdown
 from llmos_actors.bench.workload import Timing, Workload
