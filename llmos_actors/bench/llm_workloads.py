@@ -25,7 +25,7 @@ from .workload import Workload
 
 #: Seconds a device or a peer process may take to load the model.
 LOAD_TIMEOUT = 600.0
-#: vLLM compiles its model at every start (~100 s alone on two cores; ten minutes on a busy machine).
+#: vLLM compiles its model at every start (~100 s alone on two cores; six to nine minutes on a busy machine).
 VLLM_LOAD_TIMEOUT = 1800.0
 #: Seconds any one answer may take.
 ANSWER_TIMEOUT = 600.0
