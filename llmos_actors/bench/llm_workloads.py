@@ -20,10 +20,13 @@ from typing import Any
 
 from ..errors import LlmosError
 from .context import Actors, BenchContext
+from .llm_model_copy import hf_copy
 from .workload import Workload
 
 #: Seconds a device or a peer process may take to load the model.
 LOAD_TIMEOUT = 600.0
+#: vLLM compiles its model at every start (~100 s alone on two cores; six to nine minutes on a busy machine).
+VLLM_LOAD_TIMEOUT = 1800.0
 #: Seconds any one answer may take.
 ANSWER_TIMEOUT = 600.0
 #: Seconds a child has to stop by itself (then to exit after SIGTERM).
@@ -89,14 +92,23 @@ def _readline(proc: subprocess.Popen, timeout: float, what: str) -> str:
 class Child:
     """A child process speaking JSON lines (a benchmark client or a peer), stopped by closing its stdin."""
 
-    def __init__(self, argv: list[str], what: str, env: dict | None = None, *, wait: bool = True) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        what: str,
+        env: dict | None = None,
+        *,
+        wait: bool = True,
+        load_timeout: float = LOAD_TIMEOUT,
+    ) -> None:
         self.what = what
+        self.load_timeout = load_timeout
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if wait:
             self.wait_ready()
 
     def wait_ready(self) -> None:
-        if _readline(self.proc, LOAD_TIMEOUT, self.what) != "ready":
+        if _readline(self.proc, self.load_timeout, self.what) != "ready":
             self.close()
             raise LlmosError(f"{self.what} did not start")
 
@@ -187,7 +199,7 @@ class PeerTokens(Workload):
         self.ops = n * self.tokens
         model_dir, gguf_name = model_files()
         if mode == "vllm" and gguf_name != "-":
-            model_dir, gguf_name = str(safetensors_copy(ctx, Path(model_dir) / gguf_name)), "-"
+            model_dir, gguf_name = str(hf_copy(Path(model_dir) / gguf_name)), "-"
         script = str(Path(__file__).with_name("llm_peer.py"))
         cores = ",".join(map(str, device_cpus()))
         argv = ["taskset", "-c", cores, python or sys.executable, script, mode, model_dir, gguf_name, "2"]
@@ -200,7 +212,8 @@ class PeerTokens(Workload):
             "static": f"transformers generate, one batch of {n} (left-padded)",
             "vllm": "vLLM CPU build, LLM.generate over all prompts, both cores",
         }[mode] + f", cores {cores}"
-        self.child = Child(argv, f"{mode} peer", env)
+        timeout = VLLM_LOAD_TIMEOUT if mode == "vllm" else LOAD_TIMEOUT
+        self.child = Child(argv, f"{mode} peer", env, load_timeout=timeout)
 
     def round(self) -> float:
         self.child.send({"messages": self.prompts, "max_tokens": self.tokens})
@@ -210,25 +223,6 @@ class PeerTokens(Workload):
 
     def close(self) -> None:
         self.child.close()
-
-
-def safetensors_copy(ctx: BenchContext, gguf: Path) -> Path:
-    """The GGUF model converted once to a float32 safetensors directory (what vLLM loads)."""
-    out = ctx.workdir / "smollm2-hf"
-    if not (out / "config.json").exists():
-        import torch
-        from safetensors.torch import save_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # Dequantized already, but transformers refuses to save a model loaded from a GGUF: weights and
-        # config are written directly (the config without its GGUF quantization entry).
-        save_model(model, str(out / "model.safetensors"))
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        (out / "config.json").write_text(json.dumps(config, indent=1))
-    return out
 
 
 def first_token_s(device: Any, messages: list[dict], **options: Any) -> float:
