@@ -256,25 +256,38 @@ class PagesService(Service):
         self.slabs.exited(conn.pid)
         return reply, [self.fd, self.channel.ring_for(conn.pid).fd]
 
-    def _alloc(self, pid: int | None, pages: int) -> Block | None:
-        """A block in slabs of ``pid``'s own (None: the daemon's), claiming more when they are full."""
+    def _alloc(self, pid: int | None, pages: int, unsealed: bool = False) -> Block | None:
+        """A block in slabs of ``pid``'s own (None: the daemon's), claiming more when they are full.
+
+        ``unsealed``: for a copy that will be moved (its receiver maps it writable), new slabs
+        come before sealed ones (those would make every receiver copy it again).
+        """
         # Releases not read yet first: first fit then reuses pages that are already touched and
         # mapped there (fresh ones cost a page fault each, 4-5x slower than a memcpy).
         self._drain_all()
-        block = self._alloc_owned(pid, pages)
+        block = self._alloc_owned(pid, pages, unsealed)
         if block is None and self.store.spill_for(pages):
-            block = self._alloc_owned(pid, pages)
+            block = self._alloc_owned(pid, pages, unsealed)
         return block
 
-    def _alloc_owned(self, pid: int | None, pages: int) -> Block | None:
+    def _alloc_owned(self, pid: int | None, pages: int, unsealed: bool) -> Block | None:
         owner = DAEMON if pid is None else pid
         table = self.table
-        for lo, hi in self.slabs.owned(owner):
+        ranges = self.slabs.owned(owner)
+        for sealed, lo, hi in ranges:
+            if unsealed and sealed:
+                break  # unsealed ranges come first
             block = table.alloc(pid, pages, lo, hi)
             if block is not None:
                 return block
         claimed = self.slabs.claim(owner, pages)
-        return None if claimed is None else table.alloc(pid, pages, *claimed)
+        if claimed is not None:
+            return table.alloc(pid, pages, *claimed)
+        for sealed, lo, hi in ranges if unsealed else ():
+            block = table.alloc(pid, pages, lo, hi) if sealed else None
+            if block is not None:
+                return block
+        return None
 
     def _full(self, nbytes: int) -> dict:
         t = self.table
@@ -291,14 +304,14 @@ class PagesService(Service):
         )
         return {"error": "full", "message": message}
 
-    def _op_alloc(self, conn: Peer, nbytes: Any) -> tuple[dict, None]:
+    def _op_alloc(self, conn: Peer, nbytes: Any, unsealed: Any = False) -> tuple[dict, list[int] | None]:
         ps = self.region.page_size  # type: ignore[union-attr]
         if type(nbytes) is not int or nbytes <= 0:
             return {"error": "bad", "message": f"alloc needs a positive byte count, not {nbytes!r}"}, None
         if nbytes > self.table.n_pages * ps:
             message = f"{human(nbytes)} is larger than the whole pool ({human(self.table.n_pages * ps)})"
             return {"error": "too_big", "message": message}, None
-        block = self._alloc(conn.pid, -(-nbytes // ps))
+        block = self._alloc(conn.pid, -(-nbytes // ps), bool(unsealed))
         if block is None:
             return self._full(nbytes), None
         slabs = self.slabs.new_to(conn.pid, block.start, block.pages)

@@ -60,8 +60,8 @@ class SlabAccess:
         self.fds = []
 
     # ------------------------------------------------------------------ owners
-    def owned(self, pid: int) -> list[tuple[int, int]]:
-        """``pid``'s slabs as page ranges ``(lo, hi)``, adjacent ones merged, unsealed ones first."""
+    def owned(self, pid: int) -> list[tuple[bool, int, int]]:
+        """``pid``'s slabs as ``(sealed, lo, hi)`` page ranges, adjacent ones merged, unsealed ones first."""
         sp, n_pages = self.region.slab_pages, self.region.n_pages
         ranges: list[tuple[bool, int, int]] = []
         for slab in sorted(self.by_owner.get(pid, ())):
@@ -72,7 +72,7 @@ class SlabAccess:
             else:
                 ranges.append((sealed, lo, hi))
         ranges.sort(key=lambda r: r[0])
-        return [(lo, hi) for _sealed, lo, hi in ranges]
+        return ranges
 
     def claim(self, pid: int, pages: int) -> tuple[int, int] | None:
         """Make ``pid`` the owner of enough adjacent slabs without blocks for ``pages``; their page range.
