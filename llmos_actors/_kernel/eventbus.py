@@ -126,6 +126,7 @@ class EventBus(Service):
         self.malformed = 0
         self.daemon_events = 0
         self._sockets: list[zmq.Socket] = []
+        self._read_pending = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -274,6 +275,13 @@ class EventBus(Service):
     def _check_subscribers(self) -> None:
         # Sends on the ROUTER can swallow its fd's edge for control messages waiting there.
         if int(self.outbox.getsockopt(_EVENTS)) & _POLLIN:
+            self._read_soon()
+
+    def _read_soon(self) -> None:
+        """Read the subscriber socket on the next loop turn, once however often asked: every refusal
+        publishes an audit event, and one pending read per event piled up under a flood."""
+        if not self._read_pending:
+            self._read_pending = True
             self.loop.call_soon(self._on_subscriber)
 
     def publish(self, topic: str, body: dict) -> None:
@@ -284,6 +292,7 @@ class EventBus(Service):
 
     # ------------------------------------------------------------------ subscriptions
     def _on_subscriber(self) -> None:
+        self._read_pending = False
         recv = self.outbox.recv_multipart
         for _ in range(READ_LIMIT):
             try:
@@ -312,7 +321,7 @@ class EventBus(Service):
             except (ProtocolError, ValueError, TypeError, LimitExceeded, PermissionDenied) as exc:
                 self._reply(ident, msg_id, P.ERR, error_payload(exc, with_traceback=False))
         else:
-            self.loop.call_soon(self._on_subscriber)
+            self._read_soon()
 
     def _control(self, ident: bytes, head: dict, args: Any) -> None:
         method = head.get("method")
@@ -328,13 +337,15 @@ class EventBus(Service):
             new = len(set(raw) - (sub.prefixes if sub is not None else set()))
             if self._held.get(owner, 0) + new > self.max_prefixes:
                 self.refused += 1
-                limit = LimitExceeded(
+                why = (
                     f"subscription refused: one process may hold at most {self.max_prefixes} prefixes "
                     f"([limits] subscriptions = {self.max_prefixes})"
                 )
                 if self.audit is not None:
-                    self.audit.refused("subscribe", f"peer:{owner}", str(limit))
-                raise limit
+                    self.audit.refused("subscribe", f"peer:{owner}", why)
+                # Raised, never kept in a local: an exception its own frame refers to is a reference
+                # cycle, and under a flood of refusals those piled up between (rare) GC passes.
+                raise LimitExceeded(why)
             if sub is None:
                 if len(self.subscribers) >= self.max_subscribers:
                     self.refused += 1

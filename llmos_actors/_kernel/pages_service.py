@@ -27,7 +27,7 @@ from .._pages.table import Block, PageTable
 from ..config import Config
 from ..errors import ConfigError
 from .pages_channel import PagesChannel, Peer
-from .pages_slabs import DAEMON, SlabAccess
+from .pages_slabs import SlabAccess, enough_descriptors
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class PagesService(Service):
         n_pages = size // ps
         pool_id = secrets.randbits(63)
         slab_pages = max(self.settings.chunk_size // ps, -(-n_pages // MAX_SLABS))
-        _enough_descriptors(-(-n_pages // slab_pages))
+        enough_descriptors(-(-n_pages // slab_pages))
         fd = os.memfd_create(f"llmos-{self.config.instance}-pages", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         s = self.settings
         try:
@@ -86,7 +86,7 @@ class PagesService(Service):
             # or resize it (that would be SIGBUS for the others), whatever descriptor they hold.
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SIZE_SEALS | SEAL_FUTURE_WRITE | fcntl.F_SEAL_SEAL)
             self.table = PageTable(self.region.table, ttl=s.transfer_ttl, quarantine=s.quarantine)
-            self.slabs = SlabAccess(self.region, self.config.instance, self.table.allocator.is_free)
+            self.slabs = SlabAccess(self.region, self.config.instance, self.table)
         except OSError as exc:
             os.close(fd)
             raise ConfigError(f"cannot create the shared-memory pool of {human(size)}: {exc}") from exc
@@ -256,25 +256,19 @@ class PagesService(Service):
         self.slabs.exited(conn.pid)
         return reply, [self.fd, self.channel.ring_for(conn.pid).fd]
 
-    def _alloc(self, pid: int | None, pages: int) -> Block | None:
-        """A block in slabs of ``pid``'s own (None: the daemon's), claiming more when they are full."""
+    def _alloc(self, pid: int | None, pages: int, unsealed: bool = False) -> Block | None:
+        """A block in slabs of ``pid``'s own (None: the daemon's), claiming more when they are full.
+
+        ``unsealed``: for a copy that will be moved (its receiver maps it writable), new slabs
+        come before sealed ones (those would make every receiver copy it again).
+        """
         # Releases not read yet first: first fit then reuses pages that are already touched and
         # mapped there (fresh ones cost a page fault each, 4-5x slower than a memcpy).
         self._drain_all()
-        block = self._alloc_owned(pid, pages)
+        block = self.slabs.alloc(pid, pages, unsealed)
         if block is None and self.store.spill_for(pages):
-            block = self._alloc_owned(pid, pages)
+            block = self.slabs.alloc(pid, pages, unsealed)
         return block
-
-    def _alloc_owned(self, pid: int | None, pages: int) -> Block | None:
-        owner = DAEMON if pid is None else pid
-        table = self.table
-        for lo, hi in self.slabs.owned(owner):
-            block = table.alloc(pid, pages, lo, hi)
-            if block is not None:
-                return block
-        claimed = self.slabs.claim(owner, pages)
-        return None if claimed is None else table.alloc(pid, pages, *claimed)
 
     def _full(self, nbytes: int) -> dict:
         t = self.table
@@ -291,14 +285,14 @@ class PagesService(Service):
         )
         return {"error": "full", "message": message}
 
-    def _op_alloc(self, conn: Peer, nbytes: Any) -> tuple[dict, None]:
+    def _op_alloc(self, conn: Peer, nbytes: Any, unsealed: Any = False) -> tuple[dict, list[int] | None]:
         ps = self.region.page_size  # type: ignore[union-attr]
         if type(nbytes) is not int or nbytes <= 0:
             return {"error": "bad", "message": f"alloc needs a positive byte count, not {nbytes!r}"}, None
         if nbytes > self.table.n_pages * ps:
             message = f"{human(nbytes)} is larger than the whole pool ({human(self.table.n_pages * ps)})"
             return {"error": "too_big", "message": message}, None
-        block = self._alloc(conn.pid, -(-nbytes // ps))
+        block = self._alloc(conn.pid, -(-nbytes // ps), bool(unsealed))
         if block is None:
             return self._full(nbytes), None
         slabs = self.slabs.new_to(conn.pid, block.start, block.pages)
@@ -313,7 +307,7 @@ class PagesService(Service):
         if type(slab) is not int or not 0 <= slab < len(slabs.fds):
             return {"error": "bad", "message": f"no slab {slab!r}"}, None
         self._drain_all()  # the take that gave it the page may still sit in a ring
-        if not self._holds_in(conn.pid, slab):
+        if not slabs.holds_in(conn.pid, slab):
             slabs.counters["slab_requests_refused"] += 1
             message = f"process {conn.pid} holds no page of slab {slab}: it was given none there"
             return {"error": "denied", "message": message}, None
@@ -322,18 +316,6 @@ class PagesService(Service):
             return {"error": "sealed", "message": granted}, None
         fd, inc = granted
         return {"slab": slab, "incarnation": inc}, [fd]
-
-    def _holds_in(self, pid: int, slab: int) -> bool:
-        region = self.region
-        assert region is not None
-        lo = slab * region.slab_pages
-        hi = lo + region.slab_pages
-        blocks = self.table.blocks
-        for start in self.table.by_pid.get(pid, ()):
-            block = blocks.get(start)
-            if block is not None and block.start < hi and block.start + block.pages > lo:
-                return True
-        return False
 
     def _check_meta(self, block: Block, meta: Any) -> list:
         ps = self.region.page_size  # type: ignore[union-attr]
@@ -393,6 +375,16 @@ class PagesService(Service):
         except ObjectMissing as exc:
             return {"error": "missing", "message": str(exc)}, None
         return {}, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _alive(pid: int) -> bool:

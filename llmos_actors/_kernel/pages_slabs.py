@@ -21,9 +21,10 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-from collections.abc import Callable
+import resource
 
 from .._pages.layout import SEAL_FUTURE_WRITE, SIZE_SEALS, PageRegion
+from .._pages.table import Block, PageTable
 
 #: ``owner`` of a slab holding the daemon's own blocks (objects read back from the spill directory).
 DAEMON = 0
@@ -35,13 +36,14 @@ class SlabAccess:
     Args:
         region: the daemon's mappings (its read-write view gets every slab).
         instance: names the memfds (``/proc/<pid>/fd`` listings).
-        is_free: ``(start, pages) -> bool``: whether a run of pages holds no block.
+        table: the page table (blocks, their holders, free runs).
     """
 
-    def __init__(self, region: PageRegion, instance: str, is_free: Callable[[int, int], bool]) -> None:
+    def __init__(self, region: PageRegion, instance: str, table: PageTable) -> None:
         self.region = region
         self.instance = instance
-        self.is_free = is_free
+        self.table = table
+        self.is_free = table.allocator.is_free
         n = region.n_slabs
         self.fds: list[int] = [-1] * n
         self.owner: list[int | None] = [None] * n
@@ -59,9 +61,45 @@ class SlabAccess:
                 os.close(fd)
         self.fds = []
 
+    # ------------------------------------------------------------------ allocation
+    def alloc(self, pid: int | None, pages: int, unsealed: bool) -> Block | None:
+        """A block held by ``pid`` in slabs it owns (None: the daemon's), claiming more when they are full.
+
+        ``unsealed``: for a copy that will be moved (its receiver maps it writable), new slabs
+        come before sealed ones (those would make every receiver copy it again).
+        """
+        owner = DAEMON if pid is None else pid
+        table = self.table
+        ranges = self.owned(owner)
+        for sealed, lo, hi in ranges:
+            if unsealed and sealed:
+                break  # unsealed ranges come first
+            block = table.alloc(pid, pages, lo, hi)
+            if block is not None:
+                return block
+        claimed = self.claim(owner, pages)
+        if claimed is not None:
+            return table.alloc(pid, pages, *claimed)
+        for sealed, lo, hi in ranges if unsealed else ():
+            block = table.alloc(pid, pages, lo, hi) if sealed else None
+            if block is not None:
+                return block
+        return None
+
+    def holds_in(self, pid: int, slab: int) -> bool:
+        """Whether ``pid`` holds a block with a page in ``slab`` (it was given one, or made it)."""
+        lo = slab * self.region.slab_pages
+        hi = lo + self.region.slab_pages
+        blocks = self.table.blocks
+        for start in self.table.by_pid.get(pid, ()):
+            block = blocks.get(start)
+            if block is not None and block.start < hi and block.start + block.pages > lo:
+                return True
+        return False
+
     # ------------------------------------------------------------------ owners
-    def owned(self, pid: int) -> list[tuple[int, int]]:
-        """``pid``'s slabs as page ranges ``(lo, hi)``, adjacent ones merged, unsealed ones first."""
+    def owned(self, pid: int) -> list[tuple[bool, int, int]]:
+        """``pid``'s slabs as ``(sealed, lo, hi)`` page ranges, adjacent ones merged, unsealed ones first."""
         sp, n_pages = self.region.slab_pages, self.region.n_pages
         ranges: list[tuple[bool, int, int]] = []
         for slab in sorted(self.by_owner.get(pid, ())):
@@ -72,7 +110,7 @@ class SlabAccess:
             else:
                 ranges.append((sealed, lo, hi))
         ranges.sort(key=lambda r: r[0])
-        return [(lo, hi) for _sealed, lo, hi in ranges]
+        return ranges
 
     def claim(self, pid: int, pages: int) -> tuple[int, int] | None:
         """Make ``pid`` the owner of enough adjacent slabs without blocks for ``pages``; their page range.
@@ -173,3 +211,12 @@ class SlabAccess:
 
     def _publish(self, slab: int, *, sealed: bool) -> None:
         self.region.slabs[slab] = (self.incarnation[slab] << 1) | int(sealed)
+
+
+def enough_descriptors(slabs: int) -> None:
+    """The daemon keeps a descriptor per slab: raise the soft limit towards the hard one if needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = slabs + 1024
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))

@@ -9,7 +9,7 @@ The daemon learns the peer's pid from ``SO_PEERCRED`` (it cannot be forged), and
 over the pool's file descriptor (``SCM_RIGHTS``) in its answer to ``hello``.
 
     hello   {pid}                                   -> pool info + the pool fd
-    alloc   nbytes                                  -> {start, pages, gen} | {error, ...}
+    alloc   nbytes [unsealed]                       -> {start, pages, gen} | {error, ...}
     send    seq start gen fanout                    (note: a handle is in a message)
     take    sender seq start gen adopt              (note: a receiver decoded it)
     release start gen n                             (note: n holds dropped)

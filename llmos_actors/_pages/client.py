@@ -33,8 +33,10 @@ ALIGN = 64
 class PageClient(PagesMapping):
     """This process's attachment to one daemon's pages (see the module docstring)."""
 
-    def alloc(self, nbytes: int, *, timeout: float | None = None) -> np.ndarray:
+    def alloc(self, nbytes: int, *, timeout: float | None = None, unsealed: bool = False) -> np.ndarray:
         """``nbytes`` of pool memory as a writable uint8 lease (shared mapping).
+
+        ``unsealed``: for a copy to be moved to a receiver (large ones avoid sealed slabs).
 
         Raises:
             PagesExhausted: no room after spilling and waiting ``alloc_timeout`` (or ``timeout``).
@@ -42,19 +44,19 @@ class PageClient(PagesMapping):
         for attempt in (1, 2):
             self.require()
             try:
-                return self._alloc(nbytes, timeout)
+                return self._alloc(nbytes, timeout, unsealed)
             except ProtocolError:
                 if attempt == 2 or self.available:
                     raise  # a daemon that restarted gets one more try, with its new pool
         raise AssertionError("unreachable")
 
-    def _alloc(self, nbytes: int, timeout: float | None) -> np.ndarray:
+    def _alloc(self, nbytes: int, timeout: float | None, unsealed: bool = False) -> np.ndarray:
         chunk_size = int(self.info.get("chunk_size", 4 << 20))
         if nbytes <= chunk_size // 4:
             return self._arena_alloc(max(nbytes, 1), chunk_size, timeout)[:nbytes]
         self.lock.acquire()
         try:
-            block = self._new_block(nbytes, timeout, arena=False)
+            block = self._new_block(nbytes, timeout, arena=False, unsealed=unsealed)
             return self._lease(block, 0, nbytes)
         finally:
             self._unlock()
@@ -79,14 +81,14 @@ class PageClient(PagesMapping):
         finally:
             self._unlock()
 
-    def _new_block(self, nbytes: int, timeout: float | None, *, arena: bool) -> LocalBlock:
+    def _new_block(self, nbytes: int, timeout: float | None, *, arena: bool, unsealed: bool = False) -> LocalBlock:
         """Ask the daemon for a block (lock held); waits for room, releasing the lock meanwhile."""
         wait = float(self.info.get("alloc_timeout", 10.0)) if timeout is None else timeout
         deadline = time.monotonic() + wait
         delay = 0.001
         collected = False
         while True:
-            reply = self._request(C.ALLOC, nbytes)
+            reply = self._request(C.ALLOC, nbytes, True) if unsealed else self._request(C.ALLOC, nbytes)
             fds, self.fds = self.fds, []
             if "start" in reply:
                 self._map_given(reply.get("slabs") or [], fds)

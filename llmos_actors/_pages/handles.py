@@ -92,12 +92,15 @@ def describe(obj: Any) -> View:
 _TORCH_NAMES: dict = {}
 
 
-def copy_in(client: PageClient, obj: Any, view: View) -> tuple[np.ndarray, View]:
-    """Copy an array that is not in the pool into fresh pool pages (C-contiguous); returns the lease."""
+def copy_in(client: PageClient, obj: Any, view: View, *, moved: bool = False) -> tuple[np.ndarray, View]:
+    """Copy an array that is not in the pool into fresh pool pages (C-contiguous); returns the lease.
+
+    ``moved``: the copy goes to one receiver, writable: keep it out of sealed pages.
+    """
     nbytes = view.itemsize
     for n in view.shape:
         nbytes *= n
-    base = client.alloc(nbytes)
+    base = client.alloc(nbytes, unsealed=moved)
     src = obj
     if view.kind == KIND_TORCH and nbytes < PARALLEL_COPY and obj.dtype in _FLAT_OR_INIT():
         # Small: numpy copies on this thread. torch's copy_ fans out to its thread pool, which pays
@@ -156,7 +159,7 @@ def encode(client: PageClient, obj: Any, mode: str, fanout: bool) -> list:
     loc = locate(client, view, mode)
     lease = None
     if loc is None:
-        lease, view = copy_in(client, obj, view)
+        lease, view = copy_in(client, obj, view, moved=not fanout)
         loc = client.locate(view.low, view.span)
         assert loc is not None
         if mode == READ and not fanout:

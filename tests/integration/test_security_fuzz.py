@@ -52,6 +52,7 @@ def setup():
     ) as d:
         kernel = d.connect()
         actor = kernel.spawn(Counter, name="fuzz-target")
+        kernel.grant(actor, "key:fuzzer")  # the TCP fuzzer (a user) may call it: its frames reach the actor
         server = (base / "server.pub").read_text().strip().encode()
         mine = secret.read_text().strip().encode()
         import zmq
