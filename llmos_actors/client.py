@@ -218,7 +218,7 @@ class Kernel(KernelOps, Blocking):
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = BlockingWaiter()
         conn.call_blocking(msg_id, head, body, bufs, waiter, deadline)
-        if core.roots:
+        if msg_id in core.roots:
             return wait_traced(core, conn, msg_id, waiter, deadline, f"daemon request {method!r}")
         return wait_blocking(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
 
@@ -340,7 +340,7 @@ class AsyncKernel(KernelOps, Awaiting):
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
         core.control.request(msg_id, head, body, bufs, waiter)
-        if core.roots:
+        if msg_id in core.roots:
             core.end_root_with(msg_id, waiter.future)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")

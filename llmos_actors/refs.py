@@ -199,7 +199,7 @@ class ActorRef(RefOps, Blocking):
             conn.wait_alive(deadline)
         waiter = BlockingWaiter()
         conn.call_blocking(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
-        if conn.roots:  # tracing on, and a sampled trace began somewhere: maybe here
+        if msg_id in conn.roots:  # tracing on, and this call started a sampled trace
             return wait_traced(self._kernel._core, conn, msg_id, waiter, deadline, f"call {method!r}")
         return wait_blocking(conn, msg_id, waiter, deadline, f"call {method!r}")
 
@@ -217,13 +217,13 @@ class ActorRef(RefOps, Blocking):
                 tracer = core.tracer
                 extra = None if tracer is None else tracer.outgoing(method, None, msg_id, core.roots)
                 conn.request(msg_id, P.request_header(P.CALL, msg_id, method, extra=extra), body, _NO_BUFS, fut)
-                if core.roots:
+                if msg_id in core.roots:
                     core.end_root_with(msg_id, fut)
                 return fut
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         fut = LlmosFuture(conn.futures)
         fut._conn = conn
-        if conn.roots:
+        if msg_id in conn.roots:
             self._kernel._core.end_root_with(msg_id, fut)
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.
@@ -295,7 +295,7 @@ class AsyncActorRef(RefOps, Awaiting):
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
         conn.request(msg_id, head, body, bufs, waiter, self._opts.priority)
-        if conn.roots:
+        if msg_id in conn.roots:
             self._kernel._core.end_root_with(msg_id, waiter.future)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
