@@ -25,7 +25,9 @@ from .cases import CASES, Case
 from .context import BenchContext
 from .ours import SYNC_ROUND, call_round
 from .payload import PAYLOAD_BYTES, reqrep_round
-from .peers import MP, PEERS, REPLY_TIMEOUT, Peer, _stop
+from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+from .peer_zmq import ZmqClient
+from .peers import PEERS, Peer
 from .workload import Workload
 
 CASE = "1_1_actor_calls_sync_tcp_curve"
@@ -118,8 +120,8 @@ class RemoteSyncCalls(Workload):
         self._stack.close()
 
 
-class ZmqReqRepCurve(Workload):
-    """pyzmq REQ/REP over TCP on loopback with CURVE (and a ZAP check), one request in flight."""
+class ZmqReqRepCurve(ZmqClient):
+    """pyzmq REQ/REP over TCP on loopback with CURVE (and a ZAP check), one request in flight; closed as the ipc one."""
 
     ops = SYNC_ROUND
     note = f"REQ/REP tcp + CURVE, {PAYLOAD_BYTES} B msgpack, both sides pack/unpack"
@@ -133,7 +135,7 @@ class ZmqReqRepCurve(Workload):
         )
         self.proc.start()
         if not parent.poll(REPLY_TIMEOUT):
-            _stop(self.proc)
+            stop_proc(self.proc)
             raise TimeoutError("the CURVE REP server did not start")
         port = parent.recv()
         self.zctx = zmq.Context()
@@ -148,16 +150,6 @@ class ZmqReqRepCurve(Workload):
 
     def round(self) -> None:
         self.seq = reqrep_round(self.sock.send, self.sock.recv, self.seq, SYNC_ROUND)
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(zmq.ZMQError):
-                self.sock.send(srv.STOP, zmq.NOBLOCK)
-                self.sock.recv()
-        finally:
-            self.sock.close(linger=0)
-            self.zctx.term()
-            _stop(self.proc)
 
 
 PEERS[PEER] = Peer(PEER, "pyzmq REQ/REP tcp+CURVE", lambda ctx, **_: ZmqReqRepCurve(ctx))
