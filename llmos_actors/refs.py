@@ -205,7 +205,10 @@ class ActorRef(RefOps, Blocking):
                 core = self._kernel._core
                 msg_id = core.next_id()
                 tracer = core.tracer
-                extra = None if tracer is None else tracer.outgoing(method, None, msg_id, core.roots)
+                if tracer is None:
+                    conn.request(msg_id, P.request_header(P.CALL, msg_id, method), body, _NO_BUFS, fut)
+                    return fut
+                extra = tracer.outgoing(method, None, msg_id, core.roots)
                 if msg_id in core.roots:
                     core.end_root_with(msg_id, fut)
                 conn.request(msg_id, P.request_header(P.CALL, msg_id, method, extra=extra), body, _NO_BUFS, fut)
