@@ -28,7 +28,7 @@ from .config import Config
 from .errors import CallTimeout, ClosedError, DaemonUnavailable
 from .pages import PageOps
 from .pools import ActorPoolOps
-from .refs import RefOps, wait_blocking, wait_traced
+from .refs import RefOps, wait_blocking
 from .snapshots import SnapshotOps
 from .supervision import SupervisionOps, target_id
 from .sync import SyncObjectOps
@@ -228,11 +228,15 @@ class Kernel(KernelOps, Blocking):
         core.link.wait_back()  # the daemon went away: wait (bounded) for it before asking
         conn = core.control
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
-        waiter = BlockingWaiter()
-        conn.call_blocking(msg_id, head, body, bufs, waiter, deadline)
-        if core.roots:
-            return wait_traced(core, conn, msg_id, waiter, deadline, f"daemon request {method!r}")
-        return wait_blocking(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
+        try:
+            waiter = BlockingWaiter()
+            conn.call_blocking(msg_id, head, body, bufs, waiter, deadline)
+            result = wait_blocking(conn, msg_id, waiter, deadline, f"daemon request {method!r}")
+        except BaseException as exc:
+            core.end_root(msg_id, exc)
+            raise
+        core.end_root(msg_id)
+        return result
 
     def _expire_later(self, conn: Connection, msg_id: int, deadline: float, what: str) -> None:
         assert self._io is not None
@@ -351,9 +355,8 @@ class AsyncKernel(KernelOps, Awaiting):
             return asyncio.ensure_future(self._control_when_back(method, args, kwargs, timeout))
         msg_id, head, body, bufs, deadline = core.encode(P.CALL, method, args, kwargs, timeout=timeout)
         waiter = AsyncWaiter(self._loop)  # type: ignore[arg-type]
+        core.end_root_with(msg_id, waiter.future)
         core.control.request(msg_id, head, body, bufs, waiter)
-        if core.roots:
-            core.end_root_with(msg_id, waiter.future)
         if deadline is not None:
             self._expire_later(core.control, msg_id, deadline, f"daemon request {method!r}")
         return waiter.future

@@ -158,22 +158,6 @@ def wait_blocking(conn: Connection, msg_id: int, waiter: BlockingWaiter, deadlin
     return waiter.result()
 
 
-def wait_traced(
-    core: ClientCore, conn: Connection, msg_id: int, waiter: BlockingWaiter, deadline: float | None, what: str
-) -> Any:
-    """``wait_blocking``, ending the root span of the trace the call started (if it did) with its outcome."""
-    span = core.roots.pop(msg_id, None)
-    if span is None:
-        return wait_blocking(conn, msg_id, waiter, deadline, what)
-    try:
-        result = wait_blocking(conn, msg_id, waiter, deadline, what)
-    except BaseException as exc:
-        core.tracer.end(span, exc)  # type: ignore[union-attr]
-        raise
-    core.tracer.end(span, None)  # type: ignore[union-attr]
-    return result
-
-
 # ``call``, ``ask``, ``tell`` and ``stream`` are written per flavour, not as ``_ops`` operations:
 # they are the data plane, where ``llmos bench`` cases 1_1_actor_calls_sync (``ActorRef.call``),
 # 1_1_actor_calls_pipelined (``ActorRef.ask``), 1_1_actor_calls_async (``AsyncActorRef.ask``) and
@@ -195,13 +179,19 @@ class ActorRef(RefOps, Blocking):
             MethodNotFound: the actor has no such public method.
         """
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
-        if conn.dead is not None and self._opts.wait_restart:
-            conn.wait_alive(deadline)
-        waiter = BlockingWaiter()
-        conn.call_blocking(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
-        if conn.roots:  # tracing on, and a sampled trace began somewhere: maybe here
-            return wait_traced(self._kernel._core, conn, msg_id, waiter, deadline, f"call {method!r}")
-        return wait_blocking(conn, msg_id, waiter, deadline, f"call {method!r}")
+        try:
+            if conn.dead is not None and self._opts.wait_restart:
+                conn.wait_alive(deadline)
+            waiter = BlockingWaiter()
+            conn.call_blocking(msg_id, head, body, bufs, waiter, deadline, self._opts.priority)
+            result = wait_blocking(conn, msg_id, waiter, deadline, f"call {method!r}")
+        except BaseException as exc:
+            if msg_id in conn.roots:  # tracing on, and this call started a sampled trace
+                self._kernel._core.end_root(msg_id, exc)
+            raise
+        if msg_id in conn.roots:
+            self._kernel._core.end_root(msg_id)
+        return result
 
     def ask(self, method: str, /, *args: Any, **kwargs: Any) -> LlmosFuture:
         """Start ``method(*args, **kwargs)`` and return a future of its result (also awaitable)."""
@@ -215,15 +205,18 @@ class ActorRef(RefOps, Blocking):
                 core = self._kernel._core
                 msg_id = core.next_id()
                 tracer = core.tracer
-                extra = None if tracer is None else tracer.outgoing(method, None, msg_id, core.roots)
-                conn.request(msg_id, P.request_header(P.CALL, msg_id, method, extra=extra), body, _NO_BUFS, fut)
-                if core.roots:
+                if tracer is None:
+                    conn.request(msg_id, P.request_header(P.CALL, msg_id, method), body, _NO_BUFS, fut)
+                    return fut
+                extra = tracer.outgoing(method, None, msg_id, core.roots)
+                if msg_id in core.roots:
                     core.end_root_with(msg_id, fut)
+                conn.request(msg_id, P.request_header(P.CALL, msg_id, method, extra=extra), body, _NO_BUFS, fut)
                 return fut
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         fut = LlmosFuture(conn.futures)
         fut._conn = conn
-        if conn.roots:
+        if msg_id in conn.roots:
             self._kernel._core.end_root_with(msg_id, fut)
         if conn.dead is not None and conn.restarting and self._opts.wait_restart:
             # Never block in ask: the kernel's IO loop sends it once the actor is back.
@@ -294,9 +287,9 @@ class AsyncActorRef(RefOps, Awaiting):
                 return asyncio.ensure_future(self.call(method, *args, **kwargs))
         conn, msg_id, head, body, bufs, deadline = self._prepare(P.CALL, method, args, kwargs)
         waiter = AsyncWaiter(self._kernel._loop)
-        conn.request(msg_id, head, body, bufs, waiter, self._opts.priority)
-        if conn.roots:
+        if msg_id in conn.roots:
             self._kernel._core.end_root_with(msg_id, waiter.future)
+        conn.request(msg_id, head, body, bufs, waiter, self._opts.priority)
         if deadline is not None:
             self._kernel._expire_later(conn, msg_id, deadline, f"call {method!r}")
         return waiter.future

@@ -194,6 +194,12 @@ class ClientCore:
         head = P.request_header(kind, msg_id, method, prio, deadline, extra)
         return msg_id, head, body, bufs, deadline
 
+    def end_root(self, msg_id: int, error: BaseException | None = None) -> None:
+        """If call ``msg_id`` started a sampled trace, end its root span now, with the call's outcome."""
+        span = self.roots.pop(msg_id, None)
+        if span is not None:
+            self.tracer.end(span, error)  # type: ignore[union-attr]
+
     def end_root_with(self, msg_id: int, fut: Any) -> None:
         """If call ``msg_id`` started a sampled trace, end its root span when ``fut`` settles."""
         span = self.roots.pop(msg_id, None)

@@ -53,8 +53,14 @@ def browser() -> Iterator[object]:
 
 
 def row_state(driver: object, name: str) -> str | None:
+    """The row's state, or None while it is absent (or being redrawn: the next poll reads the new row)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     rows = driver.find_elements("css selector", f'#actors tr[data-actor="{name}"]')  # type: ignore[attr-defined]
-    return rows[0].get_attribute("data-state") if rows else None
+    try:
+        return rows[0].get_attribute("data-state") if rows else None
+    except StaleElementReferenceException:
+        return None
 
 
 def test_dashboard_shows_a_live_workload_and_follows_a_kill(browser: object) -> None:
@@ -118,16 +124,26 @@ def test_admin_sees_kill_and_restart_buttons(browser: object) -> None:
         assert "phoenix" in tree.text and "one_for_one" in tree.text
         driver.execute_script("window.confirm = () => true;")  # type: ignore[attr-defined]
 
-        def button(actor: str, label: str) -> object:
-            css = f'#actors tr[data-actor="{actor}"] button'
-            buttons = driver.find_elements("css selector", css)  # type: ignore[attr-defined]
-            assert [b.text for b in buttons] == ["kill", "restart"]
-            return next(b for b in buttons if b.text == label)
+        def click(actor: str, label: str) -> None:
+            """Click the row's button; a row redrawn under us (each update) is found again."""
+            from selenium.common.exceptions import StaleElementReferenceException
 
-        button("doomed", "kill").click()  # type: ignore[attr-defined]
+            def clicked() -> bool:
+                css = f'#actors tr[data-actor="{actor}"] button'
+                try:
+                    buttons = driver.find_elements("css selector", css)  # type: ignore[attr-defined]
+                    assert [b.text for b in buttons] == ["kill", "restart"]
+                    next(b for b in buttons if b.text == label).click()
+                except StaleElementReferenceException:
+                    return False
+                return True
+
+            wait_for(clicked, timeout=10, what=f"{label} clicked")
+
+        click("doomed", "kill")
         wait_for(lambda: row_state(driver, "doomed") == "exited", timeout=15, interval=0.1, what="killed from the page")
         pid = next(r["pid"] for r in kernel.ps() if r["name"] == "phoenix")
-        button("phoenix", "restart").click()  # type: ignore[attr-defined]
+        click("phoenix", "restart")
         wait_for(
             lambda: any(r["name"] == "phoenix" and r["restarts"] == 1 and r["state"] == "running" for r in kernel.ps()),
             timeout=20,
