@@ -8,8 +8,10 @@ and prefill chunks together), sample, detokenize, and hand the step's text piece
 
 An arrival that outranks the whole batch in flight by more than the scheduler's margin does not
 wait for that forward to end: the forward stops at its next layer and the step starts again with
-the arrival admitted (its prefill then runs alone, see the scheduler). The abandoned work is at
-most one step, and only urgent arrivals cause it.
+the arrival admitted (its prefill then runs alone, see the scheduler). After an abandoned forward
+the next one is abandoned only after a step for everyone has completed, so urgent requests sent
+back to back cannot starve the rest or burn the cores on abandoned work: at most one abandoned
+forward per completed shared step.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Engine:
         self.arrival_level = -1  # the highest level submitted since the step began taking commands
         self.batch_top = TOP  # the highest level in the forward running now
         self.interrupted = 0  # forwards abandoned for an urgent arrival
+        self.interruptible = True  # False from an abandoned forward until a whole shared step
 
     # ------------------------------------------------------------------ other threads
     def new_id(self) -> int:
@@ -197,11 +200,14 @@ class Engine:
         inputs = build_inputs(entries, self.kv.block_size, self.device)
         self.batch_top = max(seq.level for seq, _ in batch)
         began = time.perf_counter()
-        logits = self.forward(inputs, self.kv.storage, None if sched.fifo else self._outranked)
+        abort = self._outranked if self.interruptible and not sched.fifo else None
+        logits = self.forward(inputs, self.kv.storage, abort)
         took = time.perf_counter() - began
         if logits is None:  # an urgent arrival: begin again with it (nothing was counted as cached)
             self.interrupted += 1
+            self.interruptible = False
             return True
+        self.interruptible = self.interruptible or sched.solo_streak == 0  # a step for all: the next may yield
         fed = int(inputs.tokens.shape[0])
         if fed >= 32:
             self.prefill_rate = 0.7 * self.prefill_rate + 0.3 * took / fed

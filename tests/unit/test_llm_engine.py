@@ -257,25 +257,27 @@ def test_an_urgent_arrival_stops_the_forward_in_flight_and_prefills_alone(tiny):
     low = [submit(engine, tok, p, level=0) for p in PROMPTS[:3]]
     for _ in range(3):
         engine.step()
-    real, arrivals = engine.forward, []
+    real, arrivals, calls = engine.forward, [], []
 
-    def forward_while_a_request_arrives(inputs, storage, abort=None):
-        if not arrivals:  # what the actor's loop thread does while the engine thread computes
-            arrivals.append(submit(engine, tok, PROMPTS[3], level=7))
+    def forward_while_requests_arrive(inputs, storage, abort=None):
+        calls.append(inputs.batch)
+        if len(calls) in (1, 3):  # what the actor's loop thread does while the engine thread computes
+            arrivals.append(submit(engine, tok, PROMPTS[3 + len(arrivals)], level=7))
         return real(inputs, storage, abort)
 
-    engine.forward = forward_while_a_request_arrives
+    engine.forward = forward_while_requests_arrive
     made = [s.generated for s in low]
     computed = [s.computed for s in low]
     assert engine.step()
     assert engine.interrupted == 1  # abandoned at the next layer...
     assert [s.generated for s in low] == made and [s.computed for s in low] == computed  # ...counting nothing
-    (urgent,) = arrivals
     engine.step()
-    assert urgent.generated == 1 and [s.generated for s in low] == made  # its first token, from a lone prefill
+    assert arrivals[0].generated == 1 and [s.generated for s in low] == made  # its first token, from a lone prefill
     assert "solo" in [d["action"] for d in engine.scheduler.decisions]
+    engine.step()  # the next arrives during this shared step: right after an abandoned one, it runs to its end
+    assert engine.interrupted == 1 and [s.generated for s in low] == [m + 1 for m in made]
     engine.step()
-    assert [s.generated for s in low] == [m + 1 for m in made]  # then everyone steps together
+    assert arrivals[1].generated == 1  # then it prefills alone
     engine.run_until_idle()
     assert engine.interrupted == 1  # level-7 work is never interrupted by itself
-    assert [s.out_ids for s in (*low, urgent)] == ref[:4]  # token for token across the abandoned step
+    assert [s.out_ids for s in (*low, *arrivals)] == ref[:5]  # token for token across the abandoned step
