@@ -8,10 +8,10 @@ and prefill chunks together), sample, detokenize, and hand the step's text piece
 
 An arrival that outranks the whole batch in flight by more than the scheduler's margin does not
 wait for that forward to end: the forward stops at its next layer and the step starts again with
-the arrival admitted (its prefill then runs alone, see the scheduler). After an abandoned forward
-the next one is abandoned only after a step for everyone has completed, so urgent requests sent
-back to back cannot starve the rest or burn the cores on abandoned work: at most one abandoned
-forward per completed shared step.
+the arrival admitted (its prefill then runs alone, see the scheduler). The work thrown away is
+the part of one forward done before the arrival. Abandoned and urgent-alone steps together sit
+the rest of the batch out for at most ``MAX_SOLO_STEPS`` steps in a row; then a step for everyone
+runs to its end, so urgent requests sent back to back cannot starve the others.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .forward import PagedForward, build_inputs
 from .kvcache import KVCache
 from .metrics import Meter
 from .sampling import sample
-from .scheduler import TOP, TokenScheduler
+from .scheduler import MAX_SOLO_STEPS, TOP, TokenScheduler
 from .sequence import FINISHED, RUNNING, Sequence
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,6 @@ class Engine:
         self.arrival_level = -1  # the highest level submitted since the step began taking commands
         self.batch_top = TOP  # the highest level in the forward running now
         self.interrupted = 0  # forwards abandoned for an urgent arrival
-        self.interruptible = True  # False from an abandoned forward until a whole shared step
 
     # ------------------------------------------------------------------ other threads
     def new_id(self) -> int:
@@ -171,6 +170,7 @@ class Engine:
         if not sched.running and not sched.waiting:
             self.last_batch = 0
             return False
+        owed = sched.solo_streak  # steps in a row the others have sat out (urgent prefills, abandoned forwards)
         plan = sched.plan(self.kv)
         for seq in plan.preempt:
             self._preempt(seq)
@@ -200,14 +200,14 @@ class Engine:
         inputs = build_inputs(entries, self.kv.block_size, self.device)
         self.batch_top = max(seq.level for seq, _ in batch)
         began = time.perf_counter()
-        abort = self._outranked if self.interruptible and not sched.fifo else None
+        shared = sched.solo_streak == 0  # a step for everyone: an urgent arrival may stop it, if they are not owed one
+        abort = self._outranked if shared and not sched.fifo and owed < MAX_SOLO_STEPS else None
         logits = self.forward(inputs, self.kv.storage, abort)
         took = time.perf_counter() - began
         if logits is None:  # an urgent arrival: begin again with it (nothing was counted as cached)
             self.interrupted += 1
-            self.interruptible = False
+            sched.solo_streak = owed + 1  # the others sat this one out too
             return True
-        self.interruptible = self.interruptible or sched.solo_streak == 0  # a step for all: the next may yield
         fed = int(inputs.tokens.shape[0])
         if fed >= 32:
             self.prefill_rate = 0.7 * self.prefill_rate + 0.3 * took / fed
