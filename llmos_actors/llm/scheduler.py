@@ -109,7 +109,8 @@ class TokenScheduler:
         self.decisions: deque[dict] = deque(maxlen=200)
         self.recorded = 0  # decisions ever made (``decisions`` keeps the latest)
         self.preemptions = 0
-        self.solo_streak = 0  # urgent prefill steps in a row
+        self.solo_streak = 0  # steps in a row the others sat out for urgent prefills
+        self.solo_ids: set[int] = set()  # the sequences running alone now (each recorded once)
 
     # ------------------------------------------------------------------ queues
     def add(self, seq: Sequence) -> None:
@@ -248,11 +249,13 @@ class TokenScheduler:
                     urgent.remove(seq)
         if not urgent or len(urgent) == len(live):
             self.solo_streak = 0
+            self.solo_ids = set()
             return []
-        if self.solo_streak == 0:
-            paused = len(live) - len(urgent)
-            for seq in urgent:
+        paused = len(live) - len(urgent)
+        for seq in urgent:
+            if seq.id not in self.solo_ids:
                 self.record("solo", seq, f"outranks the {paused} other running sequence(s): its prefill runs alone")
+        self.solo_ids = {s.id for s in urgent}
         self.solo_streak += 1
         return sorted(urgent, key=lambda s: (-s.level, s.arrived))
 
