@@ -37,6 +37,19 @@ def kernel(daemon: DaemonHandle) -> Iterator[Kernel]:
     daemon.kernels.remove(k)
 
 
+@pytest.fixture
+def cli(daemon: DaemonHandle, capsys: pytest.CaptureFixture[str]):
+    """Run ``llmos ARGS`` in-process against the module daemon; returns (exit code, stdout, stderr)."""
+    from llmos_actors.cli.__main__ import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--runtime-dir", str(daemon.runtime_dir), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail a test that leaves a child process (other than a module daemon's) or a /dev/shm file."""

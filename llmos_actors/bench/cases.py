@@ -7,7 +7,7 @@ means and where ours differs. The other cases are ours.
 
 Adding a case is one entry in ``CASES`` below: a ``Case`` with its name, unit,
 one line on what it measures and the function that opens its workload (a
-``workload.Workload``: ``round()`` is what gets timed; write it in ``ours.py``
+``workload.Workload``: ``round()`` is what gets timed; write it in ``ours*.py``
 or a module of its own). Peers, ``requires`` and the other fields are optional;
 ``llmos bench``, ``--list``, ``--json``, the report and the pytest-benchmark
 suite in ``benchmarks/`` all take it from there. A case that needs something
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import actors, metrics_cases, ours
+from . import actors, metrics_cases, ours, ours_services
 from .context import BenchContext
 from .workload import Workload
 
@@ -253,7 +253,7 @@ CASES: dict[str, Case] = {
             "priority_latency_p99_under_load",
             "a priority-7 call while another process floods the actor with priority-0 calls: median",
             "the same series: its 99th percentile (target: within 2x of the idle actor's p99)",
-            lambda ctx: ours.PriorityUnderLoad(ctx),
+            lambda ctx: ours_services.PriorityUnderLoad(ctx),
             samples="calls",
             peers=("llmos_fifo_under_load", "llmos_unloaded", "llmos_idle_beside_load"),
             interleave=False,  # each loaded contestant runs its own flood process
@@ -262,15 +262,15 @@ CASES: dict[str, Case] = {
         Case(
             "pool_throughput_2",
             "calls/s",
-            f"CPU-bound calls ({ours.POOL_WORK_S * 1e3:g} ms each) through kernel.pool(size=2), all in flight",
-            lambda ctx: ours.PoolThroughput(ctx, 2),
+            f"CPU-bound calls ({ours_services.POOL_WORK_S * 1e3:g} ms each) through kernel.pool(size=2), all in flight",
+            lambda ctx: ours_services.PoolThroughput(ctx, 2),
             peers=("llmos_single_actor",),
         ),
         Case(
             "pool_grow_ms",
             "ms",
             "a burst of calls hits a pool of 1 (max 2): time until its second member is serving",
-            lambda ctx: ours.PoolGrowth(ctx),
+            lambda ctx: ours_services.PoolGrowth(ctx),
             kind="latency",
             stat="p50",
             samples="rounds",
@@ -279,14 +279,14 @@ CASES: dict[str, Case] = {
             "mutex_cycles_2proc",
             "cycles/s",
             "two processes take turns on one kernel mutex: acquire+release cycles per second, both together",
-            lambda ctx: ours.mutex_pair(ctx),
+            lambda ctx: ours_services.mutex_pair(ctx),
             peers=("mp_lock",),
         ),
         Case(
             "restart_latency_p50",
             "ms",
             "SIGKILL a restart=permanent actor until a call to it succeeds again: median",
-            lambda ctx: ours.Restarts(ctx),
+            lambda ctx: ours_services.Restarts(ctx),
             kind="latency",
             stat="p50",
         ),
@@ -323,5 +323,3 @@ def select(patterns: Iterable[str]) -> list[Case]:
             raise UnknownCase(f"no benchmark case {pattern!r}; known cases: {', '.join(CASES)}")
         chosen.update(hits)
     return [c for name, c in CASES.items() if name in chosen]
-
-

@@ -47,3 +47,13 @@ def handle_packed(raw: bytes) -> bytes:
 def request_bytes(seq: int) -> bytes:
     """A packed request with sequence number ``seq`` (what a peer caller sends)."""
     return msgpack.packb({**PAYLOAD, "seq": seq})
+
+
+def reqrep_round(send: Any, recv: Any, seq: int, n: int) -> int:
+    """``n`` request/reply exchanges of packed requests over a REQ-like socket; returns the last seq."""
+    for _ in range(n):
+        seq += 1
+        send(request_bytes(seq))
+        if msgpack.unpackb(recv())["seq"] != seq:
+            raise RuntimeError("reply out of order")
+    return seq

@@ -15,19 +15,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 import zmq.utils.z85
 
-from ..errors import LlmosError
 from ..keys import generate_keypair
 from . import actors
 from . import peer_servers as srv
 from .cases import CASES, Case
 from .context import BenchContext
-from .ours import SYNC_ROUND
-from .payload import PAYLOAD_BYTES, payload, request_bytes
-from .peers import MP, PEERS, REPLY_TIMEOUT, Peer, _stop
+from .ours import SYNC_ROUND, call_round
+from .payload import PAYLOAD_BYTES, reqrep_round
+from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+from .peer_zmq import ZmqClient
+from .peers import PEERS, Peer
 from .workload import Workload
 
 CASE = "1_1_actor_calls_sync_tcp_curve"
@@ -114,19 +114,14 @@ class RemoteSyncCalls(Workload):
         self.seq = 0
 
     def round(self) -> None:
-        call, seq = self.ref.call, self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            if call("echo", payload(seq))["seq"] != seq:
-                raise LlmosError("reply out of order")
-        self.seq = seq
+        self.seq = call_round(self.ref.call, self.seq, SYNC_ROUND)
 
     def close(self) -> None:
         self._stack.close()
 
 
-class ZmqReqRepCurve(Workload):
-    """pyzmq REQ/REP over TCP on loopback with CURVE (and a ZAP check), one request in flight."""
+class ZmqReqRepCurve(ZmqClient):
+    """pyzmq REQ/REP over TCP on loopback with CURVE (and a ZAP check), one request in flight; closed as the ipc one."""
 
     ops = SYNC_ROUND
     note = f"REQ/REP tcp + CURVE, {PAYLOAD_BYTES} B msgpack, both sides pack/unpack"
@@ -140,7 +135,7 @@ class ZmqReqRepCurve(Workload):
         )
         self.proc.start()
         if not parent.poll(REPLY_TIMEOUT):
-            _stop(self.proc)
+            stop_proc(self.proc)
             raise TimeoutError("the CURVE REP server did not start")
         port = parent.recv()
         self.zctx = zmq.Context()
@@ -154,23 +149,7 @@ class ZmqReqRepCurve(Workload):
         self.seq = 0
 
     def round(self) -> None:
-        send, recv, seq = self.sock.send, self.sock.recv, self.seq
-        for _ in range(SYNC_ROUND):
-            seq += 1
-            send(request_bytes(seq))
-            if msgpack.unpackb(recv())["seq"] != seq:
-                raise RuntimeError("reply out of order")
-        self.seq = seq
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(zmq.ZMQError):
-                self.sock.send(srv.STOP, zmq.NOBLOCK)
-                self.sock.recv()
-        finally:
-            self.sock.close(linger=0)
-            self.zctx.term()
-            _stop(self.proc)
+        self.seq = reqrep_round(self.sock.send, self.sock.recv, self.seq, SYNC_ROUND)
 
 
 PEERS[PEER] = Peer(PEER, "pyzmq REQ/REP tcp+CURVE", lambda ctx, **_: ZmqReqRepCurve(ctx))

@@ -8,21 +8,7 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 from llmos_actors.cli.__main__ import main
-
-
-@pytest.fixture
-def cli(daemon, capsys):
-    """Run ``llmos ARGS`` in-process against the module daemon; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str):
-        code = main(["--runtime-dir", str(daemon.runtime_dir), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_spawn_call_tell_ps_kill(cli, kernel):

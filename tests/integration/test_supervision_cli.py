@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from llmos_actors.cli.__main__ import main
-
 from supervision_actors import LockUser, Worker
-
-
-@pytest.fixture
-def cli(daemon, capsys):
-    def run(*args: str):
-        code = main(["--runtime-dir", str(daemon.runtime_dir), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_ps_tree(cli, kernel):
