@@ -205,8 +205,8 @@ class AgentCore:
             system = {"role": "system", "content": self._system_prompt(tools)}
             opening = {"role": "user", "content": self._opening(goal)}
             fixed = estimate_tokens(system["content"]) + estimate_tokens(opening["content"])
-            reply_budget = getattr(self.policy, "max_tokens", 0)
-            stm = self.stm = ShortTermMemory(max(64, self.agent.context_tokens - fixed - reply_budget), self._evict)
+            room = self.agent.context_tokens - getattr(self.policy, "max_tokens", 0)  # the prompt's share
+            stm = self.stm = ShortTermMemory(max(64, room - fixed), self._evict)
             if missing:
                 stm.add("user", "Unavailable tools: " + "; ".join(missing))
             usage = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -223,6 +223,10 @@ class AgentCore:
                 messages = [system, opening, *stm.messages()]
                 request = DecisionRequest(self.name, goal, step, messages, schema, tools, request_opts, limit)
                 proposal = await self.policy.decide(request, self.kernel)
+                if proposal.prompt_tokens:  # the device's count corrects the estimate the window is fitted by
+                    estimated = sum(estimate_tokens(m["content"]) for m in messages)
+                    scale = max(1.0, proposal.prompt_tokens / max(1, estimated))
+                    stm.budget = max(64, int(room / scale) - fixed)
                 usage["prompt_tokens"] += proposal.prompt_tokens
                 usage["completion_tokens"] += proposal.completion_tokens
                 record: dict[str, Any] = {"step": step, "thought": "", "action": None, "args": {}}

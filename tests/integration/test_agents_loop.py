@@ -9,6 +9,7 @@ import pytest
 
 import llmos_actors as llmos
 from llmos_actors._callctx import current_call_options
+from llmos_actors.agents.context import estimate_tokens
 from llmos_actors.testing import wait_for
 
 
@@ -263,3 +264,33 @@ def test_a_pool_of_agents_takes_tasks_by_tags(kernel, calc):
         assert sum(done) == 4 and all(done)  # both members took tasks (dispatch by load)
     finally:
         pool.stop()
+
+
+class DenseTokens(llmos.Policy):
+    """Calls ``shout`` every step and reports 3 tokens for every token the context estimate counts, as a
+    device whose tokenizer is denser than the estimate would: the window must shrink to fit the device's count."""
+
+    async def decide(self, request, kernel):
+        estimated = sum(estimate_tokens(m["content"]) for m in request.messages)
+        decision = {"thought": "t" * 100, "tool": "shout", "args": {"text": "y" * 100}}
+        return llmos.agents.Proposal(decision, prompt_tokens=3 * estimated, completion_tokens=50)
+
+
+class Dense(llmos.Agent):
+    instructions = "Shout."
+    memory = False
+    policy = DenseTokens()
+
+    @llmos.tool
+    def shout(self, text: str) -> str:
+        """Say ``text`` loudly."""
+        return text.upper()
+
+
+def test_the_device_token_count_fits_the_context(kernel):
+    agent = kernel.spawn(Dense, name="dense", context_tokens=1200)
+    result = agent.options(timeout=60).call("run", "shout a lot", max_steps=10)
+    prompts = [s["tokens"] - s["completion_tokens"] for s in result["steps"]]
+    assert len(prompts) == 10 and result["prompt_tokens"] == sum(prompts)
+    assert max(prompts) <= 1200, prompts  # by the estimate alone the last prompts would be ~3x over
+    assert agent.call("stats")["evicted"] > 0
