@@ -23,6 +23,7 @@ import mmap
 import os
 import resource
 
+from .._pages.channel import MAX_FDS
 from .._pages.layout import SEAL_FUTURE_WRITE, SIZE_SEALS, PageRegion
 from .._pages.table import Block, PageTable
 
@@ -150,10 +151,13 @@ class SlabAccess:
 
     def new_to(self, pid: int, start: int, pages: int) -> list[tuple[int, int, int]]:
         """``(slab, fd, incarnation)`` of ``pid``'s own slabs under a block it was just given whose
-        current descriptor it has not had yet (sent with the allocation's answer)."""
+        current descriptor it has not had yet (sent with the allocation's answer; at most
+        ``MAX_FDS``: the process maps the others with ``map``, as their owner)."""
         given = self.given.setdefault(pid, {})
         out = []
         for slab in self.region.slab_range(start, pages):
+            if len(out) == MAX_FDS:
+                break
             inc = self.incarnation[slab]
             if given.get(slab) != inc:
                 given[slab] = inc

@@ -37,6 +37,9 @@ import msgpack
 SOCKET_NAME = "pages"
 LEN = struct.Struct("<I")
 MAX_FRAME = 1 << 20
+#: Descriptors one answer carries at most (the kernel allows 253 per message); an allocation
+#: spanning more new slabs gets the rest by ``map``.
+MAX_FDS = 64
 
 HELLO = "hello"
 ALLOC = "alloc"

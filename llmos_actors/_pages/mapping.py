@@ -307,7 +307,7 @@ class PagesMapping:
             sock.sendall(C.frame(*parts))
             frames: list = []
             while not frames:
-                data, more, _flags, _addr = socket.recv_fds(sock, 1 << 16, 16)
+                data, more, _flags, _addr = socket.recv_fds(sock, 1 << 16, C.MAX_FDS)
                 fds += more
                 if not data:
                     raise ConnectionError("the daemon closed the pages channel")
