@@ -135,11 +135,10 @@ def test_an_allocation_spanning_more_slabs_than_one_answer_carries(kernel):
     """One answer carries at most MAX_FDS descriptors; the owner maps the rest of its slabs by asking."""
     import torch
 
-    client = client_for(kernel.config.runtime_dir)
-    assert client.attach()
-    slab_bytes = client.region.slab_pages * client.region.page_size
-    n = (C.MAX_FDS + 3) * slab_bytes // 4
-    t = llmos.empty(n, dtype=torch.float32)
+    t = llmos.empty(1, dtype=torch.float32, kernel=kernel)  # this kernel's page region, attached
+    region = kernel._core.codec.arrays.client.region
+    n = (C.MAX_FDS + 3) * region.slab_pages * region.page_size // 4
+    t = llmos.empty(n, dtype=torch.float32, kernel=kernel)
     t[:8], t[-8:] = 1.0, 2.0  # both ends are mapped writable here
     u = kernel.spawn(PageUser)
     assert u.call("total", t[-8:]) == 16.0 and u.call("total", t[:8]) == 8.0  # and readable there
