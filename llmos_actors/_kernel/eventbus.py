@@ -45,6 +45,8 @@ DEFAULT_MAX_PREFIXES = 1024
 DEFAULT_MAX_SUBSCRIBERS = 4096
 #: Topics whose subscriber list is remembered between subscription changes.
 MATCH_CACHE = 4096
+#: A publisher reports at most this many of its own drops in one batch header (more is a lie).
+MAX_REPORTED_DROPS = 1 << 32
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
@@ -232,7 +234,9 @@ class EventBus(Service):
                 topic, head_frame, body = frames
                 head = P.parse_header(head_frame.bytes)
                 n = head.get("n")
-                if head["kind"] != PUB or type(n) is not int or n < 1:
+                # n messages take at least n bytes of body: a larger count is a lie that would
+                # inflate every counter (and overflow what status can send)
+                if head["kind"] != PUB or type(n) is not int or not 1 <= n <= len(body):
                     raise ProtocolError("not a topic batch")
             except (ValueError, ProtocolError):
                 self.malformed += 1
@@ -243,7 +247,7 @@ class EventBus(Service):
                 self._refuse_published(topic, why)
                 continue
             pd = head.get("pd")
-            if type(pd) is int and pd > 0:
+            if type(pd) is int and 0 < pd <= MAX_REPORTED_DROPS:
                 self.publisher_drops += pd
             self.route(raw, head_frame, body, n)
         else:

@@ -85,6 +85,29 @@ def test_long_and_non_utf8_topics_cost_the_daemon_nothing(daemon, kernel):
         pub.close(0)
 
 
+def test_a_batch_that_lies_about_its_counts_is_malformed(daemon, kernel):
+    """Counts a publisher writes in its header are bounded: a huge ``n`` or ``pd`` once overflowed
+    the daemon's counters until ``status`` could not be sent (the long fuzz run found it)."""
+    pub = _raw_publisher(daemon)
+    try:
+        body = array_body([msgpack.packb(1)])
+        before = _events_of(daemon)["malformed"]
+
+        def refused():
+            pub.send_multipart([b"lie", pub_header(1 << 63), body])
+            pub.send_multipart([b"lie", pub_header(1, pd=(1 << 64) - 1), body])
+            return _events_of(daemon)["malformed"] > before
+
+        wait_for(refused, 10, what="the daemon to count the lying batch as malformed")
+        for _ in range(3):
+            pub.send_multipart([b"lie", pub_header(1 << 63), body])
+            pub.send_multipart([b"lie", pub_header(1, pd=(1 << 64) - 1), body])
+        status = kernel.status()["topics"]  # still packable: no counter beyond 64 bits
+        assert status["published"] < 1 << 40
+    finally:
+        pub.close(0)
+
+
 def test_subscription_prefix_matching_is_not_quadratic(kernel):
     # Many subscribers of short prefixes, one long topic: the daemon answers at once.
     subs = [kernel.subscribe(f"p{i}.") for i in range(20)]
