@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from llmos_actors import Kernel
-from llmos_actors.testing import DaemonHandle, shm_files, start_daemon
+from llmos_actors.testing import DaemonHandle, shm_files, short_tmpdir, start_daemon
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,14 @@ def cli(daemon: DaemonHandle, capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def rdir() -> Iterator[Path]:
+    """A short runtime-directory path of its own (ipc paths are limited), removed afterwards."""
+    base = short_tmpdir()
+    yield base / "rt"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -10,17 +10,15 @@ processes and /dev/shm; here the journal and snapshot files are checked too).
 from __future__ import annotations
 
 import random
-import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from llmos_actors.errors import LlmosError
-from llmos_actors.testing import short_tmpdir, start_daemon, wait_for
+from llmos_actors.testing import start_daemon, wait_for
 
 SETTINGS = {"grace": 2.0, "heartbeat_interval": 0.2, "client": {"reconnect_timeout": 2.0}}
 
@@ -134,13 +132,6 @@ def check_files(state_dir: Path, model: Model) -> None:
     snaps = state_dir / "snapshots"
     left = {p.name for p in snaps.iterdir()} if snaps.is_dir() else set()
     assert left <= set(ids), f"snapshot files of forgotten actors: {left - set(ids)}"
-
-
-@pytest.fixture
-def rdir() -> Iterator[Path]:
-    base = short_tmpdir()
-    yield base / "rt"
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def recovered(k) -> bool:

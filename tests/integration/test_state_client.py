@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from state_daemons import daemon_at
 
 from llmos_actors import DaemonUnavailable, connect
 from llmos_actors.client import Kernel
 from llmos_actors.errors import LlmosError
-from llmos_actors.testing import DaemonHandle, short_tmpdir, start_daemon, wait_for
+from llmos_actors.testing import DaemonHandle, wait_for
 
-SETTINGS = {"grace": 2.0, "heartbeat_interval": 0.2}
 #: How much later than its budget a call may fail on a loaded machine (it must not wait for its deadline).
 SLACK = 15.0
-
-
-@pytest.fixture
-def rdir() -> Iterator[Path]:
-    base = short_tmpdir()
-    yield base / "rt"
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def daemon_at(rdir: Path) -> Iterator[DaemonHandle]:
-    with start_daemon(rdir, **SETTINGS) as handle:
-        k = handle.connect()
-        wait_for(lambda: k.status()["state"].get("recovering") is False, 60, what="recovery")
-        yield handle
 
 
 def client_of(handle: DaemonHandle, reconnect_timeout: float) -> Kernel:

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from state_daemons import daemon_at
 
 from llmos_actors import ActorDiedError, DaemonUnavailable, SnapshotError, connect
 from llmos_actors.errors import LlmosError
-from llmos_actors.testing import DaemonHandle, short_tmpdir, start_daemon, wait_for
-
-SETTINGS = {"grace": 2.0, "heartbeat_interval": 0.2}
-
-
-@pytest.fixture
-def rdir() -> Iterator[Path]:
-    base = short_tmpdir()
-    yield base / "rt"
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def daemon_at(rdir: Path, **settings: object) -> Iterator[DaemonHandle]:
-    with start_daemon(rdir, **{**SETTINGS, **settings}) as handle:
-        k = handle.connect()
-        wait_for(lambda: k.status()["state"].get("recovering") is False, 60, what="recovery")
-        yield handle
+from llmos_actors.testing import DaemonHandle, wait_for
 
 
 def kill9(handle: DaemonHandle) -> None:
