@@ -49,6 +49,25 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def drain_then_mark(publisher: Any, sub: Any, topic: str, quiet: float = 1.0, timeout: float = 30.0) -> int:
+    """Messages ``sub`` reads until ``quiet`` seconds pass without one, then up to an ``"end-marker"``
+    that ``publisher`` publishes on ``topic`` after them (not counted): what a topic test compares
+    with what was published and dropped."""
+    from .errors import CallTimeout
+
+    received = 0
+    while True:
+        try:
+            sub.get(timeout=quiet)
+            received += 1
+        except CallTimeout:
+            break
+    publisher.publish(topic, "end-marker")
+    while sub.get(timeout=timeout)[1] != "end-marker":
+        received += 1
+    return received
+
+
 def shm_files(instance: str | None = None) -> set[str]:
     """Our files in /dev/shm (all llmos ones, or one daemon instance's)."""
     try:

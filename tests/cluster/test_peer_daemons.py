@@ -17,7 +17,7 @@ from page_actors import PageUser
 
 import llmos_actors as llmos
 from llmos_actors.cluster.keys import CLIENT_NAME, NODE_NAME, ClusterKeys, write_daemon_keys
-from llmos_actors.testing import free_tcp_ports, short_tmpdir, start_daemon, wait_for
+from llmos_actors.testing import drain_then_mark, free_tcp_ports, short_tmpdir, start_daemon, wait_for
 
 from actors import Listener
 
@@ -159,10 +159,10 @@ def test_drops_across_nodes_are_counted_as_on_one_node():
                     for i in range(3000):
                         a.publish("flood.x", [i, blob])
                     a._core.publisher().flush()
-                    fast_received += _drain_then_mark(a, fast, "flood.mark", 0.5) + 1
+                    fast_received += drain_then_mark(a, fast, "flood.mark", 0.5) + 1
                 published = 30_000 + 10  # payloads and markers
                 assert fast_received + fast.dropped == published
-                received = _drain_then_mark(a, lazy, "flood.end", 0.5)
+                received = drain_then_mark(a, lazy, "flood.end", 0.5)
                 assert lazy.dropped > 0
                 assert received + lazy.dropped == published  # nothing lost silently
             lazy.close()
@@ -175,18 +175,3 @@ def _live_at(kernel, peer: str, prefix: str) -> bool:
     """Whether ``kernel``'s daemon holds ``prefix`` at ``peer``, confirmed."""
     state = _relay(kernel).get("peers", {}).get(peer)
     return bool(state and prefix in state["prefixes"] and state["live"])
-
-
-def _drain_then_mark(publisher, sub, topic, quiet):
-    """Messages ``sub`` reads until quiet, then up to a marker published after them (not counted)."""
-    received = 0
-    while True:
-        try:
-            sub.get(timeout=quiet)
-            received += 1
-        except llmos.CallTimeout:
-            break
-    publisher.publish(topic, "end-marker")
-    while sub.get(timeout=30)[1] != "end-marker":
-        received += 1
-    return received

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 import llmos_actors as llmos
-from llmos_actors.testing import start_daemon, wait_for
+from llmos_actors.testing import drain_then_mark, start_daemon, wait_for
 
 from actors import Counter, Listener, Probe, Streamer
 
@@ -125,26 +125,11 @@ def test_topic_validation(kernel):
         kernel.publish("ok.topic", object())
 
 
-def _drain_then_mark(kernel, sub, topic: str, quiet: float = 1.0) -> int:
-    """Read until quiet, then publish a marker and read up to it; returns messages read before it."""
-    received = 0
-    while True:
-        try:
-            sub.get(timeout=quiet)
-            received += 1
-        except llmos.CallTimeout:
-            break
-    kernel.publish(topic, "end-marker")
-    while sub.get(timeout=10)[1] != "end-marker":
-        received += 1
-    return received
-
-
 def test_many_topics(kernel):
     with kernel.subscribe("many.") as sub:
         for i in range(100_000):
             kernel.publish(f"many.{i}", i)
-        received = _drain_then_mark(kernel, sub, "many.end")
+        received = drain_then_mark(kernel, sub, "many.end")
         assert received + sub.dropped == 100_000  # every message delivered or counted as missed
     assert kernel.status()["topics"]["subscribers"] >= 0  # the daemon is fine
 
@@ -160,10 +145,10 @@ def test_slow_client_subscriber_loses_messages_and_counts_them():
                 for i in range(3000):
                     kernel.publish("flood.x", [i, blob])
                 kernel._core.publisher().flush()
-                fast_received += _drain_then_mark(kernel, fast, "flood.mark", 0.2) + 1  # the fast one keeps up
+                fast_received += drain_then_mark(kernel, fast, "flood.mark", 0.2) + 1  # the fast one keeps up
             published = 30_000 + 10  # payloads and markers
             assert fast_received + fast.dropped == published
-            received = _drain_then_mark(kernel, lazy, "flood.end")
+            received = drain_then_mark(kernel, lazy, "flood.end")
             assert lazy.dropped > 0
             assert received + lazy.dropped == published  # nothing lost silently
             status = kernel.status()["topics"]
