@@ -52,15 +52,15 @@ class Calc(llmos.Actor):
 
 
 class Approver(llmos.Actor):
-    def __init__(self, answer: bool = True, delay: float = 0.0) -> None:
+    def __init__(self, answer: bool = True, silent: bool = False) -> None:
         self.answer = answer
-        self.delay = delay
+        self.silent = silent
         self.requests: list[dict] = []
 
     async def approve(self, request: dict) -> bool:
         self.requests.append(request)
-        if self.delay:
-            await asyncio.sleep(self.delay)  # an owner who does not answer in time
+        if self.silent:
+            await asyncio.Event().wait()  # an owner who never answers: the agent's timeout decides
         return self.answer
 
     def seen(self) -> list:
@@ -181,7 +181,7 @@ def test_confirmed_tool_needs_approval(kernel, calc):
     # An approver that says no, one that says yes, and one too slow (denied on timeout).
     kernel.spawn(Approver, False, name="says-no")
     kernel.spawn(Approver, True, name="says-yes")
-    slow = kernel.spawn(Approver, True, 10.0, name="too-slow")
+    slow = kernel.spawn(Approver, True, silent=True, name="too-slow")
     no = kernel.spawn(Worker, name="w-no", approver="says-no.approve", script=script)
     assert no.options(timeout=30).call("run", "wipe logs")["steps"][0]["observation"].startswith("refused: denied")
     late = kernel.spawn(Worker, name="w-late", approver="too-slow.approve", approval_timeout=0.5, script=script)

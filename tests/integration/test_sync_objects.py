@@ -145,11 +145,15 @@ def test_async_forms(daemon):
                 other = asyncio.ensure_future(k.mutex("async-m").acquire(timeout=0.05))
                 assert await other is False  # another task is another holder: it waits
             order = []
+            inside = []
 
             async def worker(i):
                 async with k.mutex("async-fifo"):
+                    inside.append(i)
                     order.append(i)
-                    await asyncio.sleep(0.01)
+                    await k.status()  # a daemon round trip while holding it: the others really wait
+                    assert inside == [i]
+                    inside.remove(i)
 
             await asyncio.gather(*(worker(i) for i in range(5)))
             assert sorted(order) == list(range(5))
