@@ -64,31 +64,24 @@ LLM_CASES = [
         requires=needs_model,
         interleave=False,  # each contestant holds a model on the same two cores
     ),
-    Case(
-        "llm_ttft_p99_priority_under_load",
-        "ms",
-        "first token of a priority-7 chat request while 7 priority-0 clients stream: 99th percentile",
-        PriorityTTFT,  # one callable: both stats read one measurement
-        kind="latency",
-        stat="p99",
-        samples="calls",
-        peers=("llm_idle_device", "llm_fifo_device"),
-        requires=needs_model,
-        interleave=False,
-        measure="llm_ttft_priority",
-    ),
-    Case(
-        "llm_ttft_p50_priority_under_load",
-        "ms",
-        "the same series: its median",
-        PriorityTTFT,  # one callable: both stats read one measurement
-        kind="latency",
-        stat="p50",
-        samples="calls",
-        peers=("llm_idle_device", "llm_fifo_device"),
-        requires=needs_model,
-        interleave=False,
-        measure="llm_ttft_priority",
+    *(
+        Case(
+            f"llm_ttft_{stat}_priority_under_load",
+            "ms",
+            what,
+            PriorityTTFT,  # one callable: both stats read one measurement
+            kind="latency",
+            stat=stat,
+            samples="calls",
+            peers=("llm_idle_device", "llm_fifo_device"),
+            requires=needs_model,
+            interleave=False,
+            measure="llm_ttft_priority",
+        )
+        for stat, what in (
+            ("p99", "first token of a priority-7 chat request while 7 priority-0 clients stream: 99th percentile"),
+            ("p50", "the same series: its median"),
+        )
     ),
     Case(
         "llm_agent_step_prefill_ms",
