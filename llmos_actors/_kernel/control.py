@@ -130,17 +130,23 @@ class ControlService:
         """Who the actor's own TCP endpoint accepts (its ZAP handler checks each connection)."""
         return self.daemon.policy.callers(record.owner, record.request.get("grants") or ())
 
+    def _owner_only(self, req: Request, record: Any, action: str) -> str:
+        """The requester's identity, if it may ``action`` this actor (its owner or an admin); else
+        the refusal is audited and raised (``PermissionDenied``)."""
+        who = identity_of(req)
+        try:
+            self.daemon.policy.check_owner(who, record.owner, f"actor {record.label!r}")
+        except PermissionDenied as exc:
+            self.daemon.audit.refused(action, who, str(exc), actor=record.id)
+            raise
+        return who
+
     def grant(self, req: Request, target: Any, identity: Any) -> dict:
         """Let ``identity`` (``key:<name>`` or ``uid:<n>``) call an actor; its owner or an admin only."""
         record = self.daemon.table.find(_str_arg(target, "actor name"))
         if not (isinstance(identity, str) and identity.startswith(("key:", "uid:")) and 4 < len(identity) <= 200):
             raise ProtocolError("grant takes an identity 'key:<name>' or 'uid:<number>'")
-        who = identity_of(req)
-        try:
-            self.daemon.policy.check_owner(who, record.owner, f"actor {record.label!r}")
-        except PermissionDenied as exc:
-            self.daemon.audit.refused("grant", who, str(exc), actor=record.id)
-            raise
+        who = self._owner_only(req, record, "grant")
         grants = record.request.setdefault("grants", [])
         if identity not in grants:
             if len(grants) >= MAX_GRANTS:
@@ -155,12 +161,7 @@ class ControlService:
         record = self.daemon.table.find(_str_arg(target, "actor name"))
         if grace is not None and (type(grace) not in (int, float) or not 0 <= grace <= 3600):
             raise ProtocolError("grace must be a number of seconds from 0 to 3600")
-        who = identity_of(req)
-        try:
-            self.daemon.policy.check_owner(who, record.owner, f"actor {record.label!r}")
-        except PermissionDenied as exc:
-            self.daemon.audit.refused("kill", who, str(exc), actor=record.id)
-            raise
+        who = self._owner_only(req, record, "kill")
         self.daemon.audit.record("kill", who, actor=record.id, name=record.name, force=bool(force))
         return await self.daemon.kill(record, force=bool(force), grace=grace, drain=bool(drain))
 
