@@ -23,20 +23,30 @@ from llmos_actors.testing import wait_for
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def device(daemon, tmp_path_factory):
-    path = build_model_dir(tmp_path_factory.mktemp("tiny-chat"))
+def _device(daemon, path, name: str):
     kernel = daemon.connect()
-    llm = kernel.spawn(LLM, model=str(path), name="llm-chat", block_size=4)
+    llm = kernel.spawn(LLM, model=str(path), name=name, block_size=4)
     wait_for(lambda: llm.call("stats")["state"] == "ready", timeout=120, what="the model to load")
     yield llm
     kernel.kill(llm, force=True)
 
 
-def _chat_cmd(daemon, *extra: str) -> tuple[list[str], dict]:
+@pytest.fixture(scope="module")
+def device(daemon, tmp_path_factory):
+    yield from _device(daemon, build_model_dir(tmp_path_factory.mktemp("tiny-chat")), "llm-chat")
+
+
+@pytest.fixture(scope="module")
+def long_device(daemon, tmp_path_factory):
+    """A long context: an answer Ctrl-C must stop cannot end by itself first (the model is fast)."""
+    path = build_model_dir(tmp_path_factory.mktemp("tiny-chat-long"), context=1 << 15)
+    yield from _device(daemon, path, "llm-chat-long")
+
+
+def _chat_cmd(daemon, *extra: str, name: str = "llm-chat") -> tuple[list[str], dict]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    argv = [sys.executable, "-m", "llmos_actors.cli", "--runtime-dir", str(daemon.runtime_dir), "chat", "llm-chat"]
+    argv = [sys.executable, "-m", "llmos_actors.cli", "--runtime-dir", str(daemon.runtime_dir), "chat", name]
     return [*argv, "--temperature", "0", *extra], env
 
 
@@ -57,8 +67,9 @@ def test_conversation_through_stdin(daemon, device) -> None:
     assert rest == f"{answer2}\n{after_reset}\n"
 
 
-def test_tokens_show_while_the_answer_is_made_and_ctrl_c_stops_it(daemon, device) -> None:
-    argv, env = _chat_cmd(daemon, "--max-tokens", "480")
+def test_tokens_show_while_the_answer_is_made_and_ctrl_c_stops_it(daemon, long_device) -> None:
+    device = long_device
+    argv, env = _chat_cmd(daemon, "--max-tokens", "30000", name="llm-chat-long")
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         proc.stdin.write(b"hello world\n")
