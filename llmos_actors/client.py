@@ -57,7 +57,7 @@ def _expire(conn: Connection, msg_id: int, what: str) -> None:
 
 
 def _addr(reply: dict) -> ActorAddress:
-    return ActorAddress(reply["id"], reply.get("name", ""), reply["endpoint"], reply.get("overflow", "block"))
+    return ActorAddress.from_dict(reply)
 
 
 class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotOps, PageOps, AuditOps):

@@ -178,5 +178,4 @@ class ActorPoolOps(Surface):
 def _address(info: dict) -> Any:
     from ._wire.address import ActorAddress
 
-    d = info["dispatcher"]
-    return ActorAddress(d["id"], d.get("name", ""), d["endpoint"], d.get("overflow", "block"))
+    return ActorAddress.from_dict(info["dispatcher"])

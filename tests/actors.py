@@ -154,6 +154,11 @@ class Relay(llmos.Actor):
     def my_ref(self):
         return self.actor_ref
 
+    def hand_child(self, other, start: int):
+        """Spawn a child here and have ``other`` (maybe on another node) call it through its ref."""
+        child = self.actor_kernel.spawn(Counter, start)
+        return other.call("call_ref", child, "incr")
+
 
 class FailsInInit(llmos.Actor):
     def __init__(self, message: str = "bad config") -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._spawnspec import check_pool_request
-from .._wire.address import ActorAddress
 from .._wire.codec import Codec
 from ..errors import ActorImportError, LlmosError, ProtocolError
 from .lifecycle import Lifecycle
@@ -137,12 +136,11 @@ class ActorPools:
     def _ref_of(self, record: ActorRecord) -> Any:
         from ..refs import ActorRef
 
-        address = ActorAddress(record.id, record.name, record.endpoint, record.overflow)
-        return ActorRef(address, None)
+        return ActorRef(record.actor_address(), None)
 
     async def _tell_dispatcher(self, pool: PoolRecord, method: str, *args: Any) -> Any:
         record = pool.dispatcher
-        ref = self.kernel.ref(ActorAddress(record.id, record.name, record.endpoint, record.overflow))
+        ref = self.kernel.ref(record.actor_address())
         return await ref.options(timeout=10.0).call(method, *args)
 
     async def _forget_member(self, pool: PoolRecord, actor_id: str) -> None:

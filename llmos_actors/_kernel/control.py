@@ -127,8 +127,14 @@ class ControlService:
         return self._address_reply(record, who)
 
     def callers(self, record: ActorRecord) -> list[str]:
-        """Who the actor's own TCP endpoint accepts (its ZAP handler checks each connection)."""
-        return self.daemon.policy.callers(record.owner, record.request.get("grants") or ())
+        """Who the actor's own TCP endpoint accepts (its ZAP handler checks each connection).
+
+        On a node of a cluster, that includes the other nodes' processes (their actors call with
+        the cluster's node key), as actors of one daemon call each other.
+        """
+        keys = self.daemon.policy.callers(record.owner, record.request.get("grants") or ())
+        nodes = self.daemon.relay.node_identity
+        return keys if not nodes or "*" in keys else sorted({*keys, nodes})
 
     def _owner_only(self, req: Request, record: Any, action: str) -> str:
         """The requester's identity, if it may ``action`` this actor (its owner or an admin); else

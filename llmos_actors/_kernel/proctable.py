@@ -9,6 +9,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .._wire.address import ActorAddress
 from ..errors import ActorDiedError, ActorImportError, ActorNotFound, LlmosError, NameTaken
 from .linux import signal_name
 
@@ -76,7 +77,10 @@ class ActorRecord:
         return self.state in LIVE_STATES
 
     def address(self) -> dict:
-        return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "overflow": self.overflow}
+        return self.actor_address().to_dict()
+
+    def actor_address(self) -> ActorAddress:
+        return ActorAddress(self.id, self.name, self.endpoint, self.overflow, self.tcp_endpoint)
 
     def exit_notice(self) -> dict:
         """What watchers hear when an incarnation dies; ``restarting`` says whether another follows."""

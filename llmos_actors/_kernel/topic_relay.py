@@ -98,6 +98,11 @@ class TopicRelay(Service):
         self._sync_scheduled = False
         self._timer: Any = None
 
+    @property
+    def node_identity(self) -> str:
+        """The identity other nodes' processes arrive with (``""``: this daemon is in no cluster)."""
+        return self.relay_identity if self.peers_file is not None else ""
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self.peers_file is None:

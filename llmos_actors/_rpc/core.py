@@ -28,7 +28,7 @@ from .connection import READ_SLICE, Connection
 from .daemon_link import DaemonLink
 from .driver import LoopDriver
 from .pubsub import Publisher
-from .tcp import remote_endpoint, secure_client, secure_node_client
+from .tcp import actor_route, secure_client, secure_node_client
 from .tracing import tracer_for
 
 #: Zmq messages (each possibly a batch of hundreds) queued per direction before senders feel it.
@@ -135,9 +135,7 @@ class ClientCore:
             conn = self.actors.get(addr.id)
             if conn is None:
                 label = f"actor {addr.name or addr.id}"
-                endpoint = remote_endpoint(self.config, addr.endpoint)
-                # A TCP address seen by a client of a local daemon: an actor on another node of a cluster.
-                other_node = not self.config.connect and endpoint.startswith("tcp://")
+                endpoint, other_node = actor_route(self.config, addr)
                 conn = self._open(endpoint, label, addr.overflow, other_node=other_node)
                 self.actors[addr.id] = conn
                 self.driver.call_soon(conn.attach)

@@ -16,6 +16,7 @@ from typing import Any
 
 import zmq
 
+from .._wire.address import ActorAddress
 from ..config import Config
 from ..errors import ConfigError, ProtocolError
 from .keyfiles import load_public_key, load_secret_key
@@ -132,12 +133,32 @@ def secure_node_client(sock: zmq.Socket, config: Config) -> None:
     sock.setsockopt(zmq.ROUTING_ID, BY_VALUE_PREFIX + os.urandom(12))
 
 
+def actor_route(config: Config, addr: ActorAddress) -> tuple[str, bool]:
+    """Where this process reaches ``addr``'s actor, and whether that actor is on another node of a cluster.
+
+    A client of a local daemon uses the actor's local address when it is one of this daemon's
+    (the address this daemon gives that actor id) and its TCP endpoint otherwise: a ref made on
+    another node (an actor's own ref, its children's) carries that node's TCP endpoint with it.
+
+    Raises:
+        ProtocolError: a remote client holds an address without a TCP endpoint.
+    """
+    if config.connect:
+        return remote_endpoint(config, addr.endpoint if addr.endpoint.startswith("tcp://") else addr.tcp), False
+    if addr.endpoint.startswith("tcp://"):
+        return addr.endpoint, True
+    in_cluster = bool((config.extra.get("cluster") or {}).get("node_key"))
+    if in_cluster and addr.tcp and addr.endpoint != config.actor_endpoint(addr.id):
+        return addr.tcp, True
+    return addr.endpoint, False
+
+
 def remote_endpoint(config: Config, endpoint: str) -> str:
     """Where a remote client reaches an actor: its TCP endpoint, on the host the client used for the daemon.
 
     Raises:
-        ProtocolError: the address has no TCP endpoint (a ref that came inside a message: look the
-            actor up by name with ``kernel.lookup`` for a reachable ref).
+        ProtocolError: the address has no TCP endpoint (a ref made on a daemon that does not listen
+            on TCP: look the actor up by name with ``kernel.lookup`` for a reachable ref).
     """
     if not config.connect:
         return endpoint

@@ -10,6 +10,7 @@ tells the daemon why (so ``spawn`` raises a clear error) and exits with 1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -170,6 +171,8 @@ class ActorRuntime:
             pass
         sock = make_router(self.ctx, self.endpoint, max_bytes=frame_limit(self.config.max_message_bytes))
         self.tcp_endpoint, self.zap = bind_actor_tcp(sock, self.ctx, loop, self.config)
+        if self.tcp_endpoint:  # its own ref, handed to another node, is reached there over TCP
+            self.address = dataclasses.replace(self.address, tcp=self.tcp_endpoint)
         if self.zap is not None:  # remote callers: checked once per connection, never per call
             self.callers = set(self.spec.get("callers") or ["*"])
             self.zap.allow = lambda key: "*" in self.callers or key in self.callers

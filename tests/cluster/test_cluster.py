@@ -130,6 +130,19 @@ def test_actor_calls_an_actor_on_another_node(ray_cluster, ck):
         ck.kill(r)
 
 
+def test_refs_an_actor_makes_are_usable_on_another_node(ray_cluster, ck):
+    _c, workers = ray_cluster
+    a = ck.spawn(Relay, node=_node_id(workers[0]))
+    b = ck.spawn(Relay, node=_node_id(workers[1]))
+    assert a.call("hand_child", b, 41) == 42  # A's child's ref, made on A, called from B
+    a_self = a.call("my_ref")
+    assert b.call("call_ref", a_self, "my_ref") == a_self  # A's own ref, called from B
+    child = a.call("spawn_child", 5)  # and from this driver, through A's node's TCP endpoint
+    assert child.call("incr") == 6
+    for r in (child, a, b):
+        ck.kill(r)
+
+
 def test_async_cluster_kernel_spawns_and_calls_across_nodes(ray_cluster):
     _c, workers = ray_cluster
     far = _node_id(workers[0])
