@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _spawnspec
 from ..client import Kernel
-from ..errors import ActorDiedError, ActorNotFound, DaemonUnavailable
+from ..errors import ActorDiedError, ActorNotFound, DaemonUnavailable, NameTaken
 from ..refs import ActorRef
 from .control import registry
 from .nodes import NodeKernels
@@ -37,7 +37,7 @@ class ClusterKernel:
 
         self._registry = registry(address)
         keys = ray.get(self._registry.client_keys.remote())
-        self._nodes = NodeKernels(keys, self.nodes)
+        self._nodes = NodeKernels(keys, self.nodes, RegistryNames(self._registry))
         self._kernels = self._nodes.kernels
         self._lock = self._nodes.lock
         self._stop = threading.Event()
@@ -159,6 +159,29 @@ class ClusterKernel:
 
     def __repr__(self) -> str:
         return f"<ClusterKernel nodes={len(self._kernels)}{' closed' if self._closed else ''}>"
+
+
+class RegistryNames:
+    """A driver's name claims, made at the registry (through Ray) so that names are unique per cluster."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def claim(self, name: str, node_id: str) -> str:
+        import ray
+
+        answer = ray.get(self._registry.claim_name.remote(name, node_id))
+        if "taken" in answer:
+            raise NameTaken(answer["taken"])
+        return answer["token"]
+
+    def confirm(self, name: str, token: str, actor_id: str) -> None:
+        import ray
+
+        ray.get(self._registry.confirm_name.remote(name, token, actor_id))
+
+    def release(self, name: str, token: str) -> None:
+        self._registry.release_name.remote(name, token)
 
 
 def fail_refs(kernel: Kernel, why: str) -> None:

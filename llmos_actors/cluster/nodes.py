@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Kernel, connect
-from ..errors import ActorNotFound, DaemonUnavailable, NameTaken
+from ..errors import ActorNotFound, DaemonUnavailable
 from ..refs import ActorRef
 from .keys import ClusterKeys, write_client_key
 from .placement import choose_node
@@ -24,8 +24,9 @@ from .placement import choose_node
 class NodeKernels:
     """One ``Kernel`` per up node, opened on first use; ``table()`` is the registry's node table."""
 
-    def __init__(self, keys: ClusterKeys, table: Callable[[], list[dict]]) -> None:
+    def __init__(self, keys: ClusterKeys, table: Callable[[], list[dict]], names: Any) -> None:
         self.table = table
+        self.names = names  # claim/confirm/release of cluster-wide names (``names.NameClaims`` or the registry's)
         self._keydir = Path(tempfile.mkdtemp(prefix="llmos-ck-"))
         self._key_file = write_client_key(keys, self._keydir)
         self._server_key = keys.server_public
@@ -76,22 +77,39 @@ class NodeKernels:
                 return ref
         return None
 
+    def running(self, node_id: str, name: str) -> str:
+        """The id of the live actor named ``name`` on that node's daemon (``""``: none, or no daemon runs there)."""
+        try:
+            rows = self.kernel(node_id).ps(exited=False)
+        except DaemonUnavailable:
+            return ""
+        return next((row["id"] for row in rows if row.get("name") == name), "")
+
     def spawn(
         self, cls: Any, args: tuple | list, kwargs: dict | None, node: Any, options: dict
     ) -> tuple[str, ActorRef]:
         """Spawn on the node ``node`` names (id, label or ``"auto"``); returns ``(node id, ref)``.
 
+        A name is claimed at the registry first (``names``), so it is unique per cluster: of two
+        spawns of one name racing on two nodes, one gets ``NameTaken``.
+
         Raises:
-            NameTaken: the name runs on some node already.
+            NameTaken: the name runs (or is being spawned) on some node already.
             ResourceUnavailable: no up node matches or fits.
         """
         name = options.get("name")
-        if name and self.find(name) is not None:
-            raise NameTaken(f"an actor named {name!r} already runs in this cluster")
         auto = node in (None, "auto")
         load = {nid: len(k.ps(exited=False)) for nid, k in self.up().items()} if auto else {}
         node_id = choose_node(node, [n for n in self.table() if n["node_id"] not in self.lost], load, options)
-        ref = self.kernel(node_id).spawn_with(cls, args, kwargs, **options)
+        token = self.names.claim(name, node_id) if name else ""
+        try:
+            ref = self.kernel(node_id).spawn_with(cls, args, kwargs, **options)
+        except BaseException:
+            if token:
+                self.names.release(name, token)
+            raise
+        if token:
+            self.names.confirm(name, token, ref.id)
         ref._kernel._core.actor_connection(ref.address)  # opened now: a node loss fails it even if never called
         return node_id, ref
 

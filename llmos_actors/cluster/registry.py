@@ -14,8 +14,10 @@ import threading
 import time
 from typing import Any
 
+from ..errors import NameTaken
 from .agent import NodeAgent, agent_options
 from .keys import ClusterKeys
+from .names import NameClaims
 from .nodes import NodeKernels
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Registry:
         self.permanent: dict[str, dict] = {}  # actor id -> spawn spec {"node", "cls", "args", "kwargs", "options"}
         self.respawned = 0
         self._kernels: NodeKernels | None = None  # the supervisor's handles on the daemons (opened on first need)
+        self.names = NameClaims(lambda node_id, name: self._node_kernels().running(node_id, name))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llmos-registry", daemon=True)
@@ -94,6 +97,26 @@ class Registry:
     def agent(self, node_id: str) -> Any:
         return self.agents[node_id]
 
+    # ------------------------------------------------------------------ names unique per cluster
+    def claim_name(self, name: str, node_id: str) -> dict:
+        """``{"token": ...}``, or ``{"taken": message}`` (the driver raises ``NameTaken`` with it)."""
+        try:
+            return {"token": self.names.claim(name, node_id)}
+        except NameTaken as exc:
+            return {"taken": str(exc)}
+
+    def confirm_name(self, name: str, token: str, actor_id: str) -> None:
+        self.names.confirm(name, token, actor_id)
+
+    def release_name(self, name: str, token: str) -> None:
+        self.names.release(name, token)
+
+    def _node_kernels(self) -> NodeKernels:
+        with self._lock:
+            if self._kernels is None:
+                self._kernels = NodeKernels(self.keys, self.node_table, self.names)
+            return self._kernels
+
     # ------------------------------------------------------------------ the cluster supervisor
     def supervise(self, actor_id: str, spec: dict) -> None:
         """Respawn this permanent actor elsewhere if its node is lost (``spec``: how it was spawned)."""
@@ -110,6 +133,7 @@ class Registry:
             return {"actors": {aid: spec["node"] for aid, spec in self.permanent.items()}, "respawned": self.respawned}
 
     def _node_lost(self, node_id: str) -> None:
+        self.names.node_lost(node_id)
         with self._lock:
             again = {aid: spec for aid, spec in self.permanent.items() if spec["node"] == node_id}
             for aid in again:
@@ -118,14 +142,13 @@ class Registry:
             threading.Thread(target=self._respawn, args=(node_id, again), name="llmos-respawn", daemon=True).start()
 
     def _respawn(self, node_id: str, specs: dict[str, dict]) -> None:
-        if self._kernels is None:
-            self._kernels = NodeKernels(self.keys, self.node_table)
-        self._kernels.forget(node_id)
+        kernels = self._node_kernels()
+        kernels.forget(node_id)
         for aid, spec in specs.items():
             deadline = time.monotonic() + RESPAWN_TIMEOUT
             while not self._stop.is_set():
                 try:
-                    new_node, ref = self._kernels.spawn(
+                    new_node, ref = kernels.spawn(
                         spec["cls"], spec["args"], spec["kwargs"], "auto", spec["options"]
                     )
                 except Exception as exc:  # no node fits yet, or a daemon is restarting: try again

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,46 @@ def test_up_gives_every_node_a_daemon_and_calls_cross_nodes(ray_cluster, ck):
     assert list(streamer.stream("count", 5)) == [0, 1, 2, 3, 4]
     for r in (ref, labelled, streamer):
         ck.kill(r)
+
+
+def test_a_name_raced_on_two_nodes_goes_to_exactly_one_spawn(ray_cluster, ck):
+    _c, workers = ray_cluster
+    solo = ck.spawn(Counter, name="solo", node=_node_id(workers[0]))
+    with pytest.raises(llmos.NameTaken) as one_daemon:  # what a single daemon says for a taken name
+        ck.node_kernel(_node_id(workers[0])).spawn(Counter, name="solo")
+    ck.kill(solo)
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def race(i, node):
+        with llmos.connect("ray://auto") as k:  # two drivers
+            barrier.wait(60)
+            try:
+                results[i] = k.spawn(Counter, name="contested", node=node).id
+            except llmos.NameTaken as exc:
+                results[i] = exc
+
+    threads = [threading.Thread(target=race, args=(i, _node_id(w))) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    won = [r for r in results.values() if isinstance(r, str)]
+    refused = [r for r in results.values() if isinstance(r, llmos.NameTaken)]
+    assert len(won) == 1 and len(refused) == 1, results
+    said = str(one_daemon.value).split(" (")[0].replace("'solo'", "'contested'")
+    assert str(refused[0]).startswith(said)
+    assert ck.lookup("contested").id == won[0]
+    ck.kill("contested")
+    again = _poll(lambda: _try_spawn(ck, "contested", _node_id(workers[1])), 30, "the name free once its actor exited")
+    ck.kill(again)
+
+
+def _try_spawn(ck, name, node):
+    try:
+        return ck.spawn(Counter, name=name, node=node)
+    except llmos.NameTaken:
+        return None
 
 
 def test_tensor_crosses_nodes_intact(ray_cluster, ck):
