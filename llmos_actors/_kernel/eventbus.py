@@ -18,6 +18,7 @@ The daemon's own events go out on ``sys.`` topics: actor started, exited, restar
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ class EventBus(Service):
         self.relay_user = ""
         #: Called when the subscribed prefixes change (the cluster relay follows them).
         self.on_prefixes_changed: Any = None
+        #: ``fn(done)``: calls ``done`` once the other nodes of a cluster know this node's prefixes
+        #: (the cluster relay sets it), so a subscription is confirmed only once publishes anywhere reach it.
+        self.when_relayed: Any = None
         #: ``may(peer_address, user_id, action) -> why not ("" if allowed)``: roles (the daemon sets it).
         self.may: Any = None
         self._verdicts: dict[tuple, str] = {}
@@ -365,7 +369,11 @@ class EventBus(Service):
                 sub.prefixes.add(prefix)
                 self.by_prefix.setdefault(prefix, set()).add(ident)
             self._index_changed()
-            self._reply(ident, head["id"], P.OK, len(sub.prefixes))
+            if new and not sub.relay and self.when_relayed is not None:
+                reply = functools.partial(self._reply, ident, head["id"], P.OK, len(sub.prefixes))
+                self.when_relayed(reply)
+            else:
+                self._reply(ident, head["id"], P.OK, len(sub.prefixes))
         elif method == "unsubscribe":
             sub = self.subscribers.get(ident)
             if sub is not None:

@@ -8,7 +8,9 @@ each node tells its peers only its own subscribers' prefixes (shortest covering 
 A relay is an ordinary subscriber at the peer (CURVE, the cluster's node key, role
 ``user``), so batches keep their order per publisher and the peer counts what the
 relay missed; that count reaches this node's subscribers in the next relayed batch's header.
-Relayed batches go to local subscribers only, never back out.
+Relayed batches go to local subscribers only, never back out. A new local subscription is
+confirmed to its subscriber only once every peer has confirmed the prefix (or after
+``CONFIRM_WAIT`` seconds), so a publish anywhere after ``subscribe`` returns reaches it.
 
 Config ``[cluster]`` (written by the cluster's node agent)::
 
@@ -48,6 +50,9 @@ CHUNK = 64
 MAX_PEERS_FILE = 1 << 20
 #: Batches read from one peer per wake-up before other callbacks get a turn.
 READ_LIMIT = 256
+#: Longest a new local subscription waits for the peers to confirm it (a peer that is down or
+#: unreachable must not hold the subscriber: it is confirmed, and the peer learns on a later tick).
+CONFIRM_WAIT = 2.0
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _SYSTEM = SYSTEM_PREFIX.encode()
@@ -76,6 +81,13 @@ class Peer:
     error: str = ""
 
 
+@dataclass(eq=False)
+class _Waiter:
+    done: Any  # sends the subscriber its confirmation
+    want: dict[str, int]  # node id -> the request id that peer must confirm
+    timer: Any = None
+
+
 class TopicRelay(Service):
     """Relays to and from peer daemons (off unless ``[cluster]`` names a peers file)."""
 
@@ -97,6 +109,7 @@ class TopicRelay(Service):
         self._ids = 0
         self._sync_scheduled = False
         self._timer: Any = None
+        self._waiting: list[_Waiter] = []  # subscriptions not yet confirmed, until the peers have
 
     @property
     def node_identity(self) -> str:
@@ -112,6 +125,7 @@ class TopicRelay(Service):
         self._keys = load_secret_key(self.node_key)
         self.events.relay_user = self.relay_identity
         self.events.on_prefixes_changed = self._prefixes_changed
+        self.events.when_relayed = self._when_relayed
         self._tick()
 
     async def stop(self) -> None:
@@ -119,8 +133,11 @@ class TopicRelay(Service):
             self._timer.cancel()
             self._timer = None
         self.events.on_prefixes_changed = None
+        self.events.when_relayed = None
         for node_id in list(self.peers):
             self._drop(node_id)
+        for waiter in list(self._waiting):
+            self._confirm(waiter)
 
     # ------------------------------------------------------------------ peers
     def _tick(self) -> None:
@@ -174,6 +191,7 @@ class TopicRelay(Service):
         if peer is not None:
             self.loop.remove_reader(peer.sock.getsockopt(zmq.FD))
             peer.sock.close(linger=0)
+            self._confirm_ready()  # nobody waits on a peer that is gone
 
     # ------------------------------------------------------------------ subscriptions
     def _prefixes_changed(self) -> None:
@@ -191,6 +209,32 @@ class TopicRelay(Service):
                 self._request(peer, "unsubscribe", sorted(gone))
             if new:
                 self._request(peer, "subscribe", sorted(new))
+
+    def _when_relayed(self, done: Any) -> None:
+        """Call ``done`` once every peer has confirmed what this node subscribes to now."""
+        self.loop.call_soon(self._arm, done)  # after the _sync that this change scheduled
+
+    def _arm(self, done: Any) -> None:
+        want = {node_id: p.changed for node_id, p in self.peers.items() if p.acked < p.changed}
+        if not want:
+            done()
+            return
+        waiter = _Waiter(done, want)
+        waiter.timer = self.loop.call_later(CONFIRM_WAIT, self._confirm, waiter)
+        self._waiting.append(waiter)
+
+    def _confirm_ready(self) -> None:
+        for waiter in list(self._waiting):
+            peers = self.peers
+            if all(n not in peers or peers[n].acked >= changed for n, changed in waiter.want.items()):
+                self._confirm(waiter)
+
+    def _confirm(self, waiter: _Waiter) -> None:
+        if waiter in self._waiting:
+            self._waiting.remove(waiter)
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            waiter.done()
 
     def _request(self, peer: Peer, method: str, prefixes: list[bytes], change: bool = True) -> None:
         for i in range(0, len(prefixes), CHUNK):  # never an empty one: unsubscribing [] means "everything"
@@ -247,6 +291,8 @@ class TopicRelay(Service):
         if head["kind"] == P.OK:
             peer.acked = max(peer.acked, head["id"])
             peer.error = ""
+            if self._waiting:
+                self._confirm_ready()
         else:
             peer.error = str(error_from_payload(msgpack.unpackb(frames[2].bytes)))[:300]
             log.warning("topic relay: peer %s refused a subscription: %s", peer.node_id, peer.error)

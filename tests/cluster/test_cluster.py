@@ -248,6 +248,22 @@ def test_topic_published_on_one_node_reaches_subscribers_on_two_others_in_order(
 TOPIC_MESSAGES = 300
 
 
+def test_a_publish_right_after_subscribe_on_another_node_is_delivered(ray_cluster, ck):
+    c, workers = ray_cluster
+    publisher = ck.node_kernel(c.head_node.node_id)
+    listener = ck.spawn(Listener, node=_node_id(workers[0]))
+    for i in range(5):  # each prefix new to every node: no relay holds it before ``listen`` returns
+        listener.call("listen", f"fresh{i}.")
+        publisher.publish(f"fresh{i}.now", i)
+
+    def extras():
+        return [m[1:] for m in listener.call("received") if m[0] == "extra"]
+
+    _poll(lambda: len(extras()) >= 5, 30, lambda: f"every publish delivered (got {extras()})")
+    assert extras() == [[f"fresh{i}.now", i] for i in range(5)]
+    ck.kill(listener)
+
+
 def _news(ref):
     return [msg for topic, msg in ref.call("received") if topic == "news.cluster"]
 
