@@ -190,11 +190,18 @@ class NodeAgent:
         return f"NodeAgent({self.node_id[:8]} {self.host}:{self.port})"
 
 
-def agent_options(node_id: str) -> dict[str, Any]:
-    """Ray options pinning an agent to ``node_id`` for good (hard affinity: never elsewhere)."""
+def agent_options(node_id: str, namespace: str) -> dict[str, Any]:
+    """Ray options pinning an agent to ``node_id`` for good (hard affinity: never elsewhere).
+
+    Named and detached: it outlives a registry that Ray restarts, which finds it again by name.
+    """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     return {
+        "name": f"llmos-agent-{node_id}",
+        "namespace": namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
         "num_cpus": 0,
         "max_concurrency": 4,  # info/stop while the watcher thread runs
         "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),

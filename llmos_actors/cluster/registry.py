@@ -9,12 +9,14 @@ driver that spawned them may be gone: the registry lives as long as the llmos cl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from typing import Any
 
 from ..errors import NameTaken
+from . import state
 from .agent import NodeAgent, agent_options
 from .keys import ClusterKeys
 from .names import NameClaims
@@ -42,14 +44,19 @@ class Registry:
     """State of the llmos cluster (called through Ray; a thread keeps it in step with Ray's nodes)."""
 
     def __init__(self, settings: dict | None = None) -> None:
-        self.keys = ClusterKeys.generate()
+        saved_keys = state.load(state.KEYS)  # an earlier incarnation's (Ray restarted this actor)
+        self.keys = ClusterKeys(**saved_keys) if saved_keys else ClusterKeys.generate()
+        if not saved_keys:
+            state.save(state.KEYS, dataclasses.asdict(self.keys))
         self.settings = dict(settings or {})
         self.agents: dict[str, Any] = {}  # node id -> agent handle
         self.starting: dict[str, Any] = {}  # node id -> ObjectRef of agent.start()
         self.nodes: dict[str, dict] = {}  # node id -> {"state", "endpoint", ...}
         self._peers: dict[str, str] = {}  # the up daemons' endpoints, as last told to the agents
-        self.permanent: dict[str, dict] = {}  # actor id -> spawn spec {"node", "cls", "args", "kwargs", "options"}
-        self.respawned = 0
+        saved = state.load(state.SUPERVISED) or {}
+        #: actor id -> spawn spec {"node", "cls", "args", "kwargs", "options"} (persisted: ``state``)
+        self.permanent: dict[str, dict] = dict(saved.get("permanent") or {})
+        self.respawned = int(saved.get("respawned") or 0)
         self._kernels: NodeKernels | None = None  # the supervisor's handles on the daemons (opened on first need)
         self.names = NameClaims(lambda node_id, name: self._node_kernels().running(node_id, name))
         self._lock = threading.Lock()
@@ -83,6 +90,7 @@ class Registry:
 
         self._stop.set()
         self._thread.join(5)
+        state.clear()
         with self._lock:
             agents = dict(self.agents)
             self.agents.clear()
@@ -122,10 +130,18 @@ class Registry:
         """Respawn this permanent actor elsewhere if its node is lost (``spec``: how it was spawned)."""
         with self._lock:
             self.permanent[actor_id] = dict(spec)
+        self._persist()
 
     def unsupervise(self, actor_id: str) -> None:
         with self._lock:
-            self.permanent.pop(actor_id, None)
+            if self.permanent.pop(actor_id, None) is None:
+                return
+        self._persist()
+
+    def _persist(self) -> None:
+        with self._lock:
+            permanent, respawned = dict(self.permanent), self.respawned
+        state.save_supervised(permanent, respawned)
 
     def supervised(self) -> dict:
         """``{"actors": {actor id: node id}, "respawned": count}``."""
@@ -139,6 +155,7 @@ class Registry:
             for aid in again:
                 del self.permanent[aid]
         if again:
+            self._persist()
             threading.Thread(target=self._respawn, args=(node_id, again), name="llmos-respawn", daemon=True).start()
 
     def _respawn(self, node_id: str, specs: dict[str, dict]) -> None:
@@ -165,6 +182,7 @@ class Registry:
                 with self._lock:
                     self.permanent[ref.id] = dict(spec, node=new_node)
                     self.respawned += 1
+                self._persist()
                 break
 
     # ------------------------------------------------------------------ keeping in step with Ray
@@ -184,7 +202,9 @@ class Registry:
         for node_id, record in alive.items():
             if node_id in self.agents:
                 continue
-            agent: Any = remote_agent.options(**agent_options(node_id)).remote(self.keys, node_id, self.settings)
+            # By name: a restarted registry finds the running agents (and their daemons) again.
+            options = agent_options(node_id, NAMESPACE)
+            agent: Any = remote_agent.options(**options).remote(self.keys, node_id, self.settings)
             with self._lock:
                 self.agents[node_id] = agent
                 self.starting[node_id] = agent.start.remote()
@@ -210,6 +230,7 @@ class Registry:
                         continue
                     with self._lock:
                         self.nodes[node_id].update(info, state="up")
+                    self._adopt_names(node_id)
         self._refresh([n for n in self.agents if n in alive and n not in self.starting])
         for node_id in list(self.agents):
             if node_id not in alive:
@@ -220,6 +241,17 @@ class Registry:
                 log.warning("llmos registry: node %s lost", node_id)
                 self._node_lost(node_id)
         self._tell_peers()
+
+    def _adopt_names(self, node_id: str) -> None:
+        """The names running on a node whose daemon this registry has just found (it ran before a restart)."""
+        try:
+            rows = self._node_kernels().kernel(node_id).ps(exited=False)
+        except Exception as exc:  # its daemon restarting: its actors are gone with it
+            log.warning("llmos registry: names on node %s not read: %s", node_id, exc)
+            return
+        for row in rows:
+            if row.get("name"):
+                self.names.hold(row["name"], node_id, row["id"])
 
     def _tell_peers(self) -> None:
         """Every up agent learns the up daemons' endpoints when they change (for topics across nodes)."""
@@ -252,4 +284,5 @@ def registry_options() -> dict[str, Any]:
         "num_cpus": 0,
         "max_concurrency": 8,
         "get_if_exists": True,
+        "max_restarts": -1,  # Ray starts it again if its process dies; ``state`` holds what it must keep
     }

@@ -142,6 +142,35 @@ def test_a_name_raced_on_two_nodes_goes_to_exactly_one_spawn(ray_cluster, ck):
     ck.kill(again)
 
 
+def test_a_restarted_registry_keeps_its_supervised_actors_and_names(ray_cluster, ck):
+    _c, workers = ray_cluster
+    node = _node_id(workers[0])
+    kept = ck.spawn(Counter, name="kept", node=node, restart="permanent")
+    reg = cluster.control.registry()
+    before = ray.get(reg.supervised.remote())
+    assert before["actors"].get(kept.id) == node
+    daemons = {n["node_id"]: n["pid"] for n in ck.nodes() if n["state"] == "up"}
+    ray.kill(reg, no_restart=False)  # its process dies; Ray starts it again
+
+    def back():
+        try:
+            table = ray.get(reg.node_table.remote(), timeout=5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return None
+        return len([n for n in table if n["state"] == "up"]) == len(daemons) and table
+
+    table = _poll(back, 120, "the registry restarted with every node up")
+    assert {n["node_id"]: n["pid"] for n in table if n["state"] == "up"} == daemons  # the same daemons, adopted
+    assert ray.get(reg.supervised.remote()) == before
+    with pytest.raises(llmos.NameTaken):  # the names in use, read back from the daemons
+        ck.spawn(Counter, name="kept", node=_node_id(workers[1]))
+    assert kept.call("incr") == 1  # the cluster key did not change under the running daemons
+    with llmos.connect("ray://auto") as fresh:
+        assert fresh.lookup("kept").call("incr") == 2
+    ck.kill(kept)
+    _poll(lambda: kept.id not in ray.get(reg.supervised.remote())["actors"], 10, "killed: no longer supervised")
+
+
 def _try_spawn(ck, name, node):
     try:
         return ck.spawn(Counter, name=name, node=node)
