@@ -13,6 +13,7 @@ from typing import Any
 
 from ..client import AsyncKernel, connect_async
 from ..errors import ActorNotFound, ClosedError
+from .control import ask
 from .kernel import ClusterKernel, fail_refs
 
 
@@ -93,7 +94,7 @@ class AsyncClusterKernel:
 
     async def kill(self, ref_or_name: Any, **options: Any) -> dict:
         if not isinstance(ref_or_name, str):
-            self.sync._registry.unsupervise.remote(ref_or_name.id)
+            await asyncio.to_thread(ask, self.sync._registry, "unsupervise", ref_or_name.id)
             return await ref_or_name._kernel.kill(ref_or_name, **options)
         return await asyncio.to_thread(self.sync.kill, ref_or_name, **options)
 

@@ -18,7 +18,7 @@ from .. import _spawnspec
 from ..client import Kernel
 from ..errors import ActorDiedError, ActorNotFound, DaemonUnavailable, NameTaken
 from ..refs import ActorRef
-from .control import registry
+from .control import ask, registry
 from .nodes import NodeKernels
 from .registry import alive_nodes
 
@@ -33,10 +33,9 @@ class ClusterKernel:
     """A kernel over all nodes: the ``Kernel`` API plus ``nodes()`` and ``spawn(..., node=...)``."""
 
     def __init__(self, address: str = "auto") -> None:
-        import ray
 
         self._registry = registry(address)
-        keys = ray.get(self._registry.client_keys.remote())
+        keys = ask(self._registry, "client_keys")
         self._nodes = NodeKernels(keys, self.nodes, RegistryNames(self._registry))
         self._kernels = self._nodes.kernels
         self._lock = self._nodes.lock
@@ -50,9 +49,7 @@ class ClusterKernel:
     # ------------------------------------------------------------------ nodes
     def nodes(self) -> list[dict]:
         """Every node the cluster knows: ``node_id``, ``state`` (up, starting, lost), ``endpoint``, resources."""
-        import ray
-
-        return ray.get(self._registry.node_table.remote())
+        return ask(self._registry, "node_table")
 
     def node_kernel(self, node_id: str) -> Kernel:
         """The plain kernel handle on one node's daemon (opened on first use)."""
@@ -80,7 +77,6 @@ class ClusterKernel:
         A ``restart="permanent"`` actor is handed to the registry's supervisor, which spawns it
         again on another node that fits if its node is lost (whether or not this kernel is open).
         """
-        import ray
 
         node_id, ref = self._nodes.spawn(cls, args, kwargs, node, options)
         if options.get("restart") == "permanent":
@@ -92,7 +88,7 @@ class ClusterKernel:
                 "kwargs": dict(kwargs or {}),
                 "options": options,
             }
-            ray.get(self._registry.supervise.remote(ref.id, spec))
+            ask(self._registry, "supervise", ref.id, spec)
         return ref
 
     def lookup(self, name: str) -> ActorRef:
@@ -108,7 +104,7 @@ class ClusterKernel:
 
     def kill(self, ref_or_name: Any, **options: Any) -> dict:
         ref = ref_or_name if isinstance(ref_or_name, ActorRef) else self.lookup(ref_or_name)
-        self._registry.unsupervise.remote(ref.id)
+        ask(self._registry, "unsupervise", ref.id)
         return ref._kernel.kill(ref, **options)
 
     def ps(self, *, exited: bool = True) -> list[dict]:
@@ -168,17 +164,13 @@ class RegistryNames:
         self._registry = registry
 
     def claim(self, name: str, node_id: str) -> str:
-        import ray
-
-        answer = ray.get(self._registry.claim_name.remote(name, node_id))
+        answer = ask(self._registry, "claim_name", name, node_id)
         if "taken" in answer:
             raise NameTaken(answer["taken"])
         return answer["token"]
 
     def confirm(self, name: str, token: str, actor_id: str) -> None:
-        import ray
-
-        ray.get(self._registry.confirm_name.remote(name, token, actor_id))
+        ask(self._registry, "confirm_name", name, token, actor_id)
 
     def release(self, name: str, token: str) -> None:
         self._registry.release_name.remote(name, token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -105,6 +106,10 @@ class Registry:
     def agent(self, node_id: str) -> Any:
         return self.agents[node_id]
 
+    def pid(self) -> int:
+        """This incarnation's process (a restart by Ray makes a new one)."""
+        return os.getpid()
+
     # ------------------------------------------------------------------ names unique per cluster
     def claim_name(self, name: str, node_id: str) -> dict:
         """``{"token": ...}``, or ``{"taken": message}`` (the driver raises ``NameTaken`` with it)."""
@@ -165,9 +170,7 @@ class Registry:
             deadline = time.monotonic() + RESPAWN_TIMEOUT
             while not self._stop.is_set():
                 try:
-                    new_node, ref = kernels.spawn(
-                        spec["cls"], spec["args"], spec["kwargs"], "auto", spec["options"]
-                    )
+                    new_node, ref = kernels.spawn(spec["cls"], spec["args"], spec["kwargs"], "auto", spec["options"])
                 except Exception as exc:  # no node fits yet, or a daemon is restarting: try again
                     if time.monotonic() > deadline:
                         log.error(
@@ -241,6 +244,11 @@ class Registry:
                 log.warning("llmos registry: node %s lost", node_id)
                 self._node_lost(node_id)
         self._tell_peers()
+        with self._lock:  # supervised actors of a node lost while this registry was restarting
+            gone = {spec["node"] for spec in self.permanent.values()} - set(alive) - set(self.agents)
+        for node_id in gone:
+            log.warning("llmos registry: node %s of supervised actors is gone", node_id)
+            self._node_lost(node_id)
 
     def _adopt_names(self, node_id: str) -> None:
         """The names running on a node whose daemon this registry has just found (it ran before a restart)."""

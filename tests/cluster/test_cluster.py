@@ -150,10 +150,13 @@ def test_a_restarted_registry_keeps_its_supervised_actors_and_names(ray_cluster,
     before = ray.get(reg.supervised.remote())
     assert before["actors"].get(kept.id) == node
     daemons = {n["node_id"]: n["pid"] for n in ck.nodes() if n["state"] == "up"}
+    old = ray.get(reg.pid.remote())
     ray.kill(reg, no_restart=False)  # its process dies; Ray starts it again
 
     def back():
         try:
+            if ray.get(reg.pid.remote(), timeout=5) == old:
+                return None  # not dead yet
             table = ray.get(reg.node_table.remote(), timeout=5)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return None
