@@ -4,7 +4,9 @@ One simulated Ray cluster (``ray.cluster_utils.Cluster``: a head node and one wo
 this machine) serves every contestant of these cases; it starts on first use and stops when
 the run ends. Ours: ``connect("ray://auto")`` and an ``Echo`` actor spawned on the worker
 node, called straight over TCP + CURVE. Ray: an actor pinned to the same node. The floor:
-raw pyzmq REQ/REP over TCP with CURVE (``tcp_cases``), one request in flight.
+raw pyzmq REQ/REP over TCP with CURVE (``tcp_cases``), one request in flight; for the tensor,
+raw pyzmq DEALER/ROUTER over TCP with CURVE passing the same 64 MiB as one zero-copy frame to
+another process (the line a CurveZMQ transfer cannot beat: Ray's object transfer is not encrypted).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ SYNC, ASYNC, TENSOR = "cross_node_calls_sync", "cross_node_calls_async", "cross_
 TENSOR_BYTES = 64 << 20
 #: The raw floor, registered by ``tcp_cases`` (named here, not imported: the two modules load in either order).
 CURVE_REQ_REP = "zmq_req_rep_tcp_curve"
+#: The raw floor of the tensor case (registered here).
+CURVE_TENSOR = "zmq_tensor_64MiB_tcp_curve"
 
 
 def _needs_ray(_ctx: BenchContext) -> str | None:
@@ -168,6 +172,76 @@ class RayCrossNode(Workload):
             ray.kill(self.actor)
 
 
+def curve_tensor_server(secret: bytes, ready: Any) -> None:
+    """ROUTER over TCP with CURVE: reads each array frame in place and answers with its last value."""
+    import numpy as np
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    ready.send(sock.bind_to_random_port("tcp://127.0.0.1"))
+    try:
+        while True:
+            ident, data = sock.recv_multipart(copy=False)
+            if len(data) < 4:  # the stop message
+                return
+            sock.send_multipart([ident, np.frombuffer(data.buffer, dtype=np.float32)[-1:].tobytes()])
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+class ZmqCurveTensor(Workload):
+    """pyzmq DEALER -> ROUTER in another process, TCP + CURVE on loopback, the 64 MiB array as one frame."""
+
+    ops = 1
+    note = "DEALER/ROUTER tcp + CURVE, 64 MiB float32 as one zero-copy frame, 4 B reply"
+
+    def __init__(self, ctx: BenchContext) -> None:
+        import numpy as np
+        import zmq
+
+        from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        parent, child = MP.Pipe()
+        self.proc = MP.Process(target=curve_tensor_server, args=(server_secret, child), daemon=True)
+        self.proc.start()
+        self._stop = stop_proc
+        if not parent.poll(REPLY_TIMEOUT):
+            stop_proc(self.proc)
+            raise TimeoutError("the CURVE tensor server did not start")
+        port = parent.recv()
+        self.zctx = zmq.Context()
+        self.sock = self.zctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT * 1000))
+        self.sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+        self.sock.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
+        self.sock.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.tensor = np.ones(TENSOR_BYTES // 4, dtype=np.float32)
+
+    def round(self) -> None:
+        self.sock.send(memoryview(self.tensor).cast("B"), copy=False)
+        if self.sock.recv() != self.tensor[-1:].tobytes():
+            raise LlmosError("wrong tensor")
+
+    def close(self) -> None:
+        if getattr(self, "sock", None) is not None:
+            self.sock.send(b"")
+            self.sock.close(linger=0)
+            self.zctx.term()
+        self._stop(self.proc)
+
+
+PEERS[CURVE_TENSOR] = Peer(CURVE_TENSOR, "pyzmq DEALER/ROUTER tcp+CURVE", lambda ctx, **_: ZmqCurveTensor(ctx))
+#: Each case's raw CURVE line (none for pipelined calls).
+_FLOORS = {"sync": CURVE_REQ_REP, "tensor": CURVE_TENSOR}
+
 for _mode, _name, _unit, _what in (
     ("sync", SYNC, "calls/s", "one caller, an actor on another Ray node, one call in flight"),
     ("async", ASYNC, "calls/s", f"one caller, an actor on another Ray node, {ASYNC_WINDOW} calls in flight"),
@@ -180,7 +254,7 @@ for _mode, _name, _unit, _what in (
         _unit,
         _what,
         lambda ctx, _m=_mode: OursCrossNode(ctx, _m),
-        peers=(_peer, CURVE_REQ_REP) if _mode == "sync" else (_peer,),
+        peers=(_peer, _FLOORS[_mode]) if _mode in _FLOORS else (_peer,),
         requires=_needs_ray,
         ray="a Ray actor pinned to the same node, called from the same driver",
         quick=False,
