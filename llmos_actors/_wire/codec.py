@@ -29,6 +29,11 @@ EXT_CUDA = 6  # CUDA tensor by IPC handle
 
 #: Arrays at least this large travel as their own frame (no copy into the body).
 OOB_THRESHOLD = 64 * 1024
+#: Larger out-of-band arrays travel as frames of this size (``[first, count]`` in the payload),
+#: joined by one copy on receipt. CurveZMQ copies and encrypts each frame into a fresh buffer
+#: of its size: 1 MiB frames reuse warm heap memory where one 64 MiB frame faults in new
+#: pages on both sides (64 MiB over TCP + CURVE, raw pyzmq: about 1.45x the rate of one frame).
+FRAME_CHUNK = 1 << 20
 
 _packb = msgpack.packb
 _fast_packb = fastpack.packb
@@ -73,8 +78,12 @@ class ArrayCodec:
     # -- numpy ----------------------------------------------------------------------
     def _data(self, view: memoryview, bufs: list | None) -> Any:
         if bufs is not None and view.nbytes >= self.oob_threshold:
-            bufs.append(view)
-            return len(bufs) - 1
+            if view.nbytes <= FRAME_CHUNK:
+                bufs.append(view)
+                return len(bufs) - 1
+            first = len(bufs)
+            bufs.extend(view[i : i + FRAME_CHUNK] for i in range(0, view.nbytes, FRAME_CHUNK))
+            return [first, len(bufs) - first]
         return view.tobytes()
 
     @staticmethod
@@ -85,6 +94,19 @@ class ArrayCodec:
             except IndexError:
                 raise ProtocolError(f"body names buffer {data} but the message has {len(bufs)}") from None
             return getattr(frame, "buffer", frame)
+        if type(data) is list:  # [first, count]: frames joined into one writable buffer
+            if len(data) != 2 or not all(type(n) is int for n in data) or data[0] < 0 or data[1] < 1:
+                raise ProtocolError(f"malformed buffer range {data!r:.100}")
+            first, count = data
+            if first + count > len(bufs):
+                raise ProtocolError(f"body names buffers {first}..{first + count - 1} but the message has {len(bufs)}")
+            parts = [memoryview(getattr(f, "buffer", f)).cast("B") for f in bufs[first : first + count]]
+            joined = bytearray(sum(p.nbytes for p in parts))
+            offset = 0
+            for part in parts:
+                joined[offset : offset + part.nbytes] = part
+                offset += part.nbytes
+            return memoryview(joined)
         return data
 
     def _encode_ndarray(self, np: Any, arr: Any, bufs: list | None) -> list:

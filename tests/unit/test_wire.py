@@ -117,6 +117,19 @@ def test_scalars_and_refusals():
         codec.pack(np.array([object()]))
 
 
+def test_large_arrays_travel_as_1_mib_frames_joined_writable_on_receipt():
+    codec = Codec()
+    arr = np.arange((3 << 20) // 4 + 5, dtype=np.float32)  # 3 MiB and a bit: four frames
+    t = torch.arange(1 << 19, dtype=torch.float64)  # 4 MiB: four frames
+    body, bufs = codec.pack({"a": arr, "t": t})
+    assert [len(memoryview(b).cast("B")) for b in bufs] == [1 << 20] * 3 + [20] + [1 << 20] * 4
+    out = codec.unpack(body, [bytes(b) for b in bufs])
+    assert np.array_equal(out["a"], arr) and out["a"].flags.writeable
+    assert torch.equal(out["t"], t)
+    with pytest.raises(ProtocolError, match=r"buffers 4\.\.7 but the message has 5"):
+        codec.unpack(body, [bytes(b) for b in bufs[:5]])
+
+
 def test_refs_travel_as_ext_type():
     class Ref:
         def __init__(self, addr):
