@@ -20,6 +20,9 @@ from ..refs import ActorRef
 from .keys import ClusterKeys, write_client_key
 from .placement import choose_node
 
+#: Prefix of the private directory holding a handle's copy of the cluster client key.
+KEYDIR_PREFIX = "llmos-ck-"
+
 
 class NodeKernels:
     """One ``Kernel`` per up node, opened on first use; ``table()`` is the registry's node table."""
@@ -27,8 +30,8 @@ class NodeKernels:
     def __init__(self, keys: ClusterKeys, table: Callable[[], list[dict]], names: Any) -> None:
         self.table = table
         self.names = names  # claim/confirm/release of cluster-wide names (``names.NameClaims`` or the registry's)
-        self._keydir = Path(tempfile.mkdtemp(prefix="llmos-ck-"))
-        self._key_file = write_client_key(keys, self._keydir)
+        self.keydir = Path(tempfile.mkdtemp(prefix=KEYDIR_PREFIX))
+        self._key_file = write_client_key(keys, self.keydir)
         self._server_key = keys.server_public
         self.kernels: dict[str, Kernel] = {}
         self.lost: set[str] = set()
@@ -124,4 +127,4 @@ class NodeKernels:
             kernels, self.kernels = list(self.kernels.values()), {}
         for kernel in kernels:
             kernel.close()
-        shutil.rmtree(self._keydir, ignore_errors=True)
+        shutil.rmtree(self.keydir, ignore_errors=True)

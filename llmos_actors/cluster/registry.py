@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import NameTaken
@@ -21,7 +23,7 @@ from . import state
 from .agent import NodeAgent, agent_options
 from .keys import ClusterKeys
 from .names import NameClaims
-from .nodes import NodeKernels
+from .nodes import KEYDIR_PREFIX, NodeKernels
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class Registry:
         self.starting: dict[str, Any] = {}  # node id -> ObjectRef of agent.start()
         self.nodes: dict[str, dict] = {}  # node id -> {"state", "endpoint", ...}
         self._peers: dict[str, str] = {}  # the up daemons' endpoints, as last told to the agents
+        stale = state.load(state.KEYDIR)
+        if isinstance(stale, str) and Path(stale).name.startswith(KEYDIR_PREFIX):
+            shutil.rmtree(stale, ignore_errors=True)
         saved = state.load(state.SUPERVISED) or {}
         #: actor id -> spawn spec {"node", "cls", "args", "kwargs", "options"} (persisted: ``state``)
         self.permanent: dict[str, dict] = dict(saved.get("permanent") or {})
@@ -128,6 +133,7 @@ class Registry:
         with self._lock:
             if self._kernels is None:
                 self._kernels = NodeKernels(self.keys, self.node_table, self.names)
+                state.save(state.KEYDIR, str(self._kernels.keydir))
             return self._kernels
 
     # ------------------------------------------------------------------ the cluster supervisor

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 KV_NAMESPACE = "llmos"
 KEYS = b"cluster-keys"
 SUPERVISED = b"supervised"
+#: The registry's own client-key directory: a new incarnation removes the one its killed
+#: predecessor could not (it holds the cluster's client secret).
+KEYDIR = b"registry-keydir"
 
 
 def load(key: bytes) -> Any:
@@ -64,5 +67,5 @@ def _packable(aid: str, spec: dict) -> bool:
 def clear() -> None:
     from ray.experimental.internal_kv import _internal_kv_del
 
-    for key in (KEYS, SUPERVISED):
+    for key in (KEYS, SUPERVISED, KEYDIR):
         _internal_kv_del(key, namespace=KV_NAMESPACE)

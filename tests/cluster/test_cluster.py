@@ -151,6 +151,8 @@ def test_a_restarted_registry_keeps_its_supervised_actors_and_names(ray_cluster,
     assert before["actors"].get(kept.id) == node
     daemons = {n["node_id"]: n["pid"] for n in ck.nodes() if n["state"] == "up"}
     old = ray.get(reg.pid.remote())
+    old_keydir = Path(cluster.state.load(cluster.state.KEYDIR))  # its copy of the client secret
+    assert old_keydir.exists()
     ray.kill(reg, no_restart=False)  # its process dies; Ray starts it again
 
     def back():
@@ -165,6 +167,7 @@ def test_a_restarted_registry_keeps_its_supervised_actors_and_names(ray_cluster,
     table = _poll(back, 120, "the registry restarted with every node up")
     assert {n["node_id"]: n["pid"] for n in table if n["state"] == "up"} == daemons  # the same daemons, adopted
     assert ray.get(reg.supervised.remote()) == before
+    assert not old_keydir.exists()  # removed by the new incarnation
     with pytest.raises(llmos.NameTaken):  # the names in use, read back from the daemons
         ck.spawn(Counter, name="kept", node=_node_id(workers[1]))
     assert kept.call("incr") == 1  # the cluster key did not change under the running daemons
