@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import _spawnspec
+from ._actor_ops import ActorOps
 from ._auditing import AuditOps
 from ._connecting import check_reachable, config_for
 from ._ops import Awaiting, Blocking, operation
@@ -30,20 +30,12 @@ from .pages import PageOps
 from .pools import ActorPoolOps
 from .refs import RefOps, wait_blocking
 from .snapshots import SnapshotOps
-from .supervision import SupervisionOps, target_id
+from .supervision import SupervisionOps
 from .sync import SyncObjectOps
 from .topics import TopicOps
 
 #: Seconds a control request may take by default (spawn has its own, longer, bound).
 CONTROL_TIMEOUT = 30.0
-
-
-def _config_for(runtime_dir: str | os.PathLike[str] | None, config: Config | None, **keys: Any) -> Config:
-    return config_for(runtime_dir, config, **keys)
-
-
-def _check_daemon_socket(config: Config) -> None:
-    check_reachable(config)
 
 
 def _hello_payload() -> dict:
@@ -56,11 +48,7 @@ def _expire(conn: Connection, msg_id: int, what: str) -> None:
         waiter.resolve(False, CallTimeout(f"{what} got no reply from {conn.peer} before its deadline"))
 
 
-def _addr(reply: dict) -> ActorAddress:
-    return ActorAddress.from_dict(reply)
-
-
-class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotOps, PageOps, AuditOps):
+class KernelOps(ActorOps, TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotOps, PageOps, AuditOps):
     """Every operation of a kernel handle, written once; ``Kernel`` blocks, ``AsyncKernel`` awaits.
 
     A new operation is one ``@operation`` method here (or in its subsystem's ``...Ops`` mixin).
@@ -89,85 +77,9 @@ class KernelOps(TopicOps, ActorPoolOps, SupervisionOps, SyncObjectOps, SnapshotO
             ) from exc
 
     @operation
-    def spawn(self, cls: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Start an actor in its own process and return a ref once it is ready.
-
-        Args:
-            cls: an actor class (importable: defined at module level) or ``"module:Class"``.
-            *args: constructor arguments.
-            **kwargs: constructor keyword arguments, except the spawn options
-                ``name``, ``cpus`` (list of cores, a count, or ``"auto"``), ``gpus``,
-                ``priority`` (0..7), ``restart`` (a policy name or a ``RestartPolicy``),
-                ``exclusive``, ``max_concurrency``, ``mailbox_size``, ``overflow``, ``env``
-                and ``supervisor``. Use ``spawn_with`` to pass constructor keywords of those names.
-
-        Raises:
-            ActorImportError: the daemon cannot import the class.
-            ActorDiedError: the actor exited before it was ready (``__init__`` raised, ...).
-            ResourceUnavailable: cores or GPUs asked for are not available.
-            NameTaken: a live actor already has that name.
-        """
-        options = {k: kwargs.pop(k) for k in _spawnspec.SPAWN_OPTIONS if k in kwargs}
-        return (yield from KernelOps.spawn_with(self, cls, args, kwargs, **options))
-
-    @operation
-    def spawn_with(self, cls: Any, args: tuple | list = (), kwargs: dict | None = None, **options: Any) -> Any:
-        """``spawn`` with the constructor arguments given explicitly (no name clashes)."""
-        request = _spawnspec.build_spawn_request(self._core.codec, cls, tuple(args), kwargs or {}, options)
-        reply = yield self._daemon("spawn", request, timeout=self.config.spawn_timeout + 5)
-        return self.ref(_addr(reply))
-
-    @operation
-    def lookup(self, name: str) -> Any:
-        """The ref of the actor with this name (or id).
-
-        Raises:
-            ActorNotFound: no such actor is known.
-        """
-        return self.ref(_addr((yield self._daemon("lookup", name))))
-
-    @operation
-    def kill(self, ref_or_name: Any, *, force: bool = False, grace: float | None = None, drain: bool = True) -> Any:
-        """Stop an actor for good (SIGTERM, then SIGKILL after ``grace``; at once with ``force``).
-
-        Its supervisor does not restart it. With ``drain=True`` the actor stops taking
-        calls and lets running and queued ones finish within the grace period; with
-        ``drain=False`` queued calls fail at once and running ``async`` ones are
-        cancelled. Either way, what is left fails with ``ActorDiedError`` (threads
-        cannot be interrupted: they are cut off when the process exits).
-
-        Returns its exit record once it has exited.
-        """
-        grace = self.config.grace if grace is None else grace
-        target = target_id(ref_or_name)
-        return (yield self._daemon("kill", target, force=force, grace=grace, drain=drain, timeout=grace + 10))
-
-    @operation
-    def grant(self, ref_or_name: Any, identity: str) -> Any:
-        """Let ``identity`` call an actor of yours: ``"key:<name>"`` (a TCP client's key) or ``"uid:<n>"``.
-
-        Its owner (or an admin) may grant; the grant lasts as long as the actor (restarts and
-        daemon restarts included). It lets the other call the actor, never kill it.
-
-        Raises:
-            PermissionDenied: the actor is not yours to share.
-        """
-        return (yield self._daemon("grant", target_id(ref_or_name), identity))
-
-    @operation
-    def ps(self, *, exited: bool = True) -> Any:
-        """One dict per actor: id, name, pid, state, cpus, priority, nice, counters, exit record."""
-        return (yield self._daemon("ps", exited=exited))
-
-    @operation
     def status(self) -> Any:
         """The daemon's own state: pid, uptime, inventory, counts, counters."""
         return (yield self._daemon("status"))
-
-    @operation
-    def logs(self, name: Any, *, lines: int = 100, offset: int | None = None) -> Any:
-        """Captured output of an actor: ``{"lines": [...], "offset": n, "path": ...}``."""
-        return (yield self._daemon("logs", target_id(name), lines=lines, offset=offset))
 
     @property
     def closed(self) -> bool:
@@ -208,7 +120,7 @@ class Kernel(KernelOps, Blocking):
                 raise ClosedError("this kernel handle is closed")
             if self._core_obj is not None:
                 return self._core_obj
-            _check_daemon_socket(self.config)
+            check_reachable(self.config)
             io = IOThread()
             try:
                 core = ClientCore(self.config, io.driver, self.ref, ctx=self._ctx)
@@ -329,7 +241,7 @@ class AsyncKernel(KernelOps, Awaiting):
         if self._core_obj is None:
             if self._closed:
                 raise ClosedError("this kernel handle is closed")
-            _check_daemon_socket(self.config)
+            check_reachable(self.config)
             loop = asyncio.get_running_loop()
             self._loop = loop
             self._core_obj = ClientCore(self.config, LoopDriver(loop), self.ref, ctx=self._ctx)
@@ -402,7 +314,7 @@ def connect(
     scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
     if scheme in URL_SCHEMES:
         return URL_SCHEMES[scheme](str(runtime_dir))
-    return Kernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
+    return Kernel(config_for(runtime_dir, config, key=key, server_key=server_key))
 
 
 def connect_async(
@@ -416,4 +328,4 @@ def connect_async(
     scheme = runtime_dir.partition("://")[0] if isinstance(runtime_dir, str) and "://" in runtime_dir else ""
     if scheme in ASYNC_URL_SCHEMES:
         return ASYNC_URL_SCHEMES[scheme](str(runtime_dir))
-    return AsyncKernel(_config_for(runtime_dir, config, key=key, server_key=server_key))
+    return AsyncKernel(config_for(runtime_dir, config, key=key, server_key=server_key))

@@ -8,33 +8,42 @@ from __future__ import annotations
 
 
 class LlmosError(Exception):
-    """Base of every llmos_actors error."""
+    """Base of every llmos_actors error.
+
+    A subclass that names its wire code (``class X(LlmosError, code="x")``) travels by it:
+    the code is registered in ``WIRE_ERRORS``, where the decoder maps it back to the class
+    (the first class to name a code keeps it). A subclass that names none travels as its base.
+    """
 
     #: Wire code of this error kind; the decoder maps codes back to classes.
     code = "error"
     #: Traceback text from the process where the failure happened, when it was elsewhere.
     remote_traceback = ""
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+            WIRE_ERRORS.setdefault(code, cls)
 
-class ClosedError(LlmosError):
+
+#: Every error class that may travel, by its ``code`` (filled as the classes are defined).
+WIRE_ERRORS: dict[str, type[LlmosError]] = {LlmosError.code: LlmosError}
+
+
+class ClosedError(LlmosError, code="closed"):
     """You closed this client or ref (as opposed to something breaking)."""
 
-    code = "closed"
 
-
-class DaemonUnavailable(LlmosError, ConnectionError):
+class DaemonUnavailable(LlmosError, ConnectionError, code="daemon_unavailable"):
     """No daemon answers at the runtime directory, or it went away."""
 
-    code = "daemon_unavailable"
 
-
-class ProtocolError(LlmosError):
+class ProtocolError(LlmosError, code="protocol"):
     """Malformed, oversized or version-mismatched message."""
 
-    code = "protocol"
 
-
-class InvalidArgument(ProtocolError, ValueError):
+class InvalidArgument(ProtocolError, ValueError, code="invalid_argument"):
     """An argument is of the wrong type or out of range.
 
     Raised by the same check (``_validate``) on whichever side of the wire sees
@@ -42,46 +51,32 @@ class InvalidArgument(ProtocolError, ValueError):
     daemon refused it.
     """
 
-    code = "invalid_argument"
 
-
-class ConfigError(LlmosError, ValueError):
+class ConfigError(LlmosError, ValueError, code="config"):
     """A configuration value, flag or config file is wrong."""
 
-    code = "config"
 
-
-class ActorError(LlmosError):
+class ActorError(LlmosError, code="actor"):
     """Base of errors about one actor."""
 
-    code = "actor"
 
-
-class ActorNotFound(ActorError, LookupError):
+class ActorNotFound(ActorError, LookupError, code="not_found"):
     """No actor with that name or id is known to the daemon."""
 
-    code = "not_found"
 
-
-class NameTaken(ActorError):
+class NameTaken(ActorError, code="name_taken"):
     """A live actor already has that name."""
 
-    code = "name_taken"
 
-
-class ActorImportError(ActorError, ImportError):
+class ActorImportError(ActorError, ImportError, code="import"):
     """The daemon could not import the actor class named ``module:Class``."""
 
-    code = "import"
 
-
-class MethodNotFound(ActorError, AttributeError):
+class MethodNotFound(ActorError, AttributeError, code="method_not_found"):
     """The actor has no public method of that name."""
 
-    code = "method_not_found"
 
-
-class ActorDiedError(ActorError):
+class ActorDiedError(ActorError, code="died"):
     """The actor's process exited; the call cannot complete.
 
     Attributes:
@@ -91,8 +86,6 @@ class ActorDiedError(ActorError):
         restarting: its supervisor is starting a new incarnation (calls with the
             ``wait_restart`` option wait for it; this call did not run to the end).
     """
-
-    code = "died"
 
     def __init__(
         self,
@@ -119,62 +112,44 @@ def _rebuild_died(message, exitcode, signal, reason, actor, restarting=False):
     return ActorDiedError(message, exitcode=exitcode, signal=signal, reason=reason, actor=actor, restarting=restarting)
 
 
-class ResourceUnavailable(LlmosError):
+class ResourceUnavailable(LlmosError, code="resource"):
     """A spawn asked for cores or GPUs the machine does not have or has given away."""
 
-    code = "resource"
 
-
-class CallTimeout(LlmosError, TimeoutError):
+class CallTimeout(LlmosError, TimeoutError, code="timeout"):
     """The call's deadline passed before a reply came."""
 
-    code = "timeout"
 
-
-class MailboxFull(LlmosError):
+class MailboxFull(LlmosError, code="mailbox_full"):
     """The actor's mailbox is full and its overflow policy is ``raise``."""
 
-    code = "mailbox_full"
 
-
-class SupervisorError(LlmosError):
+class SupervisorError(LlmosError, code="supervisor"):
     """A supervisor request was refused (unknown supervisor, bad strategy, it has failed)."""
 
-    code = "supervisor"
 
-
-class InvalidSupervisorArgument(InvalidArgument, SupervisorError):
+class InvalidSupervisorArgument(InvalidArgument, SupervisorError, code="invalid_supervisor_argument"):
     """A supervisor's strategy or restart policy is not one of the known ones."""
 
-    code = "invalid_supervisor_argument"
 
-
-class LockError(LlmosError):
+class LockError(LlmosError, code="lock"):
     """A kernel sync object was misused: released by a non-holder, wrong kind or size, unknown name."""
 
-    code = "lock"
 
-
-class InvalidSyncArgument(InvalidArgument, LockError):
+class InvalidSyncArgument(InvalidArgument, LockError, code="invalid_sync_argument"):
     """A sync object's name, kind, count or parties is malformed (a ``LockError`` and a ``ValueError``)."""
 
-    code = "invalid_sync_argument"
 
-
-class DeadlockError(LockError):
+class DeadlockError(LockError, code="deadlock"):
     """Granting this request would close a cycle of processes waiting on each other's mutexes.
 
     The request is refused (the requester does not wait), which breaks the cycle;
     ``llmos status`` lists the cycle.
     """
 
-    code = "deadlock"
 
-
-class PagesExhausted(LlmosError, MemoryError):
+class PagesExhausted(LlmosError, MemoryError, code="pool_exhausted"):  # the wire code stays: older peers know it
     """The shared-memory pages had no room for an allocation, even after spilling and waiting."""
-
-    code = "pool_exhausted"  # the wire code stays: older peers know it
 
 
 #: Deprecated name of ``PagesExhausted`` (the same class), kept for one release: "pool" now
@@ -182,35 +157,27 @@ class PagesExhausted(LlmosError, MemoryError):
 PoolExhausted = PagesExhausted
 
 
-class ObjectLost(LlmosError, LookupError):
+class ObjectLost(LlmosError, LookupError, code="object_lost"):
     """No such object in the store: it was freed, its owner exited, or it is another daemon's."""
 
-    code = "object_lost"
 
-
-class PermissionDenied(LlmosError, PermissionError):
+class PermissionDenied(LlmosError, PermissionError, code="permission_denied"):
     """The daemon refused the request: the requester's identity or role does not allow it (nothing changed)."""
 
-    code = "permission_denied"
 
-
-class LimitExceeded(ResourceUnavailable):
+class LimitExceeded(ResourceUnavailable, code="limit_exceeded"):
     """A request would exceed a configured limit; the message names the limit and its value (nothing changed)."""
 
-    code = "limit_exceeded"
-class SnapshotError(LlmosError):
+
+class SnapshotError(LlmosError, code="snapshot"):
     """An actor's snapshot could not be taken, stored or restored (the previous one is kept)."""
 
-    code = "snapshot"
 
-
-class JournalError(LlmosError):
+class JournalError(LlmosError, code="journal"):
     """The daemon's journal cannot be opened or read (corrupt, truncated, or from a newer daemon)."""
 
-    code = "journal"
 
-
-class RemoteError(LlmosError):
+class RemoteError(LlmosError, code="remote"):
     """The actor's method raised; carries the remote type, message and traceback.
 
     Attributes:
@@ -218,8 +185,6 @@ class RemoteError(LlmosError):
         remote_message: ``str()`` of the remote exception.
         remote_traceback: the formatted remote traceback text.
     """
-
-    code = "remote"
 
     def __init__(self, remote_type: str, remote_message: str, remote_traceback: str = "") -> None:
         super().__init__(f"{remote_type}: {remote_message}")
@@ -235,38 +200,3 @@ class RemoteError(LlmosError):
         if self.remote_traceback:
             text += "\n\nRemote traceback:\n" + self.remote_traceback.rstrip()
         return text
-
-
-#: Every error class that may travel by its ``code``.
-WIRE_ERRORS: dict[str, type[LlmosError]] = {
-    cls.code: cls
-    for cls in (
-        LlmosError,
-        ClosedError,
-        DaemonUnavailable,
-        ProtocolError,
-        InvalidArgument,
-        ConfigError,
-        ActorError,
-        ActorNotFound,
-        NameTaken,
-        ActorImportError,
-        MethodNotFound,
-        ActorDiedError,
-        ResourceUnavailable,
-        CallTimeout,
-        MailboxFull,
-        SupervisorError,
-        InvalidSupervisorArgument,
-        LockError,
-        InvalidSyncArgument,
-        DeadlockError,
-        PagesExhausted,
-        ObjectLost,
-        PermissionDenied,
-        LimitExceeded,
-        SnapshotError,
-        JournalError,
-        RemoteError,
-    )
-}

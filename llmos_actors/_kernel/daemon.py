@@ -3,23 +3,22 @@
 runtime dir (0700, instance lock) -> control socket -> fork server -> READY=1
 ... serve ...
 SIGTERM/SIGINT -> STOPPING=1 -> actors (grace, then SIGKILL) -> fork server -> sockets removed
+
+The runtime directory and its lock are ``rundir``; reaping our own children, ``children``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fcntl
 import logging
 import os
 import signal
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import zmq
 
 from .._pages.settings import settings_from
@@ -28,11 +27,11 @@ from .._rpc.server import RpcServer, make_router
 from .._version import __version__
 from .._wire.codec import Codec
 from .._wire.limits import frame_limit
-from ..config import ACTORS_DIR, CONTROL_SOCKET, Config, apply_gc_threshold
-from ..errors import ConfigError, LlmosError
+from ..config import CONTROL_SOCKET, Config, apply_gc_threshold
 from . import linux, sdnotify
 from .audit import Audit
 from .auth import Policy
+from .children import ChildWatcher
 from .cluster_objects import ClusterObjects
 from .control import ControlService
 from .eventbus import EventBus
@@ -46,6 +45,7 @@ from .proctable import ActorRecord, ProcessTable
 from .quotas import Limits, Quotas
 from .reload import reload
 from .resources import Inventory
+from .rundir import prepare_runtime_dir, release_lock, remove_runtime_files, remove_stale_sockets, take_lock
 from .scheduler import Scheduler, scheduler_settings
 from .service import Services
 from .state.service import StateService
@@ -53,47 +53,10 @@ from .state.settings import open_journal
 from .supervisor import Supervision
 from .syncobjects import SyncObjects
 from .topic_relay import TopicRelay
+from .usage import UsageSampler
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
-
-LOCK_FILE = "daemon.lock"
-
-
-class AlreadyRunning(LlmosError):
-    """Another daemon holds this runtime directory."""
-
-
-def prepare_runtime_dir(path: Path) -> None:
-    """Create the runtime dir with mode 0700, or check an existing one is ours and private.
-
-    Checked without following links (``lstat``, ``O_NOFOLLOW``): a symlink planted in its
-    place by another user is refused, never followed.
-
-    Raises:
-        ConfigError: a symlink, not a directory, or another user's.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    for directory in (path, path / ACTORS_DIR):
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            os.mkdir(directory, 0o700)
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise ConfigError(f"runtime_dir {directory} is not a directory (or is a symlink): {exc.strerror}") from None
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid():
-                raise ConfigError(f"runtime_dir {directory} belongs to uid {st.st_uid}, not to us (uid {os.geteuid()})")
-            if stat.S_IMODE(st.st_mode) != 0o700:
-                os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
 
 
 def config_as_dict(config: Config) -> dict:
@@ -112,10 +75,9 @@ class Daemon:
         self.config = config
         self.started = time.time()
         self._stop: asyncio.Event | None = None
-        self._lock_fd: int | None = None
         self._lifeline_w: int | None = None
         self._lifeline_r: int | None = None
-        self.usage: dict[int, psutil.Process] = {}
+        self.usage = UsageSampler()
         self.services = Services()
         #: Reads the config again (SIGHUP); set by ``run_daemon`` when it knows where the config came from.
         self.read_config: Callable[[], Config] | None = None
@@ -136,7 +98,7 @@ class Daemon:
         self.audit = Audit()
         check_sections(config.extra)  # [metrics], [tracing]
         prepare_runtime_dir(config.runtime_dir)
-        self._take_lock()
+        lock = take_lock(config.runtime_dir)
         try:
             self.journal = open_journal(config)  # a corrupt journal stops us here, naming the file
             await self._start(loop)
@@ -147,33 +109,14 @@ class Daemon:
             log.info("stopping: %d live actor(s)", len(self.table.live()))
             await self._shutdown()
         finally:
-            self._release_lock()
+            release_lock(config.runtime_dir, lock)
         return 0
-
-    def _take_lock(self) -> None:
-        path = self.config.runtime_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise AlreadyRunning(f"another llmos daemon is running at {self.config.runtime_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            try:
-                (self.config.runtime_dir / LOCK_FILE).unlink(missing_ok=True)
-            finally:
-                os.close(self._lock_fd)
-                self._lock_fd = None
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         config = self.config
-        self._remove_stale_sockets()
+        remove_stale_sockets(config.runtime_dir)
         linux.set_child_subreaper()
+        self.children = ChildWatcher(loop, self._child_exited)
         # The lifeline: actors die when its write end (held only here) closes.
         self._lifeline_r, self._lifeline_w = os.pipe()
         self.driver = LoopDriver(loop)
@@ -218,7 +161,7 @@ class Daemon:
         if self.read_config is not None:  # systemctl reload: re-read the config, apply what can change live
             loop.add_signal_handler(signal.SIGHUP, lambda: reload(self, self.read_config))  # type: ignore[arg-type]
         await self.zygote.start()
-        self._watch_child(self.zygote.pid)  # type: ignore[arg-type]
+        self.children.watch(self.zygote.pid)  # type: ignore[arg-type]
         self._build_services()
         for service in self.services:
             for name, handler in service.handlers().items():
@@ -257,21 +200,6 @@ class Daemon:
         self.metrics = add(MetricsService(self))  # reads the others at scrape time; off unless [metrics] listen
         self.state = add(StateService(self))  # last: it wraps the others' handlers and replays the journal
 
-    def _remove_stale_sockets(self) -> None:
-        """Sockets left by a daemon that was SIGKILLed (we hold the lock, so it is gone)."""
-        rd = self.config.runtime_dir
-        for name in (CONTROL_SOCKET, "events", "publish", "pages"):
-            (rd / name).unlink(missing_ok=True)
-        for path in (rd / ACTORS_DIR).glob("*"):
-            path.unlink(missing_ok=True)
-
-    def _remove_runtime_files(self) -> None:
-        self._remove_stale_sockets()
-        try:
-            (self.config.runtime_dir / ACTORS_DIR).rmdir()
-        except OSError:
-            pass
-
     def stop(self) -> None:
         """Ask the daemon to shut down (signal handlers call this)."""
         if self._stop is not None:
@@ -294,37 +222,16 @@ class Daemon:
         if self._lifeline_w is not None:
             os.close(self._lifeline_w)
             os.close(self._lifeline_r)  # type: ignore[arg-type]
-        self._remove_runtime_files()
+        remove_runtime_files(self.config.runtime_dir)
 
     # ------------------------------------------------------------------ children
-    def _watch_child(self, pid: int) -> None:
-        """Reap ``pid`` (our child) when it exits, through a pidfd on the loop.
-
-        uvloop keeps SIGCHLD for itself, and pidfds name exactly one process.
-        """
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._child_exited(pid, None)
-            return
-        self.loop.add_reader(fd, self._on_pidfd, pid, fd)
-
-    def _on_pidfd(self, pid: int, fd: int) -> None:
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = None  # not ours after all (reaped elsewhere): exit status unknown
-        self._child_exited(pid, status)
-
     def _child_exited(self, pid: int, status: int | None) -> None:
         if pid == self.zygote.pid:
             self.zygote.exited(status if status is not None else -1)
             # Its actors are ours now (we are their subreaper): watch them directly.
             for record in self.table.live():
                 if record.pid:
-                    self._watch_child(record.pid)
+                    self.children.watch(record.pid)
         else:
             self.lifecycle.reaped(pid, status if status is not None else 0)
 
@@ -357,28 +264,12 @@ class Daemon:
     def add_usage(self, rows: list[dict]) -> None:
         """Add live CPU% and RSS (psutil) and the scheduler's notes to ``ps`` rows."""
         self.scheduler.annotate(rows)
-        seen = set()
         for row in rows:
-            pid = row.get("pid")
-            if row["state"] == "exited" or not pid:
-                continue
-            seen.add(pid)
-            topic_drops = self.events.drops_of(f"actor:{row['id']}")
-            if topic_drops:
-                row["stats"]["topic_drops"] = row["stats"].get("topic_drops", 0) + topic_drops
-            proc = self.usage.get(pid)
-            try:
-                if proc is None:
-                    proc = self.usage[pid] = psutil.Process(pid)
-                    proc.cpu_percent(None)
-                with proc.oneshot():
-                    row["cpu_percent"] = proc.cpu_percent(None)
-                    row["rss"] = proc.memory_info().rss
-                    row["core"] = proc.cpu_num()
-            except psutil.Error:
-                self.usage.pop(pid, None)
-        for pid in set(self.usage) - seen:
-            del self.usage[pid]
+            if row["state"] != "exited" and row.get("pid"):
+                topic_drops = self.events.drops_of(f"actor:{row['id']}")
+                if topic_drops:
+                    row["stats"]["topic_drops"] = row["stats"].get("topic_drops", 0) + topic_drops
+        self.usage.annotate(rows)
 
     def _actor_name(self, pid: int) -> str | None:
         record = self.table.by_pid.get(pid)
@@ -425,13 +316,3 @@ def run_daemon(config: Config, read_config: Callable[[], Config] | None = None) 
         return loop.run_until_complete(daemon.run())
     finally:
         loop.close()
-
-
-def daemon_info(config: Config) -> dict[str, Any]:
-    """Whether a daemon holds ``config``'s runtime dir, and its pid (without connecting)."""
-    path = config.runtime_dir / LOCK_FILE
-    try:
-        pid = int(path.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return {"running": False}
-    return {"running": psutil.pid_exists(pid), "pid": pid}

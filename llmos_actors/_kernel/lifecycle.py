@@ -11,30 +11,28 @@ stays live in state ``restarting`` (same id, name, endpoint, placement and
 constructor arguments), the death notice says ``"restarting": true``, and
 ``restart`` later starts the new incarnation, whose READY sends watchers a
 ``restarted`` notice.
+
+What a running actor reports (READY, heartbeats) is ``actor_reports``; stopping it, ``stopping``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from .._spawnspec import check_spawn_request
 from ..config import Config
 from ..errors import ActorImportError, LlmosError, ProtocolError
+from .actor_reports import ActorReports
 from .linux import describe_status, signal_name
 from .logs import LogCollector
 from .proctable import (
-    EXITED,
     RESTARTING,
-    RUNNING,
     STARTING,
     STOPPING,
     ActorRecord,
@@ -44,6 +42,7 @@ from .proctable import (
 )
 from .resources import Inventory, nice_for
 from .service import Services
+from .stopping import Stopping
 from .zygote_link import ZygoteLink
 
 log = logging.getLogger(__name__)
@@ -53,17 +52,11 @@ _CHILD_KEYS = ("cls", "path", "main_file", "args", "name", "overflow", "mailbox_
 #: What the daemon adds for a new incarnation: its latest snapshot, its ``actor_subscribe`` subscriptions.
 _CHILD_KEYS += ("snapshot", "subscriptions")
 
-#: Where actors' own scheduling decisions go (the LLM device's), beside the daemon's ``sys.sched.decision``.
-DECISION_TOPIC = "sys.device.decision"
-#: Bounds on them, per heartbeat and per entry (packed).
-MAX_DECISIONS = 32
-MAX_DECISION_BYTES = 2048
-
 Notify = Callable[[ActorRecord, dict], None]
 Publish = Callable[[str, dict], None]
 
 
-class Lifecycle:
+class Lifecycle(ActorReports, Stopping):
     """Starts actors, records their exits and stops them.
 
     Args:
@@ -249,62 +242,6 @@ class Lifecycle:
         self.spawn_times.append(time.monotonic() - record.started_mono)
         del self.spawn_times[:-1000]
 
-    def ready(self, actor_id: str, info: dict) -> None:
-        """The actor reported READY (socket bound, constructed, ``on_start`` done)."""
-        record = self.table.by_id.get(actor_id)
-        if record is None or record.state != STARTING:
-            return
-        record.state = RUNNING
-        record.ready_mono = time.monotonic()
-        if isinstance(info, dict):
-            record.cpus = info.get("cpus", record.cpus)
-            record.nice = info.get("nice", record.nice)
-            record.placement_note = info.get("nice_error", "")
-            record.overflow = info.get("overflow", record.overflow)
-            record.trap_exits = bool(info.get("trap_exits"))
-            tcp = info.get("tcp_endpoint")
-            record.tcp_endpoint = tcp if isinstance(tcp, str) and tcp.startswith("tcp://") else ""
-        if record.ready is not None and not record.ready.done():
-            record.ready.set_result(record)
-        self.publish(
-            "sys.actor.started",
-            {"actor": record.id, "name": record.name, "pid": record.pid, "cls": record.cls, "cpus": record.cpus},
-        )
-        if record.incarnation > 1:
-            if record.down_mono is not None:
-                self.restart_times.append(record.ready_mono - record.down_mono)
-                del self.restart_times[:-1000]
-            notice = record.restarted_notice()
-            self.notify(record, notice)
-            self.publish("sys.actor.restarted", notice)
-
-    def failed(self, actor_id: str, payload: dict) -> None:
-        """The actor explains why it cannot start; its exit follows."""
-        record = self.table.by_id.get(actor_id)
-        if record is not None and isinstance(payload, dict):
-            record.failure = payload
-
-    def heartbeat(self, actor_id: str, stats: dict) -> None:
-        record = self.table.by_id.get(actor_id)
-        if record is not None and isinstance(stats, dict):
-            decisions = stats.pop("decisions", None)
-            record.stats = stats
-            if isinstance(decisions, list):
-                self._publish_decisions(record, decisions)
-
-    def _publish_decisions(self, record: ActorRecord, decisions: list) -> None:
-        """An actor's scheduling decisions (``on_decisions``) on ``sys.device.decision``: plain maps of
-        at most ``MAX_DECISION_BYTES`` packed, ``MAX_DECISIONS`` a heartbeat, who made them from the record."""
-        for entry in decisions[:MAX_DECISIONS]:
-            if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry):
-                continue
-            try:
-                if len(msgpack.packb(entry)) > MAX_DECISION_BYTES:
-                    continue
-            except (TypeError, ValueError, OverflowError):
-                continue
-            self.publish(DECISION_TOPIC, {**entry, "actor": record.name or record.id, "actor_id": record.id})
-
     # ------------------------------------------------------------------ exits
     def reaped(self, pid: int, status: int) -> None:
         """A child exited (reported by the fork server, or reaped by us after adoption)."""
@@ -374,76 +311,3 @@ class Lifecycle:
         notice = record.exit_notice()
         self.notify(record, notice)
         self.publish("sys.actor.exited", notice)
-
-    # ------------------------------------------------------------------ stopping
-    def send_signal(self, record: ActorRecord, sig: int, *, group: bool = False) -> None:
-        if record.pid is None or record.state == EXITED:
-            return
-        try:
-            if group:
-                os.killpg(record.pid, sig)
-            else:
-                os.kill(record.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            os.kill(record.pid, sig)
-
-    async def kill(
-        self, record: ActorRecord, *, force: bool = False, grace: float | None = None, drain: bool = True
-    ) -> dict:
-        """Stop one actor for good (no restart): SIGTERM, then SIGKILL to its process group after ``grace``.
-
-        Args:
-            drain: the actor lets calls in flight finish within the grace period
-                (False: it cancels them at once); either way queued calls fail with ActorDiedError.
-        """
-        record.wanted_down = True
-        if record.state == RESTARTING:
-            self.abandon(record, "stopped by request while restarting")
-            return record.exit or {}
-        return await self.terminate(record, force=force, grace=grace, drain=drain, reason="by request")
-
-    async def terminate(
-        self,
-        record: ActorRecord,
-        *,
-        force: bool = False,
-        grace: float | None = None,
-        drain: bool = True,
-        reason: str = "by request",
-    ) -> dict:
-        """Stop the current incarnation (its supervisor may restart it: see ``kill`` for a final stop)."""
-        if record.state in (EXITED, RESTARTING):
-            return record.exit or {}
-        grace = self.config.grace if grace is None else grace
-        record.stop_mode = {"drain": bool(drain), "grace": grace}
-        if record.state == STARTING and record.pid is None:
-            record.state = STOPPING  # being forked: start() kills it once its pid is known
-            record.stop_reason = f"stopped {reason} while starting"
-            await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace + 5)
-            return record.exit or {}
-        record.state = STOPPING
-        if force:
-            record.stop_reason = f"killed {reason} (SIGKILL)"
-            self.send_signal(record, signal.SIGKILL, group=True)
-        else:
-            record.stop_reason = f"stopped {reason}"
-            self.send_signal(record, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), grace)
-            except asyncio.TimeoutError:
-                log.warning("actor %s ignored SIGTERM for %.1f s: sending SIGKILL", record.label, grace)
-                record.stop_reason = f"killed (SIGKILL) after {grace:g} s grace"
-                self.send_signal(record, signal.SIGKILL, group=True)
-        await asyncio.wait_for(asyncio.shield(record.exited_event.wait()), 10)
-        return record.exit or {}
-
-    async def stop_all(self, grace: float) -> None:
-        """Daemon shutdown: every live actor gets SIGTERM, stragglers SIGKILL after ``grace``."""
-        live = self.table.live()
-        for record in live:
-            record.wanted_down = True  # nothing restarts from here on
-        if not live:
-            return
-        await asyncio.gather(*(self.kill(r, grace=grace) for r in live), return_exceptions=True)

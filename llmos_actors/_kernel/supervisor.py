@@ -23,7 +23,8 @@ Strategies decide which siblings restart with a failed child: ``one_for_one``
 (only it), ``one_for_all`` (all), ``rest_for_one`` (it and those started after
 it). Siblings are stopped in reverse start order, then everyone restarts in
 start order, each waiting for the previous one's READY. Work on one tree is
-serialised by the tree's lock; standalone actors restart independently.
+serialised by the tree's lock; standalone actors restart independently
+(``supervision_work`` carries the decisions out).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from .. import _validate as check
@@ -42,13 +43,12 @@ from .lifecycle import Lifecycle
 from .proctable import EXITED, RESTARTING, ActorRecord, ProcessTable
 from .restart_policy import DEFAULT_LIMITS, RestartHistory, SupervisorNode, check_limits, needs_restart
 from .service import Service
+from .supervision_work import Sleep, SupervisionWork, Work
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[Any]]
 
-
-class Supervision(Service):
+class Supervision(SupervisionWork, Service):
     """The daemon's supervisor: restart decisions, supervisor nodes, and the work they schedule."""
 
     name = "supervisor"
@@ -209,7 +209,7 @@ class Supervision(Service):
             why = f"gave up: more than {history.intensity} restarts in {history.period:g} s"
             self._gave_up(record.exit, why, actor=record)
             return False
-        self._schedule(None, record.id, [], [record], [], history.delay())
+        self._schedule(Work(None, record.id, [], [record], [], history.delay()))
         return True
 
     def _child_failed(self, node: SupervisorNode, child_id: str) -> bool:
@@ -237,7 +237,7 @@ class Supervision(Service):
             for desc in self._nodes_under(sub):
                 desc.state = "restarting"
         node.restarts += 1
-        self._schedule(node, child_id, list(reversed(to_stop)), to_start, resets, node.history.delay())
+        self._schedule(Work(node, child_id, list(reversed(to_stop)), to_start, resets, node.history.delay()))
         return True
 
     def _escalate(self, node: SupervisorNode, why: str) -> bool:
@@ -265,7 +265,7 @@ class Supervision(Service):
             self._gave_up(deciding.exit, reason, node=node)
         else:
             self._gave_up(None, reason, node=node)
-        self._schedule(node, node.id, list(reversed(doomed)), [], [], 0.0)
+        self._schedule(Work(node, node.id, list(reversed(doomed)), [], [], 0.0))
         return False
 
     def _gave_up(
@@ -281,107 +281,6 @@ class Supervision(Service):
         if node is not None:
             body.update(supervisor=node.id, supervisor_name=node.name)
         self.publish("sys.supervisor.gave_up", body)
-
-    # ------------------------------------------------------------------ tree helpers
-    def _actors_of(self, ids: list[str]) -> list[ActorRecord]:
-        """Actor records under ``ids`` (supervisors expanded), in start order."""
-        out: list[ActorRecord] = []
-        for child in ids:
-            sub = self.nodes.get(child)
-            if sub is not None:
-                out.extend(self._actors_of(sub.children))
-                continue
-            record = self.table.by_id.get(child)
-            if record is not None:
-                out.append(record)
-        return out
-
-    def _nodes_under(self, node: SupervisorNode) -> list[SupervisorNode]:
-        out = [node]
-        for child in node.children:
-            sub = self.nodes.get(child)
-            if sub is not None:
-                out.extend(self._nodes_under(sub))
-        return out
-
-    def _lock(self, node: SupervisorNode | None, key: str) -> asyncio.Lock:
-        if node is not None:
-            return node.root.lock
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    # ------------------------------------------------------------------ work
-    def _schedule(
-        self,
-        node: SupervisorNode | None,
-        key: str,
-        stop: list[ActorRecord],
-        start: list[ActorRecord],
-        resets: list[SupervisorNode],
-        delay: float,
-    ) -> None:
-        task = (self.loop or asyncio.get_running_loop()).create_task(self._run(node, key, stop, start, resets, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(
-        self,
-        node: SupervisorNode | None,
-        key: str,
-        stop: list[ActorRecord],
-        start: list[ActorRecord],
-        resets: list[SupervisorNode],
-        delay: float,
-    ) -> None:
-        """Stop ``stop`` (in the order given), then start ``start`` in order, after ``delay``."""
-        if delay > 0:
-            await self.sleep(delay)
-        async with self._lock(node, key):
-            for record in stop:
-                if record.state == RESTARTING and record.doomed:  # down already: it stays down
-                    self.lifecycle.abandon(record, f"not restarted: {record.doomed}")
-                elif record.state not in (EXITED, RESTARTING):
-                    try:
-                        why = f"because {record.doomed}" if record.doomed else "by its supervisor for a restart"
-                        await self.lifecycle.terminate(record, reason=why)
-                    except Exception:
-                        log.exception("stopping %s for a restart failed", record.label)
-            for sub in resets:
-                for desc in self._nodes_under(sub):
-                    if desc.state == "restarting":
-                        desc.state = "running"
-                        desc.history.clear()
-            for record in start:
-                if record.state != RESTARTING:
-                    continue
-                try:
-                    if await self.lifecycle.restart(record):
-                        self.restarts += 1
-                except Exception as exc:  # its exit was decided on like any other
-                    log.warning("restart of %s failed: %s", record.label, exc)
-
-    async def stop_node(self, node: SupervisorNode, grace: float | None = None) -> dict:
-        """Stop every actor under ``node`` in reverse start order, then forget the node and its subtree."""
-        async with node.root.lock:
-            for desc in self._nodes_under(node):
-                desc.state = "stopping"
-            stopped = []
-            for record in reversed(self._actors_of([node.id])):
-                if record.state != EXITED:
-                    await self.lifecycle.kill(record, grace=grace)
-                    stopped.append(record.id)
-            for desc in self._nodes_under(node):
-                self.nodes.pop(desc.id, None)
-            if node.parent is not None and node.id in node.parent.children:
-                node.parent.children.remove(node.id)
-        return {"id": node.id, "name": node.name, "stopped": stopped}
-
-    async def shutdown(self, grace: float) -> None:
-        """Daemon shutdown: each top-level tree stops in reverse start order (trees in parallel)."""
-        roots = [n for n in self.nodes.values() if n.parent is None]
-        await asyncio.gather(*(self.stop_node(n, grace) for n in roots), return_exceptions=True)
 
     def on_actor_exit(self, record: ActorRecord) -> None:
         """Exit hook: drop a standalone actor's history once it is gone for good."""

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import bisect
 import collections
-import mmap
 import os
 import socket
-import sys
 import threading
 import time
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 
 from ..errors import ProtocolError
 from . import channel as C
+from .attach import attach_channel, quiet_readonly_warning
 from .layout import PageRegion
 from .owned import OwnValues
 from .ring import Ring
@@ -195,39 +193,15 @@ class PagesMapping:
             return True
         if time.monotonic() - self._failed_at < RETRY_ATTACH:
             return False
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(REPLY_TIMEOUT)
-        fds: list[int] = []
         try:
-            sock.connect(str(self.runtime_dir / C.SOCKET_NAME))
-            sock.sendall(C.frame(C.HELLO, {"pid": os.getpid()}))
-            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 4)
-            reader = C.FrameReader()
-            frames = reader.feed(data)
-            while not frames:
-                more = sock.recv(1 << 16)
-                if not more:
-                    raise ConnectionError("the daemon closed the pages channel")
-                frames = reader.feed(more)
-            info = frames[0]
-            if not fds or type(info) is not dict or "pool_id" not in info:
-                raise ConnectionError(f"unexpected hello reply: {info!r:.200}")
-            if len(fds) < 2:
-                raise ConnectionError("the daemon sent no note ring")
-            region = PageRegion(fds[0])
-            ring = Ring(mmap.mmap(fds[1], Ring.size()))
+            sock, region, ring, info = attach_channel(self.runtime_dir, REPLY_TIMEOUT)
         except (OSError, ValueError) as exc:
-            sock.close()
-            for fd in fds:
-                os.close(fd)
             self._failed_at = time.monotonic()
             self.error = f"no shared-memory pool at {self.runtime_dir}: {exc}"
             return False
-        for fd in fds:
-            os.close(fd)  # the mappings keep the memory; no descriptor stays open
         self.sock, self.region, self.ring, self.info, self.pid = sock, region, ring, info, os.getpid()
         self.inline_threshold = int(info.get("inline_threshold", INLINE_THRESHOLD))
-        _quiet_readonly_warning()
+        quiet_readonly_warning()
         self.available = True
         self.error = ""
         return True
@@ -388,14 +362,3 @@ class PagesMapping:
         ref = weakref.ref(base, self._ref_died)
         self._refs[id(ref)] = (ref, block.start, block.gen)
         return base
-
-
-def _quiet_readonly_warning() -> None:
-    """torch warns (once per process) when a tensor views read-only memory, which ours do on
-    purpose: take that one warning here, silenced, so user code never sees it."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.from_numpy(np.frombuffer(b"\0" * 8, dtype=U8))

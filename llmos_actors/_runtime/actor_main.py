@@ -5,6 +5,8 @@
 
 If the class cannot be imported or ``__init__``/``on_start`` raises, the actor
 tells the daemon why (so ``spawn`` raises a clear error) and exits with 1.
+
+Monitors and links are ``links``; what a heartbeat carries, ``heartbeat``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from ..config import Config
 from ..errors import ActorImportError
 from . import process
 from .executor import ActorExecutor
+from .heartbeat import heartbeat_stats
+from .links import ActorLinks
 from .loader import load_class
-from .methods import ASYNC, SYNC, classify
 from .settings import ExecutorSettings
 from .snapshots import ActorSnapshots
 from .subscriptions import ActorSubscriptions, declared_subscriptions
@@ -49,48 +52,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-#: Most entries an actor's ``on_metrics()`` may report per heartbeat (the rest are left out).
-MAX_CUSTOM_METRICS = 64
-
-
-def actor_metrics(instance: Any) -> dict:
-    """What the actor's ``on_metrics()`` hook reports: numbers and histogram snapshots, bounded."""
-    hook = getattr(instance, "on_metrics", None)
-    if not callable(hook):
-        return {}
-    try:
-        values = hook()
-    except Exception:
-        log.exception("on_metrics raised")
-        return {}
-    if not isinstance(values, dict):
-        return {}
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if len(out) >= MAX_CUSTOM_METRICS:
-            break
-        if isinstance(key, str) and (isinstance(value, (int, float, dict)) and not isinstance(value, bool)):
-            out[key] = value
-    return out
-
-
-#: Most decisions an actor's ``on_decisions()`` may report per heartbeat (the rest are left out).
-MAX_DECISIONS = 32
-
-
-def actor_decisions(instance: Any) -> list:
-    """What the actor's ``on_decisions()`` hook reports (maps only, at most ``MAX_DECISIONS``)."""
-    hook = getattr(instance, "on_decisions", None)
-    if not callable(hook):
-        return []
-    try:
-        values = hook()
-    except Exception:
-        log.exception("on_decisions raised")
-        return []
-    return [v for v in values[:MAX_DECISIONS] if isinstance(v, dict)] if isinstance(values, list) else []
-
-
 def config_from_dict(data: dict) -> Config:
     values = dict(data)
     for key in ("runtime_dir", "state_dir", "curve_secret_key_file", "curve_authorized_dir", "key_file"):
@@ -100,7 +61,7 @@ def config_from_dict(data: dict) -> Config:
     return Config(**values)
 
 
-class ActorRuntime:
+class ActorRuntime(ActorLinks):
     """One actor's process-wide state; ``Actor`` instances reach it as ``_llmos_runtime``."""
 
     def __init__(self, actor_id: str, spec: dict, config: Config) -> None:
@@ -230,40 +191,7 @@ class ActorRuntime:
         await self._shutdown()
         return code
 
-    # ------------------------------------------------------------------ monitors and links
-    def monitor(self, target: Any) -> int:
-        """``Actor.actor_monitor``: deaths of ``target`` become ``on_monitor_down`` calls."""
-        from ..supervision import target_id
-
-        name = target_id(target)
-        ref = self.core.next_id()
-        self._monitors[ref] = name
-        self.core.monitor_handlers[ref] = lambda body: self._deliver_hook("on_monitor_down", body)
-        self.core.tell_daemon("monitor", name, ref)
-        return ref
-
-    def demonitor(self, ref: int) -> None:
-        name = self._monitors.pop(ref, None)
-        if self.core.monitor_handlers.pop(ref, None) is not None and name is not None:
-            self.core.tell_daemon("demonitor", name, ref)
-
-    def _deliver_hook(self, hook: str, body: dict) -> None:
-        """A notice for the actor itself: into the mailbox, as a call to ``hook(DownNotice)``."""
-        from ..supervision import DownNotice
-
-        fn = getattr(self.instance, hook, None)
-        if not callable(fn) or self.executor is None:
-            return
-        notice = DownNotice.from_wire(body)
-        if classify(fn) == ASYNC:
-
-            async def call_async(topic: str, item: Any) -> None:
-                await fn(item)
-
-            self.executor.deliver_topic(call_async, ASYNC, f"sys.{hook}", [notice])
-        else:
-            self.executor.deliver_topic(lambda topic, item: fn(item), SYNC, f"sys.{hook}", [notice])
-
+    # ------------------------------------------------------------------ subscriptions
     def subscribe(self, prefix: str, method: str) -> None:
         """``Actor.actor_subscribe``: blocks until the subscription is live."""
         if getattr(self, "subscriptions", None) is None:
@@ -319,17 +247,7 @@ class ActorRuntime:
 
     def _report(self) -> None:
         """Send the counters to the daemon (each second, and once more when stopping)."""
-        stats = self.executor.snapshot()  # type: ignore[union-attr]
-        stats["unroutable"] = self.driver.stats.get("replies_unroutable", 0)
-        timings = self.executor.timings  # type: ignore[union-attr]
-        if timings is not None:
-            stats["timings"] = timings.snapshot()
-            custom = actor_metrics(self.instance)
-            if custom:
-                stats["metrics"] = custom
-        decisions = actor_decisions(self.instance)
-        if decisions:
-            stats["decisions"] = decisions
+        stats = heartbeat_stats(self.executor, self.driver.stats, self.instance)  # type: ignore[arg-type]
         self.core.tell_daemon("heartbeat", self.actor_id, stats, self.spec.get("token"))
 
     def request_stop(self) -> None:

@@ -11,13 +11,13 @@ in order while there is capacity:
 
 The pump runs inline work for at most ``slice`` seconds before it yields to the
 loop, so the socket is read (and higher-priority work seen) while a backlog drains.
+
+How a started request runs is ``run_modes``; stopping (drain, cut off) is ``draining``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import time
 from bisect import bisect_left as bucket
@@ -25,15 +25,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .._callctx import CURRENT_CALL
 from .._clock import LoopClock
 from .._rpc.invoke import Invoker
-from .._rpc.server import Request, RpcServer
+from .._rpc.requests import Request
+from .._rpc.server import RpcServer
 from .._rpc.tracing import HEADER as TRACE_HEADER
 from .._wire import protocol as P
 from ..errors import ActorDiedError, LlmosError, MailboxFull, MethodNotFound
-from ..scheduling import CALL_LEVEL
+from .draining import Draining
 from .methods import AGEN, ASYNC, GEN, SYNC, TopicDelivery, classify, public_method_resolver
+from .run_modes import RunModes
 from .settings import ExecutorSettings
 from .stream_runner import StreamRunner, StreamTurn
 from .timings import BUCKETS, SUM, CallTimings
@@ -50,11 +51,8 @@ INTAKE_EVERY = 0.0002
 
 _PLAIN_KINDS = frozenset({P.CALL, P.TELL, P.STREAM})
 
-#: Result types that are certainly not awaitable (skips inspect.isawaitable on the hot path).
-_PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple})
 
-
-class ActorExecutor(Invoker):
+class ActorExecutor(Draining, RunModes, Invoker):
     """The actor's dispatcher: mailbox, concurrency limits, streams and topic deliveries."""
 
     def __init__(
@@ -263,115 +261,8 @@ class ActorExecutor(Invoker):
             return
         if self.tracer is not None and TRACE_HEADER in req.head:
             self._run_traced(req, fn, kind)
-        elif kind == ASYNC:
-            self._run_async(req, fn)
-        elif self.threads is not None:
-            self._run_in_pool(req, fn)
         else:
-            self._run_inline(req, fn)
-
-    def _run_traced(self, req: Request, fn: Callable[..., Any], kind: str) -> None:
-        """Run a request inside a server span when its header carries trace context.
-
-        The span is current while the method starts (an ``async`` method's task copies it),
-        so calls it makes continue the trace; it ends when the outcome is known.
-        """
-        tracer = self.tracer
-        span, token = tracer.enter(req.head, self.span_prefix, req.method)
-        failed = self.stats.get("failed", 0)
-        try:
-            if kind == ASYNC:
-                self._run_async(req, fn)
-            elif self.threads is not None:
-                self._run_in_pool(req, fn)
-            else:
-                self._run_inline(req, fn)
-        finally:
-            if token is not None:
-                tracer.leave(token)
-        if span is None:
-            return
-        task = self._active.get((req.ident, req.id))
-        if task is None:
-            if self.stats.get("failed", 0) != failed:
-                tracer.fail(span, "the method raised")
-            span.end()
-            return
-
-        def end(t: asyncio.Future) -> None:
-            if t.cancelled() or t.exception() is not None:
-                tracer.fail(span, "the method raised or was cancelled")
-            span.end()
-
-        task.add_done_callback(end)
-
-    def _run_inline(self, req: Request, fn: Callable[..., Any]) -> None:
-        self.busy_sync = 1
-        try:
-            result = fn(*req.args, **req.kwargs) if req.kwargs else fn(*req.args)
-        except Exception as exc:
-            self.busy_sync = 0
-            self.fail(req, exc)
-            return
-        self.busy_sync = 0
-        if result is not None and type(result) not in _PLAIN and inspect.isawaitable(result):
-            self._track_async(req, result)
-        elif req.kind == P.TELL:
-            self.done_tells += 1
-        else:
-            self.succeed(req, result)
-
-    def _run_in_pool(self, req: Request, fn: Callable[..., Any]) -> None:
-        self.busy_sync += 1
-        call = functools.partial(fn, *req.args, **req.kwargs)
-        fut = self.loop.run_in_executor(self.threads, call)
-        start = time.monotonic()
-
-        def done(f: asyncio.Future) -> None:
-            self.busy_sync -= 1
-            if self.timings is not None:
-                self.timings.run.observe(time.monotonic() - start)
-            exc = f.exception()
-            if exc is not None:
-                self.fail(req, exc)
-            else:
-                result = f.result()
-                if inspect.isawaitable(result):
-                    self._track_async(req, result)
-                else:
-                    self.succeed(req, result)
-            self.schedule_pump()
-
-        fut.add_done_callback(done)
-
-    def _run_async(self, req: Request, fn: Callable[..., Any]) -> None:
-        level = self.level_of(req)
-        token = CALL_LEVEL.set(self.priority if level is None else level)  # the task copies it
-        call = CURRENT_CALL.set(req)  # and its deadline (see callctx)
-        try:
-            try:
-                coro = fn(*req.args, **req.kwargs)
-            except Exception as exc:
-                self.fail(req, exc)
-                return
-            self._track_async(req, coro, time.monotonic() if self.timings is not None else None)
-        finally:
-            CALL_LEVEL.reset(token)
-            CURRENT_CALL.reset(call)
-
-    def _track_async(self, req: Request, awaitable: Any, start: float | None = None) -> None:
-        self.busy_async += 1
-        task = self.await_result(req, awaitable)
-        self._active[(req.ident, req.id)] = task
-
-        def release(_: Any) -> None:
-            if start is not None and self.timings is not None:
-                self.timings.run.observe(time.monotonic() - start)
-            self.busy_async -= 1
-            self._active.pop((req.ident, req.id), None)
-            self.schedule_pump()
-
-        task.add_done_callback(release)
+            self._run(req, fn, kind)
 
     # ------------------------------------------------------------------ topics
     def _deliver(self, entry: TopicDelivery) -> None:
@@ -411,58 +302,7 @@ class ActorExecutor(Invoker):
         if task is not None:
             task.cancel()
 
-    # ------------------------------------------------------------------ stopping
-    def succeed(self, req: Request, value: Any) -> None:
-        super().succeed(req, value)
-        if self._changed is not None:
-            self._changed.set()
-
-    def fail(self, req: Request, exc: BaseException, *, traceback: bool = True) -> None:
-        super().fail(req, exc, traceback=traceback)
-        if self._changed is not None:
-            self._changed.set()
-
-    @property
-    def busy(self) -> bool:
-        return bool(len(self.mailbox) or self.busy_sync or self.busy_async)
-
-    async def drain(self, grace: float, *, cancel: bool = False) -> None:
-        """Stop taking work; let queued and running work finish for up to ``grace`` s (or cancel it)."""
-        self.stopping = True
-        self.server.pause_reading()
-        deadline = time.monotonic() + grace
-        self._changed = asyncio.Event()
-        while not cancel and self.busy:
-            self._changed.clear()
-            self.pump()
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.busy:
-                break
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
-                break
-        for entry in self.mailbox.remove(lambda e: True):
-            if type(entry) is Request and entry.kind != P.TELL:
-                self.fail(
-                    entry, ActorDiedError(f"{self.label} stopped before running {entry.method!r}"), traceback=False
-                )
-        self.streams.drop_all("actor stopping")
-        cancelled = list(self._active.values())
-        for task in cancelled:
-            task.cancel()
-        if cancelled:  # let them reply (ActorDiedError, see _finished) before the socket closes
-            await asyncio.wait(cancelled, timeout=0.5)
-        if self.threads is not None:
-            self.threads.shutdown(wait=False, cancel_futures=True)
-
-    def _finished(self, req: Request, task: asyncio.Future) -> None:
-        if self.stopping and task.cancelled():  # cut off by a stop: to the caller, the actor died
-            self.tasks.discard(task)
-            self.fail(req, ActorDiedError(f"{self.label} stopped while running {req.method!r}"), traceback=False)
-            return
-        super()._finished(req, task)
-
+    # ------------------------------------------------------------------ reporting
     def snapshot(self) -> dict:
         """Counters for heartbeats (``llmos ps``)."""
         stats = self.stats

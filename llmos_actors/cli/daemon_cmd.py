@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._kernel.daemon import AlreadyRunning, daemon_info, run_daemon
+    from .._kernel.daemon import run_daemon
+    from .._kernel.rundir import AlreadyRunning, daemon_info
 
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

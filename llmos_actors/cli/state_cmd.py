@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._kernel.daemon import daemon_info
+    from .._kernel.rundir import daemon_info
     from .._kernel.state.settings import set_aside
     from .._kernel.state.transfer import export_state, import_state
 

@@ -126,3 +126,18 @@ def test_every_private_subpackage_has_a_layer():
     named = set().union(*(groups for _, groups in LAYERS))
     private = {p.name for p in PACKAGE.iterdir() if p.name.startswith("_") and (p / "__init__.py").exists()}
     assert not private - named, f"place these in LAYERS: {sorted(private - named)}"
+
+
+#: Longest a module outside ``bench/`` may be (docs/architecture.md, "Module size": split at ~380).
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_too_long():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "bench" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            long.append(f"{path.relative_to(PACKAGE.parent)}: {lines} lines")
+    assert not long, "split these along a seam (see docs/architecture.md, Module size):\n" + "\n".join(long)

@@ -8,7 +8,7 @@ import pytest
 
 import llmos_actors as llmos
 from llmos_actors._connecting import check_runtime_dir
-from llmos_actors._kernel.daemon import prepare_runtime_dir
+from llmos_actors._kernel.rundir import prepare_runtime_dir
 from llmos_actors.config import default_runtime_dir
 from llmos_actors.testing import short_tmpdir
 
