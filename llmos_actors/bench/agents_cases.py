@@ -49,10 +49,8 @@ class ToolSteps(LLMPolicy):
     """The device decides, but may only finish at the last step: each run makes exactly ``max_steps`` steps."""
 
     async def decide(self, request: Any, kernel: Any) -> Any:
-        options = request.schema.get("anyOf")
-        if options and request.step < request.max_steps:
-            tools = [o for o in options if "final" not in o["properties"]]
-            request.schema = tools[0] if len(tools) == 1 else {"anyOf": tools}
+        if request.step < request.max_steps:
+            request.restrict(final=False)
         return await super().decide(request, kernel)
 
 
