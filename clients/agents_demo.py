@@ -181,7 +181,8 @@ def show_device(llm: llmos.ActorRef, batches: list[int]) -> None:
     for d in [d for d in decisions if d["action"] == "preempt"][:5]:
         print(f"  preempted sequence {d['seq']} (level {d['level']}): {d['reason']}")
     urgent = [d["reason"] for d in decisions if d["action"] == "admit" and d["level"] >= 7]
-    print(f"  level-7 requests admitted: {len(urgent)} ({'; '.join(urgent[:4])})")
+    waits = "; ".join(urgent[:4])
+    print(f"  admitted at level 7 (the urgent request, and any that aged there): {len(urgent)} ({waits})")
 
 
 def show_kernel(kernel: llmos.Kernel, names: set[str]) -> None:
