@@ -12,6 +12,7 @@ first. Every step is printed as it happens, then what the device and the kernel 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import threading
 import time
@@ -30,11 +31,15 @@ WORKERS = ("w-calc", "w-board", "w-vault")
 #: The job, in the parts the coordinator hands out (it decides which worker takes which part).
 PARTS = (
     "Compute 17 times 23.",
-    "Write the status 'report drafted' to the blackboard key 'status'.",
+    "Write the status 'report drafted' to the new blackboard key 'status'.",
     "Delete the old customer records.",
 )
 JOB = " ".join(PARTS)
-DEFAULT_TASKS = dict(zip(WORKERS, PARTS, strict=True))
+TOPICS = ("arithmetic", "blackboard", "records")
+#: The coordinator's choices: every way of giving each worker exactly one part of the job.
+PLANS = tuple(
+    ", ".join(f"{w}: {t}" for w, t in zip(WORKERS, topics, strict=True)) for topics in itertools.permutations(TOPICS)
+)
 NAMES = ("llm", "calc", "vault", "board", *WORKERS, "coordinator", "urgent")
 #: Seconds each phase may take at most (a loaded 2-core machine is many times slower than a quiet one).
 PHASE_TIMEOUT = 600
@@ -42,7 +47,7 @@ PHASE_TIMEOUT = 600
 
 class Calc(llmos.Actor):
     @llmos.tool
-    def multiply(self, a: float, b: float) -> float:
+    def multiply(self, a: int, b: int) -> int:
         """Multiply two numbers.
 
         Args:
@@ -63,26 +68,26 @@ class Vault(llmos.Actor):
         return f"deleted {which}"
 
 
-class OneToolThenAnswer(llmos.LLMPolicy):
-    """A procedure a 135M model keeps to: the first decision must call a tool, the next must answer.
+class ToolThenAnswer(llmos.LLMPolicy):
+    """A procedure a 135M model keeps to: call a tool first, call again only after a failed call
+    (an error, or a blackboard write that lost its compare-and-set), then answer.
 
     The device still decides which tool, with which arguments, and what to answer; the schema only
-    leaves out the forms that do not fit the step (left free, the small model repeats its tool call).
+    leaves out the forms that do not fit the step (left free, the small model repeats a tool call that
+    worked). A refusal is not retried: asking again would be refused again.
     """
 
     async def decide(self, request: llmos.agents.DecisionRequest, kernel: object) -> llmos.agents.Proposal:
-        forms = request.schema.get("anyOf", [request.schema])
-        tools = [f for f in forms if "final" not in f["properties"]]
-        final = [f for f in forms if "final" in f["properties"]]
-        chosen = tools if request.step == 1 and tools else final
-        request.schema = chosen[0] if len(chosen) == 1 else {"anyOf": chosen}
+        last = str(request.messages[-1]["content"]) if request.step > 1 else ""
+        failed = last.startswith("Observation: error:") or '"ok": false' in last
+        request.restrict(final=not (request.step == 1 or (failed and request.step < request.max_steps)))
         return await super().decide(request, kernel)
 
 
 class DemoAgent(llmos.Agent):
     """Short steps for a small model on two cores: brief thoughts and answers, no memory tools."""
 
-    policy = OneToolThenAnswer
+    policy = ToolThenAnswer
     memory = False
     thought_chars = 48
     answer_chars = 100
@@ -99,15 +104,16 @@ class Coordinator(DemoAgent):
     max_steps = 1  # the split is one decision
 
     @llmos.tool
-    def assign(self, arithmetic: Literal[WORKERS], blackboard: Literal[WORKERS], records: Literal[WORKERS]) -> str:
-        """Give each part of the job to a worker.
+    def assign(self, plan: Literal[PLANS]) -> str:
+        """Give each part of the job to one worker: who does the arithmetic, who writes the status to
+        the blackboard, who deletes the old customer records.
 
         Args:
-            arithmetic: the worker who computes 17 times 23.
-            blackboard: the worker who writes the status to the blackboard.
-            records: the worker who deletes the old customer records.
+            plan: the worker for each part.
         """
-        for part, worker in zip(PARTS, (arithmetic, blackboard, records), strict=True):
+        for choice in plan.split(", "):
+            worker, _, topic = choice.partition(": ")
+            part = PARTS[TOPICS.index(topic)]
             self.actor_kernel.publish(f"tasks.{worker}", {"task": part, "by": self.actor_name})
         return "each part has its worker"
 
@@ -117,7 +123,7 @@ class Worker(DemoAgent):
         "You are a worker. Do your task with one tool call, then give a short final answer. "
         "If the tool call is refused, say in your final answer that it was refused."
     )
-    max_steps = 2  # one tool call, then the answer
+    max_steps = 3  # a tool call, one more if it failed, then the answer
 
     def on_observation(self, observation: dict) -> str | None:
         msg = observation.get("msg")
@@ -155,7 +161,7 @@ def print_steps(kernel: llmos.Kernel, stop: threading.Event, started: float) -> 
 
 
 def sample_batches(llm: llmos.ActorRef, stop: threading.Event, seen: list[int]) -> None:
-    while not stop.wait(0.1):
+    while not stop.wait(0.5):  # sparse: the observer must not load the device it watches
         try:
             seen.append(int(llm.call("stats").get("batch_size", 0)))
         except llmos.LlmosError:
@@ -175,7 +181,8 @@ def show_device(llm: llmos.ActorRef, batches: list[int]) -> None:
     for d in [d for d in decisions if d["action"] == "preempt"][:5]:
         print(f"  preempted sequence {d['seq']} (level {d['level']}): {d['reason']}")
     urgent = [d["reason"] for d in decisions if d["action"] == "admit" and d["level"] >= 7]
-    print(f"  level-7 requests admitted: {len(urgent)} ({'; '.join(urgent[:4])})")
+    waits = "; ".join(urgent[:4])
+    print(f"  admitted at level 7 (the urgent request, and any that aged there): {len(urgent)} ({waits})")
 
 
 def show_kernel(kernel: llmos.Kernel, names: set[str]) -> None:
@@ -246,23 +253,23 @@ def main() -> int:
             print(f"\nthe job: {JOB}")
             print("the coordinator splits it and publishes the sub-tasks on tasks.<worker>:")
             plan = coordinator.options(timeout=PHASE_TIMEOUT).call("run", JOB)
-            routed = next((s["args"] for s in plan["steps"] if s["action"] == "assign"), {})
-            for name in sorted(set(WORKERS) - set(routed.values())):  # the 135M model may give one worker two parts
-                print(f"  (the coordinator gave {name} no part; the demo gives it its own: {DEFAULT_TASKS[name]!r})")
-                kernel.publish(f"tasks.{name}", {"task": DEFAULT_TASKS[name], "by": "demo"})
+            chosen = next((s["args"]["plan"] for s in plan["steps"] if s["action"] == "assign"), None)
+            if chosen is None:  # the schema makes the one step an assign call: this is a failed step
+                raise SystemExit(f"the coordinator did not split the job: {plan['steps']}")
+            print(f"\n  the coordinator's plan: {chosen}")
 
             # The urgent agent's question comes while the workers' steps fill the device.
             def device_full() -> bool:
                 return llm.call("stats")["running"] >= 3
 
             try:
-                wait_for(device_full, timeout=120, interval=0.05, what="the workers to fill the device")
+                wait_for(device_full, timeout=120, interval=0.25, what="the workers to fill the device")
             except TimeoutError:
                 print("  (the workers' steps did not fill the device at once; the urgent question comes anyway)")
             print("\na priority-7 agent asks while the workers run:")
             t_urgent = time.monotonic()
             answer = urgent.options(priority=7, timeout=PHASE_TIMEOUT).call(
-                "run", "Is the server room door locked? Say yes or no."
+                "run", "The fire alarm is ringing. Should everyone leave the building now? Say yes or no."
             )
             print(f"  urgent run took {time.monotonic() - t_urgent:.1f} s: {answer['answer']!r}")
 

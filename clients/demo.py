@@ -33,7 +33,8 @@ def start_daemon_if_needed(config: llmos.Config) -> subprocess.Popen | None:
     except llmos.DaemonUnavailable:
         pass
     print(f"starting llmos daemon at {config.runtime_dir} ...")
-    proc = subprocess.Popen([sys.executable, "-m", "llmos_actors.cli", "daemon", "--log-level", "WARNING"])
+    cli = [sys.executable, "-m", "llmos_actors.cli", "--runtime-dir", str(config.runtime_dir)]
+    proc = subprocess.Popen([*cli, "daemon", "--log-level", "WARNING"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

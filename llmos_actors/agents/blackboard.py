@@ -81,7 +81,7 @@ class Blackboard(Actor):
         Args:
             key: the entry's name.
             value: what to store.
-            expected_version: the version you read; the write is refused if someone wrote since.
+            expected_version: 0 for a new entry, else the version you read (refused if someone wrote since).
             writer: who writes (a label kept with the entry).
         """
         key = _check_key(key)
@@ -92,7 +92,8 @@ class Blackboard(Actor):
             raise ValueError(f"a blackboard value is at most {MAX_VALUE_BYTES} bytes packed")
         current = self._entry(key)
         if current["version"] != expected_version:
-            return {"ok": False, "reason": "version changed", **current}
+            reason = f"version changed: write again with expected_version {current['version']}"
+            return {"ok": False, "reason": reason, **current}
         assert self._db is not None
         version = expected_version + 1
         now = time.time()

@@ -85,8 +85,9 @@ class Approvals:
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
 
-    async def ask(self, kernel: Any, request: dict) -> tuple[bool, str]:
-        """``(approved, why)`` for ``request`` (``tool``, ``args``, ``goal``, ``agent``)."""
+    async def ask(self, kernel: Any, request: dict, priority: int | None = None) -> tuple[bool, str]:
+        """``(approved, why)`` for ``request`` (``tool``, ``args``, ``goal``, ``agent``); an approver actor
+        is called at the run's ``priority``."""
         if not self.approver:
             return False, "no approver is registered for confirmed tools"
         try:
@@ -94,7 +95,7 @@ class Approvals:
                 return await self._ask_topic(kernel, request)
             actor, _, method = self.approver.rpartition(".")
             ref = await kernel.lookup(actor)
-            answer = await ref.options(timeout=self.timeout).call(method, request)
+            answer = await ref.options(**with_priority({"timeout": self.timeout}, priority)).call(method, request)
         except (asyncio.TimeoutError, CallTimeout):
             return False, f"no approval within {self.timeout:g} s"
         except Exception as exc:
@@ -158,6 +159,11 @@ def _verdict(answer: Any, who: str) -> tuple[bool, str]:
         return ok, why or (f"approved by {who}" if ok else f"denied by {who}")
     ok = answer is True
     return ok, f"approved by {who}" if ok else f"denied by {who}"
+
+
+def with_priority(options: dict, priority: int | None) -> dict:
+    """Call options with the run's priority added (none: the callee's default)."""
+    return options if priority is None else {**options, "priority": priority}
 
 
 async def audit(kernel: Any, event: dict) -> None:

@@ -34,6 +34,14 @@ class DecisionRequest:
     #: The run's step limit (``step`` counts from 1 up to it).
     max_steps: int = 1
 
+    def restrict(self, *, final: bool) -> None:
+        """Leave in the schema only the final answer (``final=True``) or only the tool calls: a policy's
+        procedure for this step (a small model keeps to it). Nothing changes when no such form exists."""
+        forms = self.schema.get("anyOf", [self.schema])
+        kept = [f for f in forms if ("final" in f.get("properties", {})) == final]
+        if kept:
+            self.schema = kept[0] if len(kept) == 1 else {"anyOf": kept}
+
 
 @dataclass
 class Proposal:

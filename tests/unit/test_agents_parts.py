@@ -13,6 +13,7 @@ from llmos_actors.agents.context import ShortTermMemory
 from llmos_actors.agents.decision import DecisionError, NotGranted, decision_schema, parse_decision
 from llmos_actors.agents.memory import LongTermMemory, match_query
 from llmos_actors.agents.permissions import Approvals, Grants
+from llmos_actors.agents.policy import DecisionRequest
 from llmos_actors.agents.tools import parse_docstring, tool_methods
 
 
@@ -91,6 +92,25 @@ def test_decision_schema_and_checks():
     ]:
         with pytest.raises(DecisionError, match=why):
             parse_decision(bad, tools)
+
+
+def test_a_policy_restricts_a_step_to_tool_calls_or_the_answer():
+    spec = tool_methods(Host)["search"].spec("archive.search")
+    both = decision_schema([spec])
+
+    def request(schema: dict) -> DecisionRequest:
+        return DecisionRequest("a1", "goal", 1, [], schema, {spec.name: spec})
+
+    tools_only = request(both)
+    tools_only.restrict(final=False)
+    assert tools_only.schema == both["anyOf"][0]
+    answer_only = request(both)
+    answer_only.restrict(final=True)
+    assert answer_only.schema == both["anyOf"][1]
+    no_tools = decision_schema([])  # no tool form exists: the step keeps its only form, the answer
+    bare = request(no_tools)
+    bare.restrict(final=False)
+    assert bare.schema == no_tools
 
 
 def test_long_term_memory_search(tmp_path):
