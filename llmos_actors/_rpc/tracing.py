@@ -221,7 +221,8 @@ class CallTracer:
         if parent is None:
             return None, None
         trace_id, parent_id = parent
-        span = self._span(self.recorder, f"{actor}.{method}", self._server_kind, trace_id, self._ids(64) or 1, parent_id)
+        name = f"{actor}.{method}"
+        span = self._span(self.recorder, name, self._server_kind, trace_id, self._ids(64) or 1, parent_id)
         token = self._context.attach(self._set_span(span))
         return span, token
 
