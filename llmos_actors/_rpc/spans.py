@@ -177,6 +177,8 @@ class SpanRecorder(SpanProcessor):
         return self.flush()
 
     def shutdown(self) -> None:
+        if self._stopped:  # (the provider's exit hook may come after the actor's own shutdown)
+            return
         self._stopped = True
         self._wake.set()
         self.flush()
