@@ -145,7 +145,7 @@ def test_a_full_buffer_drops_new_spans_and_counts_them(monkeypatch) -> None:
     recorder = tracer.recorder
     with recorder._export_lock:  # the exporter is stuck: nothing leaves the buffer
         recorder._pid = os.getpid()  # (and no thread is started to wait on the lock)
-        for i in range(25):
+        for _ in range(25):
             tracer.outgoing("m", None)  # a tell's root: ended at once
         assert len(recorder.pending) == 10 and tracer.dropped == 15
     assert len(tracer.memory.get_finished_spans()) == 10  # the ones kept are exported
