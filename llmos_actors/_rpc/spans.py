@@ -48,7 +48,18 @@ class LightSpan(NonRecordingSpan):
     parent. Its ``SpanContext`` is built only when someone asks for it.
     """
 
-    __slots__ = ("end_ns", "error", "kind", "name", "parent_id", "recorder", "span_id", "start_ns", "trace_id")
+    __slots__ = (
+        "attributes",
+        "end_ns",
+        "error",
+        "kind",
+        "name",
+        "parent_id",
+        "recorder",
+        "span_id",
+        "start_ns",
+        "trace_id",
+    )
 
     def __init__(
         self, recorder: SpanRecorder, name: str, kind: int, trace_id: int, span_id: int, parent_id: int
@@ -60,6 +71,7 @@ class LightSpan(NonRecordingSpan):
         self.span_id = span_id
         self.parent_id = parent_id
         self.error: str | None = None
+        self.attributes: dict | None = None
         self.end_ns = 0
         self.start_ns = time.time_ns()
 
@@ -73,13 +85,38 @@ class LightSpan(NonRecordingSpan):
             return None
         return SpanContext(self.trace_id, self.parent_id, is_remote=True, trace_flags=_SAMPLED)
 
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Attributes set by the method's own code (``trace.get_current_span()``) are exported too."""
+        if self.attributes is None:
+            self.attributes = {}
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Any) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        code = getattr(status, "status_code", status)
+        if code is StatusCode.ERROR:
+            self.error = getattr(status, "description", None) or description or "error"
+
     def end(self, end_time: int | None = None) -> None:
         """Record the span (once): a tuple into the recorder's buffer."""
         if self.end_ns:
             return
         self.end_ns = end_ns = end_time or time.time_ns()
         self.recorder.add(
-            (self.name, self.kind, self.trace_id, self.span_id, self.parent_id, self.start_ns, end_ns, self.error)
+            (
+                self.name,
+                self.kind,
+                self.trace_id,
+                self.span_id,
+                self.parent_id,
+                self.start_ns,
+                end_ns,
+                self.error,
+                self.attributes,
+            )
         )
 
     def __repr__(self) -> str:
@@ -153,13 +190,13 @@ class SpanRecorder(SpanProcessor):
         return ok
 
     def _readable(self, record: tuple) -> ReadableSpan:
-        name, kind, trace_id, span_id, parent_id, start, end, error = record
+        name, kind, trace_id, span_id, parent_id, start, end, error, attributes = record
         return ReadableSpan(
             name,
             SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
             SpanContext(trace_id, parent_id, is_remote=True, trace_flags=_SAMPLED) if parent_id else None,
             self.resource,
-            {},
+            attributes or {},
             kind=_KINDS[kind],
             status=_UNSET if error is None else Status(StatusCode.ERROR, error),
             start_time=start,
@@ -168,11 +205,6 @@ class SpanRecorder(SpanProcessor):
         )
 
     # ------------------------------------------------------------------ SpanProcessor
-    def on_end(self, span: ReadableSpan) -> None:
-        """Spans of the SDK's own tracer (none of ours) go straight to the exporter."""
-        with self._export_lock:
-            self.exporter.export([span])
-
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.flush()
 

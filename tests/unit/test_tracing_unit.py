@@ -150,3 +150,26 @@ def test_a_full_buffer_drops_new_spans_and_counts_them(monkeypatch) -> None:
         assert len(recorder.pending) == 10 and tracer.dropped == 15
     assert len(tracer.memory.get_finished_spans()) == 10  # the ones kept are exported
     tracer.shutdown()
+
+
+def test_the_server_span_is_the_applications_current_span() -> None:
+    """Code inside a traced method sees the span: its attributes are exported, its own spans are children."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from llmos_actors._rpc.tracing import CallTracer
+
+    tracer = CallTracer({**DEFAULTS, "enabled": True, "exporter": "memory", "sample_ratio": 1.0})
+    server, token = tracer.enter({"tp": "00-" + "3" * 32 + "-" + "4" * 16 + "-01"}, "actor", "m")
+    try:
+        current = trace.get_current_span()
+        assert current is server
+        current.set_attribute("llm.tokens", 12)
+        with TracerProvider().get_tracer("app").start_as_current_span("app work") as own:
+            assert own.parent.span_id == server.span_id and own.get_span_context().trace_id == int("3" * 32, 16)
+    finally:
+        tracer.leave(token)
+    server.end()
+    (span,) = tracer.memory.get_finished_spans()
+    assert dict(span.attributes) == {"llm.tokens": 12} and span.status.status_code.name == "UNSET"
+    tracer.shutdown()
