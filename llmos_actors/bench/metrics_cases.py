@@ -23,6 +23,7 @@ import threading
 import urllib.request
 from typing import Any
 
+from .._rpc.tracing import tracer_for
 from . import ours
 from .context import BenchContext
 from .otlp_sink import Sink
@@ -58,6 +59,9 @@ class Observed(Workload):
                 settings = {"tracing": {**settings["tracing"], "endpoint": sink.url}}
             handle = self.stack.enter_context(start_daemon(**settings))
             kernel = self.stack.enter_context(handle.connect())
+            tracer = tracer_for(handle.config)
+            if tracer is not None:  # this process's spans reach the sink before it closes (not at exit)
+                self.stack.callback(tracer.shutdown)
             own = dataclasses.replace(ctx, kernel=kernel, config=handle.config, status=kernel.status())
             self.inner = WORKLOADS[flavour](own)
             self.ops = self.inner.ops
