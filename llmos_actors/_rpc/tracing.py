@@ -17,7 +17,9 @@ countdown to the next sampled call. The countdown's gaps are drawn from the geom
 distribution, so each call is sampled with probability ``sample_ratio``, independently,
 as a ``random() < ratio`` per call would be, without drawing a number per call.
 The actor side tests one header key. Sampled roots get a client span that ends with
-the call's outcome (``ClientCore.roots`` holds it until then).
+the call's outcome (``ClientCore.roots`` holds it until then). A sampled span costs its
+call a few microseconds: it is recorded as a tuple, and built and exported off the call
+path (``spans``).
 """
 
 from __future__ import annotations
@@ -111,15 +113,20 @@ class Countdown:
 
 
 class CallTracer:
-    """Creates the spans and reads/writes the header field (one per process)."""
+    """Creates the spans and reads/writes the header field (one per process).
+
+    Spans are ``spans.LightSpan``s: the call path records them as tuples, and a
+    ``spans.SpanRecorder`` (a processor of ``provider``) builds the SDK's spans and exports
+    them in batches from its own thread.
+    """
 
     def __init__(self, settings: dict) -> None:
-        from opentelemetry import context, trace
+        from opentelemetry import context
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
         from opentelemetry.trace.propagation import _SPAN_KEY, set_span_in_context
+
+        from . import spans
 
         self.ratio = float(settings["sample_ratio"])
         self.sampling = Countdown(self.ratio)
@@ -128,33 +135,32 @@ class CallTracer:
         self.memory: Any = None
         exporter = settings["exporter"]
         if exporter == "memory":
-            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-            self.memory = InMemorySpanExporter()
-            self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+            self.memory = out = _memory_exporter(self)
         elif exporter == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            self.provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            out = ConsoleSpanExporter()
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             endpoint = settings["endpoint"]
-            otlp = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
-            self.provider.add_span_processor(BatchSpanProcessor(otlp))
-        self.tracer = self.provider.get_tracer("llmos_actors")
+            out = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+        self.recorder = spans.SpanRecorder(out, self.provider.resource, "llmos_actors")
+        self.provider.add_span_processor(self.recorder)
+        self._span = spans.LightSpan
+        self._client_kind, self._server_kind = spans.CLIENT, spans.SERVER
+        self._ids = random.getrandbits
         # The current OpenTelemetry context (a dict, empty outside any span) in one C call when the
         # runtime context is the default contextvars one; else through the public API.
         var = getattr(getattr(context, "_RUNTIME_CONTEXT", None), "_current_context", None)
         self._current_context = var.get if var is not None and hasattr(var, "get") else context.get_current
         self._span_key = _SPAN_KEY
         self._set_span = set_span_in_context
-        self._remote_parent = lambda trace_id, span_id: NonRecordingSpan(
-            SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        )
-        self._error = lambda what: Status(StatusCode.ERROR, what)
-        self._client_kind = trace.SpanKind.CLIENT
-        self._server_kind = trace.SpanKind.SERVER
+
+    @property
+    def dropped(self) -> int:
+        """Spans dropped because the export buffer was full."""
+        return self.recorder.dropped
 
     # ------------------------------------------------------------------ caller side
     def outgoing(self, method: str, extra: dict | None, msg_id: int = 0, roots: dict | None = None) -> dict | None:
@@ -172,29 +178,34 @@ class CallTracer:
             if sampling.left > 0:
                 return extra
             sampling.left = sampling.gap()
-            root = self.tracer.start_span(f"call {method}", kind=self._client_kind)
+            ids = self._ids
+            root = self._span(self.recorder, f"call {method}", self._client_kind, ids(128) or 1, ids(64) or 1, 0)
             if roots is None:
                 root.end()
             else:
                 roots[msg_id] = root
-            sc = root.get_span_context()
-        else:
+            trace_id, span_id = root.trace_id, root.span_id
+        elif type(span) is self._span:  # inside one of our server spans
+            trace_id, span_id = span.trace_id, span.span_id
+        else:  # inside the application's own span
             sc = span.get_span_context()
             if not sc.is_valid or not sc.trace_flags.sampled:
                 return extra
-        tp = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-01"
+            trace_id, span_id = sc.trace_id, sc.span_id
+        tp = f"00-{trace_id:032x}-{span_id:016x}-01"
         return {**extra, HEADER: tp} if extra else {HEADER: tp}
 
-    def end(self, span: Any, error: BaseException | None) -> None:
+    @staticmethod
+    def end(span: Any, error: BaseException | None) -> None:
         """End a root client span with its call's outcome."""
         if error is not None:
-            span.set_status(self._error(f"{type(error).__name__}: {error}"[:200]))
+            span.error = f"{type(error).__name__}: {error}"[:200]
         span.end()
 
     def end_with(self, span: Any, fut: Any) -> None:
         """``end`` as a done-callback of the call's future."""
         if fut.cancelled():
-            span.set_status(self._error("the call was cancelled"))
+            span.error = "the call was cancelled"
             span.end()
         else:
             self.end(span, fut.exception())
@@ -209,12 +220,15 @@ class CallTracer:
         parent = self._parent(head.get(HEADER))
         if parent is None:
             return None, None
-        span = self.tracer.start_span(f"{actor}.{method}", context=parent, kind=self._server_kind)
+        trace_id, parent_id = parent
+        name = f"{actor}.{method}"
+        span = self._span(self.recorder, name, self._server_kind, trace_id, self._ids(64) or 1, parent_id)
         token = self._context.attach(self._set_span(span))
         return span, token
 
-    def _parent(self, tp: Any) -> Any:
-        """The context of a sampled W3C traceparent (version 00), or None for anything else."""
+    @staticmethod
+    def _parent(tp: Any) -> tuple[int, int] | None:
+        """``(trace id, span id)`` of a sampled W3C traceparent (version 00), or None for anything else."""
         if type(tp) is not str or len(tp) != MAX_TRACEPARENT or not tp.startswith("00-") or not tp.endswith("-01"):
             return None
         if tp[35] != "-" or tp[52] != "-":
@@ -225,13 +239,14 @@ class CallTracer:
             return None
         if not trace_id or not span_id:
             return None
-        return self._set_span(self._remote_parent(trace_id, span_id))
+        return trace_id, span_id
 
     def leave(self, token: Any) -> None:
         self._context.detach(token)
 
-    def fail(self, span: Any, what: str) -> None:
-        span.set_status(self._error(what))
+    @staticmethod
+    def fail(span: Any, what: str) -> None:
+        span.error = what
 
     def finished_spans(self) -> list[dict]:
         """Spans the ``memory`` exporter holds, as plain dicts (for tests and debugging)."""
@@ -261,6 +276,18 @@ class CallTracer:
             self.provider.shutdown()
         except Exception:
             log.exception("tracing shutdown failed")
+
+
+def _memory_exporter(tracer: CallTracer) -> Any:
+    """An in-memory exporter whose readers first see what ``tracer`` still buffers."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class FlushedMemoryExporter(InMemorySpanExporter):
+        def get_finished_spans(self) -> Any:
+            tracer.recorder.flush()
+            return super().get_finished_spans()
+
+    return FlushedMemoryExporter()
 
 
 def finished_spans() -> list[dict]:

@@ -7,7 +7,9 @@ comparisons (with ``--peers``), measured in the same run, taking turns:
 
 - ``llmos_metrics_on``: ``[metrics] listen`` (actors time every call) and ``/metrics``
   scraped once a second by a thread of the benchmark process;
-- ``llmos_tracing_1pct``: ``[tracing]`` on at 1 % sampling (in-memory exporter).
+- ``llmos_tracing_1pct``: ``[tracing]`` on at 1 % sampling, exporting as the docs recommend:
+  OTLP/HTTP batches to a receiver on loopback (``otlp_sink``, a process of its own that
+  keeps nothing).
 
 The ratio column reads as the cost: 1.03 means on is 3 % slower than off. Targets:
 metrics on within 5 % (ratio <= 1.05), tracing at 1 % within 10 % (<= 1.10).
@@ -21,8 +23,10 @@ import threading
 import urllib.request
 from typing import Any
 
+from .._rpc.tracing import tracer_for
 from . import ours
 from .context import BenchContext
+from .otlp_sink import Sink
 from .workload import Workload
 
 #: Seconds between scrapes of /metrics while a ``metrics_on`` variant runs.
@@ -31,7 +35,7 @@ SCRAPE_EVERY = 1.0
 SETTINGS: dict[str, dict[str, Any]] = {
     "obs_off": {},
     "metrics_on": {"metrics": {"listen": "127.0.0.1:0"}},
-    "tracing_1pct": {"tracing": {"enabled": True, "sample_ratio": 0.01, "exporter": "memory"}},
+    "tracing_1pct": {"tracing": {"enabled": True, "sample_ratio": 0.01, "exporter": "otlp"}},
 }
 WORKLOADS = {"sync": ours.SyncCalls, "async": ours.AsyncCalls}
 
@@ -48,8 +52,16 @@ class Observed(Workload):
         self.inner: Workload | None = None
         self.thread: threading.Thread | None = None
         try:
-            handle = self.stack.enter_context(start_daemon(**SETTINGS[variant]))
+            settings = SETTINGS[variant]
+            if "tracing" in settings:  # spans go to a receiver on loopback, out of the measured processes
+                sink = Sink()
+                self.stack.callback(sink.close)
+                settings = {"tracing": {**settings["tracing"], "endpoint": sink.url}}
+            handle = self.stack.enter_context(start_daemon(**settings))
             kernel = self.stack.enter_context(handle.connect())
+            tracer = tracer_for(handle.config)
+            if tracer is not None:  # this process's spans reach the sink before it closes (not at exit)
+                self.stack.callback(tracer.shutdown)
             own = dataclasses.replace(ctx, kernel=kernel, config=handle.config, status=kernel.status())
             self.inner = WORKLOADS[flavour](own)
             self.ops = self.inner.ops
