@@ -14,12 +14,8 @@ from gates import Gate
 from supervision_actors import AsyncBusy, Pooled
 
 
-def _row(kernel, ref) -> dict:
-    return next(r for r in kernel.ps() if r["id"] == ref.id)
-
-
 def _stats(kernel, ref) -> dict:
-    return _row(kernel, ref)["stats"]
+    return next(r for r in kernel.ps() if r["id"] == ref.id)["stats"]
 
 
 def _draining(ref) -> bool:
