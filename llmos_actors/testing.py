@@ -213,10 +213,10 @@ def start_daemon(
         finally:
             # Its processes die with it, but not in the same instant (death signals and
             # lifelines take a few ms to land): a leak is one still there after 5 s.
-            deadline = time.monotonic() + 5.0
-            leftovers = daemon_processes(handle.runtime_dir)
-            while leftovers and time.monotonic() < deadline:
-                time.sleep(0.02)
+            leftovers: list[psutil.Process] = []
+            try:
+                wait_for(lambda: not daemon_processes(handle.runtime_dir), 5.0, 0.02)
+            except TimeoutError:
                 leftovers = daemon_processes(handle.runtime_dir)
             for p in leftovers:
                 with contextlib.suppress(psutil.Error):
@@ -254,16 +254,18 @@ def daemon_processes(runtime_dir: Path) -> list[psutil.Process]:
 
 
 def _wait_ready(handle: DaemonHandle, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     control = handle.runtime_dir / "control"
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if handle.process.poll() is not None:
             raise LlmosError(f"daemon exited with {handle.process.returncode}:\n{handle.log_text()[-4000:]}")
-        if control.exists() and "ready at" in handle.log_text():
-            return
-        time.sleep(0.02)
-    handle.stop()
-    raise DaemonUnavailable(f"daemon not ready within {timeout} s:\n{handle.log_text()[-4000:]}")
+        return control.exists() and "ready at" in handle.log_text()
+
+    try:
+        wait_for(ready, timeout, 0.02)
+    except TimeoutError:
+        handle.stop()
+        raise DaemonUnavailable(f"daemon not ready within {timeout} s:\n{handle.log_text()[-4000:]}") from None
 
 
 # ---------------------------------------------------------------------------- pytest plugin

@@ -13,6 +13,8 @@ import time
 
 import llmos_actors as llmos
 
+from gates import Holds, hold
+
 log = logging.getLogger("tests.actors")
 
 
@@ -34,7 +36,7 @@ class Counter(llmos.Actor):
         return [list(args), kwargs]
 
 
-class Probe(llmos.Actor):
+class Probe(Holds, llmos.Actor):
     """Reports where and how it runs."""
 
     def __init__(self, marker: str = "") -> None:
@@ -97,12 +99,9 @@ class Probe(llmos.Actor):
     def kill_self(self, signum: int = signal.SIGKILL) -> None:
         os.kill(os.getpid(), signum)
 
-    def sleep(self, seconds: float) -> float:
+    def work(self, seconds: float) -> float:
+        """A consumer's cost per message (a rate, never how a test orders its steps)."""
         time.sleep(seconds)
-        return seconds
-
-    async def asleep(self, seconds: float) -> float:
-        await asyncio.sleep(seconds)
         return seconds
 
     def two_args(self, a, b):
@@ -216,10 +215,8 @@ class Streamer(llmos.Actor):
         finally:
             self.closed.append(n)
 
-    async def acount(self, n: int, delay: float = 0.0):
+    async def acount(self, n: int):
         for i in range(n):
-            if delay:
-                await asyncio.sleep(delay)
             yield i
 
     def endless(self):
@@ -236,7 +233,7 @@ class Streamer(llmos.Actor):
         return {"closed": self.closed, "produced": self.produced}
 
 
-class Listener(llmos.Actor):
+class Listener(Holds, llmos.Actor):
     """Receives topic messages declaratively and on demand."""
 
     def __init__(self) -> None:
@@ -266,9 +263,6 @@ class Listener(llmos.Actor):
 
     def counted(self) -> int:
         return self.count
-
-    def slow(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 class SlowListener(llmos.Actor):
@@ -315,16 +309,17 @@ class Worker(llmos.Actor):
     def __init__(self, label: str = "") -> None:
         self.label = label
 
-    def work(self, seconds: float = 0.0) -> dict:
-        if seconds:
-            time.sleep(seconds)
+    def work(self, gate: str = "", timeout: float = 30.0) -> dict:
+        """Who served the call; with a ``gate``, once the test opens it."""
+        if gate:
+            hold(gate, timeout)
         return {"pid": os.getpid(), "name": self.actor_name, "label": self.label}
 
     def fail(self) -> None:
         raise RuntimeError("member failed")
 
 
-class Recorder(llmos.Actor):
+class Recorder(Holds, llmos.Actor):
     """Records the order in which its methods run (for scheduling tests)."""
 
     def __init__(self) -> None:
@@ -333,9 +328,6 @@ class Recorder(llmos.Actor):
     def record(self, tag) -> int:
         self.log.append(tag)
         return len(self.log)
-
-    def block(self, seconds: float) -> None:
-        time.sleep(seconds)
 
     def order(self) -> list:
         return self.log

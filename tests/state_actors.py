@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import os
-import time
 
 from llmos_actors import Actor
 
+from gates import Holds, hold
 
-class Keeper(Actor):
+
+class Keeper(Holds, Actor):
     """Keeps a counter and a list; snapshots both."""
 
     def __init__(self, start: int = 0) -> None:
         self.n = start
         self.items: list = []
         self.restored_from: object = None
-        self.slow_snapshot = 0.0
+        self.snapshot_gate = ""
 
-    def sleep(self, seconds: float, marker: str = "") -> float:
-        if marker:
-            open(marker, "w").close()  # the caller knows the call is running
-        time.sleep(seconds)
-        return seconds
-
-    def set_slow_snapshot(self, seconds: float, marker: str = "") -> None:
-        self.slow_snapshot = seconds
-        self.marker = marker
+    def hold_snapshots(self, gate: str) -> None:
+        """From now on each snapshot waits at ``gate`` before it is taken."""
+        self.snapshot_gate = gate
 
     def incr(self, by: int = 1) -> int:
         self.n += by
@@ -39,10 +34,8 @@ class Keeper(Actor):
         return {"n": self.n, "items": self.items, "restored": self.restored_from is not None, "pid": os.getpid()}
 
     def on_snapshot(self) -> dict:
-        if self.slow_snapshot:
-            if self.marker:
-                open(self.marker, "w").close()
-            time.sleep(self.slow_snapshot)
+        if self.snapshot_gate:
+            hold(self.snapshot_gate, 60.0)
         return {"n": self.n, "items": self.items}
 
     def on_restore(self, value: dict) -> None:

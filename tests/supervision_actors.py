@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
-import time
 
 import llmos_actors as llmos
+
+from gates import Holds, hold, hold_async
 
 
 def _append(path: str, line: str) -> None:
@@ -17,7 +17,7 @@ def _append(path: str, line: str) -> None:
             fh.write(line + "\n")
 
 
-class Worker(llmos.Actor):
+class Worker(Holds, llmos.Actor):
     """Records its starts and stops (in a shared file) so tests can check their order."""
 
     def __init__(self, tag: str = "", journal: str = "", start: int = 0) -> None:
@@ -54,10 +54,6 @@ class Worker(llmos.Actor):
 
     def die(self) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
-
-    def sleep(self, seconds: float) -> float:
-        time.sleep(seconds)
-        return seconds
 
 
 class FailsAfterFirst(llmos.Actor):
@@ -120,9 +116,13 @@ class Pooled(llmos.Actor):
 
     max_concurrency = 4
 
-    def work(self, seconds: float) -> str:
-        time.sleep(seconds)
+    def work(self, gate: str, timeout: float = 30.0) -> str:
+        """Runs until the test opens ``gate``; the pool thread that ran it."""
+        hold(gate, timeout)
         return threading.current_thread().name
+
+    def ping(self) -> str:
+        return "pong"
 
 
 class AsyncBusy(llmos.Actor):
@@ -134,11 +134,12 @@ class AsyncBusy(llmos.Actor):
         self.running = 0
         self.peak = 0
 
-    async def work(self, seconds: float) -> int:
+    async def work(self, gate: str, timeout: float = 30.0) -> int:
+        """Runs until the test opens ``gate``; the most coroutines seen running at once."""
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            await asyncio.sleep(seconds)
+            await hold_async(gate, timeout)
         finally:
             self.running -= 1
         return self.peak

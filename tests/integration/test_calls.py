@@ -12,6 +12,7 @@ import llmos_actors as llmos
 from llmos_actors.testing import wait_for
 
 from actors import Counter, NotAnActor, Probe, Relay
+from gates import Gate
 
 
 def test_spawn_call_tell_ask(kernel):
@@ -155,12 +156,15 @@ def test_calls_do_not_go_through_the_daemon(kernel, daemon):
         os.kill(daemon.pid, signal.SIGCONT)
 
 
-def test_call_timeout(kernel):
+def test_call_timeout(kernel, tmp_path):
     p = kernel.spawn(Probe)
+    gate = Gate(tmp_path)
     with pytest.raises(llmos.CallTimeout):
-        p.options(timeout=0.2).call("sleep", 2.0)
+        p.options(timeout=0.2).call("hold", gate.path)  # shut until the caller has given up
+    gate.open()
     # the actor is fine afterwards (the late reply is dropped)
     assert p.call("where")["pid"] > 0
+    assert gate.held() == 1
 
 
 def test_options_validate(kernel):

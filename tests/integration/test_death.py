@@ -13,6 +13,7 @@ import llmos_actors as llmos
 from llmos_actors.testing import start_daemon, wait_for
 
 from actors import ExitsInInit, FailsInInit, IgnoresSigterm, Probe, SlowStop
+from gates import Gate
 
 
 def _row(kernel, ref):
@@ -44,10 +45,10 @@ def test_unimportable_class(kernel):
         kernel.spawn("actors:log")
 
 
-def test_os_exit_fails_pending_and_later_calls(kernel):
+def test_os_exit_fails_pending_and_later_calls(kernel, tmp_path):
     p = kernel.spawn(Probe)
     dying = p.ask("exit_now", 3)
-    queued = [p.ask("sleep", 0.3) for _ in range(3)]  # behind the exit in the mailbox
+    queued = [p.ask("hold", Gate(tmp_path).path) for _ in range(3)]  # behind the exit in the mailbox
     with pytest.raises(llmos.ActorDiedError) as info:
         dying.result(timeout=10)
     assert info.value.exitcode == 3
@@ -62,10 +63,12 @@ def test_os_exit_fails_pending_and_later_calls(kernel):
     assert row["state"] == "exited" and row["exit"]["exitcode"] == 3
 
 
-def test_sigkill_from_outside(kernel):
+def test_sigkill_from_outside(kernel, tmp_path):
     p = kernel.spawn(Probe)
     pid = p.call("where")["pid"]
-    pending = [p.ask("sleep", 5) for _ in range(10)]
+    gate = Gate(tmp_path)
+    pending = [p.ask("hold", gate.path) for _ in range(10)]
+    gate.wait_held()  # one call running, nine queued: all must fail with the actor
     started = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     for fut in pending:

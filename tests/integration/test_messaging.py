@@ -18,6 +18,12 @@ import llmos_actors as llmos
 from llmos_actors.testing import drain_then_mark, start_daemon, wait_for
 
 from actors import Counter, Listener, Probe, Streamer
+from gates import Gate
+
+
+def _stats(kernel, ref) -> dict:
+    return next(r for r in kernel.ps() if r["id"] == ref.id)["stats"]
+
 
 # ------------------------------------------------------------------ pipelining
 
@@ -156,20 +162,22 @@ def test_slow_client_subscriber_loses_messages_and_counts_them():
         lazy.close()
 
 
-def test_slow_actor_subscriber_drops_are_counted_in_ps():
+def test_slow_actor_subscriber_drops_are_counted_in_ps(tmp_path):
     with start_daemon(topic_queue=2, heartbeat_interval=0.2) as d:
         kernel = d.connect()
         listener = kernel.spawn(Listener)
-        listener.tell("slow", 1.0)
+        gate = Gate(tmp_path)
+        listener.tell("hold", gate.path)
+        gate.wait_held()  # busy: the messages below pile up behind the call
         for i in range(100_000):
             kernel.publish("bench.x", i)
         kernel._core.publisher().flush()
 
         def drops():
-            stats = next(r for r in kernel.ps() if r["id"] == listener.id)["stats"]
-            return stats.get("topic_drops", 0)
+            return _stats(kernel, listener).get("topic_drops", 0)
 
         wait_for(lambda: drops() > 0, 15, what="topic drops in ps")
+        gate.open()
         wait_for(lambda: listener.call("counted") + drops() == 100_000, 30, what="every message counted")
         assert listener.call("counted") > 0
 
@@ -237,7 +245,7 @@ def test_async_generator_stream(daemon):
             s = await kernel.spawn(Streamer)
             got = [x async for x in s.stream("acount", 100)]
             assert got == list(range(100))
-            it = s.stream("acount", 1000, 0.001)
+            it = s.stream("acount", 1000)
             async for x in it:
                 if x == 5:
                     break
@@ -284,16 +292,19 @@ def test_abandoned_stream_when_caller_dies(kernel, daemon):
 # ------------------------------------------------------------------ deadlines
 
 
-def test_expired_calls_are_dropped_unrun(kernel):
+def test_expired_calls_are_dropped_unrun(kernel, tmp_path):
     c = kernel.spawn(Counter)
     p = kernel.spawn(Probe)
-    blocker = p.ask("sleep", 1.0)
+    gate = Gate(tmp_path)
+    blocker = p.ask("hold", gate.path)
+    gate.wait_held()
     doomed = [p.options(timeout=0.2).ask("two_args", 1, 2) for _ in range(5)]
     for fut in doomed:
         with pytest.raises(llmos.CallTimeout):
             fut.result(timeout=5)
-    assert blocker.result(timeout=5) == 1.0
-    wait_for(lambda: next(r for r in kernel.ps() if r["id"] == p.id)["stats"].get("expired", 0) == 5, 10)
+    gate.open()  # only now does the actor reach them: past their deadline
+    assert blocker.result(timeout=5) is True
+    wait_for(lambda: _stats(kernel, p).get("expired", 0) == 5, 10)
     c.options(timeout=5).tell("incr")  # a tell with a deadline that is met runs
     assert c.call("get") == 1
 
@@ -313,7 +324,7 @@ class _Flood:
         while time.monotonic() < end:
             for _ in range(100):
                 try:
-                    if self.ref.tell("sleep", 0.0005):  # a slow consumer: ~2,000 messages/s
+                    if self.ref.tell("work", 0.0005):  # a slow consumer: ~2,000 messages/s
                         self.sent += 1
                     else:
                         self.refused += 1
@@ -322,46 +333,54 @@ class _Flood:
 
 
 @pytest.mark.parametrize("overflow", ["block", "drop", "raise"])
-def test_flood_keeps_memory_bounded(kernel, overflow):
+def test_flood_keeps_memory_bounded(kernel, overflow, tmp_path):
     slow = kernel.spawn(Probe, mailbox_size=100, overflow=overflow)
     actor = psutil.Process(slow.call("where")["pid"])
-    slow.tell("sleep", 0.5)  # stall it while the flood starts
+    gate = Gate(tmp_path)
+    stall = slow.ask("hold_until_arrived", gate.path, 100)  # stalled until the flood fills the mailbox
+    gate.wait_held()
     me = psutil.Process()
     rss_actor, rss_me = actor.memory_info().rss, me.memory_info().rss
     flood = _Flood(slow if overflow == "block" else slow.options(timeout=0.5), 3.0)
     flood.run()
+    assert stall.result(timeout=10) is True
     grown_actor = actor.memory_info().rss - rss_actor
     grown_me = me.memory_info().rss - rss_me
     assert grown_actor < 64 * 1024 * 1024, grown_actor
     assert grown_me < 64 * 1024 * 1024, grown_me
     if overflow == "drop":
-        wait_for(lambda: next(r for r in kernel.ps() if r["id"] == slow.id)["stats"].get("dropped", 0) > 0, 10)
+        wait_for(lambda: _stats(kernel, slow).get("dropped", 0) > 0, 10)
     elif overflow == "raise":
         assert flood.refused > 0
     else:
         assert flood.refused == 0 and flood.sent > 0  # held back, never refused
 
 
-def test_raise_policy_refuses_quickly(kernel):
+def test_raise_policy_refuses_quickly(kernel, tmp_path):
     p = kernel.spawn(Probe, mailbox_size=10, overflow="raise")
-    p.tell("sleep", 2.0)
+    p.tell("hold", Gate(tmp_path).path)  # never opened: the actor never catches up
     with pytest.raises(llmos.MailboxFull):
         for _ in range(1_000_000):
             p.tell("two_args", 1, 2)
 
 
-def test_drop_policy_rejects_calls_with_mailbox_full(kernel):
+def test_drop_policy_rejects_calls_with_mailbox_full(kernel, tmp_path):
     p = kernel.spawn(Probe, mailbox_size=5, overflow="drop")
-    p.tell("sleep", 1.0)
+    gate = Gate(tmp_path)
+    busy = p.ask("hold_until_arrived", gate.path, 200)  # busy while all 200 meet its mailbox
+    gate.wait_held()
     futures = [p.ask("two_args", 1, 1) for _ in range(200)]
+    assert busy.result(timeout=30) is True
     outcomes = [f.exception(timeout=10) for f in futures]
     assert any(isinstance(e, llmos.MailboxFull) for e in outcomes)
-    assert any(e is None for e in outcomes)
+    assert outcomes.count(None) == 5  # the five that found room ran
 
 
-def test_blocked_tell_waits_for_room(kernel):
+def test_blocked_tell_waits_for_room(kernel, tmp_path):
     p = kernel.spawn(Probe, mailbox_size=10, overflow="block")
-    p.tell("sleep", 0.5)
+    gate = Gate(tmp_path)
+    busy = p.ask("hold_until_arrived", gate.path, 10)  # busy until the flood has filled the mailbox
+    gate.wait_held()
     done = threading.Event()
 
     def flood():
@@ -371,6 +390,7 @@ def test_blocked_tell_waits_for_room(kernel):
 
     t = threading.Thread(target=flood)
     t.start()
+    assert busy.result(timeout=30) is True
     t.join(60)
     assert done.is_set()  # the producer was held back, then finished once the actor caught up
     assert p.call("two_args", 2, 2) == 4

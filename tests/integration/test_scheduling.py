@@ -14,22 +14,27 @@ from llmos_actors.cli.__main__ import main
 from llmos_actors.testing import start_daemon, wait_for
 
 from actors import Burner, FifoRecorder, Recorder, SlowListener, Worker
+from gates import Gate
 
 CORES = sorted(os.sched_getaffinity(0))
 
 
-def _blocked(kernel, cls=Recorder):
+def _blocked(kernel, tmp_path, n: int, cls=Recorder):
+    """A recorder kept busy until the ``n`` calls the test sends next all wait in its mailbox."""
     r = kernel.spawn(cls)
     r.call("clear")
-    blocker = r.ask("block", 0.5)  # messages sent now wait in the mailbox together
+    gate = Gate(tmp_path)
+    blocker = r.ask("hold_until_arrived", gate.path, n)
+    gate.wait_held()
     return r, blocker
 
 
-def test_higher_priority_runs_first(kernel):
-    r, blocker = _blocked(kernel)
+def test_higher_priority_runs_first(kernel, tmp_path):
+    r, blocker = _blocked(kernel, tmp_path, 23)
     low = [r.options(priority=1).ask("record", f"low{i}") for i in range(20)]
     high = [r.options(priority=7).ask("record", f"high{i}") for i in range(3)]
-    for f in [blocker, *low, *high]:
+    assert blocker.result(timeout=20) is True
+    for f in [*low, *high]:
         f.result(timeout=20)
     order = r.call("order")
     assert order[:3] == ["high0", "high1", "high2"], order
@@ -58,22 +63,24 @@ def test_an_urgent_call_overtakes_a_topic_batch(daemon):
     asyncio.run(main())
 
 
-def test_fifo_mailbox_ignores_priority(kernel):
-    r, blocker = _blocked(kernel, FifoRecorder)
+def test_fifo_mailbox_ignores_priority(kernel, tmp_path):
+    r, blocker = _blocked(kernel, tmp_path, 2, FifoRecorder)
     futures = [r.options(priority=1).ask("record", "low"), r.options(priority=7).ask("record", "high")]
-    for f in [blocker, *futures]:
+    assert blocker.result(timeout=20) is True
+    for f in futures:
         f.result(timeout=20)
     assert r.call("order") == ["low", "high"]
 
 
-def test_objective_maps_to_priority(kernel):
-    r, blocker = _blocked(kernel)
+def test_objective_maps_to_priority(kernel, tmp_path):
+    r, blocker = _blocked(kernel, tmp_path, 3)
     futures = [
         r.options(objective=1.0).ask("record", "minor"),
         r.options(objective=6.0).ask("record", "urgent goal"),
         r.ask("record", "default"),
     ]
-    for f in [blocker, *futures]:
+    assert blocker.result(timeout=20) is True
+    for f in futures:
         f.result(timeout=20)
     assert r.call("order") == ["urgent goal", "default", "minor"]
 
@@ -98,11 +105,14 @@ def test_high_priority_call_preempts_a_long_generation_at_its_next_item(kernel):
     stream.close()
 
 
-def test_pool_dispatch_tags_and_least_loaded(kernel):
+def test_pool_dispatch_tags_and_least_loaded(kernel, tmp_path):
     pool = kernel.pool(Worker, "w", size=2, tags=["cpu"], name="pool-a")
     names = {pool.call("work")["name"] for _ in range(10)}
     assert names <= {"pool-a.1", "pool-a.2"}
-    busy = [pool.ask("work", 0.3) for _ in range(4)]  # window 2 each: both members busy at once
+    gate = Gate(tmp_path)
+    busy = [pool.ask("work", gate.path) for _ in range(4)]  # window 2 each
+    gate.wait_held(2)  # both members busy at once
+    gate.open()
     used = [f.result(timeout=30)["name"] for f in busy]
     assert set(used) == {"pool-a.1", "pool-a.2"}, (used, kernel.status()["scheduler"]["decisions"])
     with pytest.raises(llmos.LlmosError, match="no pool member has the tags"):
@@ -120,14 +130,17 @@ def test_pool_dispatch_tags_and_least_loaded(kernel):
     assert not any(r["name"].startswith("pool-b") for r in kernel.ps(exited=False))
 
 
-def test_pool_stop_without_drain_fails_the_backlog_at_once(kernel):
+def test_pool_stop_without_drain_fails_the_backlog_at_once(kernel, tmp_path):
     pool = kernel.pool(Worker, size=1, window=4, name="pool-c")
     assert pool.call("work")["name"] == "pool-c.1"
-    backlog = [pool.ask("work", 0.5) for _ in range(10)]
+    gate = Gate(tmp_path)
+    backlog = [pool.ask("work", gate.path) for _ in range(10)]
+    gate.wait_held()
     wait_for(lambda: pool.load()["queued"] > 0, 10, what="a backlog in the dispatcher")
     with pytest.raises(llmos.LlmosError, match="drain must be true or false"):
         pool.stop(drain="yes")
     assert pool.stop(drain=False) == {"name": "pool-c", "stopped": True}
+    gate.open()  # the call already running may finish now
     outcomes = []
     for call in backlog:
         try:
@@ -139,12 +152,15 @@ def test_pool_stop_without_drain_fails_the_backlog_at_once(kernel):
     wait_for(lambda: not any(r["name"].startswith("pool-c") for r in kernel.ps(exited=False)), 10)
 
 
-def test_pool_grows_under_backlog_and_shrinks_when_idle():
+def test_pool_grows_under_backlog_and_shrinks_when_idle(tmp_path):
     with start_daemon(scheduler={"interval": 0.2, "grow_after": 0.2, "idle_after": 0.6}) as d:
         kernel = d.connect()
         pool = kernel.pool(Worker, size=1, max=3, window=1, name="elastic")
-        backlog = [pool.ask("work", 0.4) for _ in range(12)]
+        gate = Gate(tmp_path)
+        backlog = [pool.ask("work", gate.path) for _ in range(12)]
         wait_for(lambda: len(kernel.status()["scheduler"]["pools"][0]["members"]) == 3, 20, what="pool growth")
+        gate.wait_held(3)  # each of the three members serves the backlog
+        gate.open()
         for f in backlog:
             f.result(timeout=60)
         wait_for(lambda: len(kernel.status()["scheduler"]["pools"][0]["members"]) == 1, 30, what="pool shrink")

@@ -17,6 +17,8 @@ from llmos_actors import ActorDiedError, DaemonUnavailable, SnapshotError, conne
 from llmos_actors.errors import LlmosError
 from llmos_actors.testing import DaemonHandle, wait_for
 
+from gates import Gate
+
 
 def kill9(handle: DaemonHandle) -> None:
     handle.process.kill()
@@ -85,12 +87,13 @@ def test_kill9_brings_back_permanent_actors_with_their_snapshot(rdir: Path) -> N
             mon = client.monitor(keep)
             sub = client.subscribe("news.")
             other = d.connect()
-            marks = rdir.parent / "calling", rdir.parent / "snapshotting"
-            other.spawn("state_actors:Keeper", name="slowsnap").call("set_slow_snapshot", 60.0, str(marks[1]))
+            calling, snapshotting = Gate(rdir.parent, "calling"), Gate(rdir.parent, "snapshotting")
+            other.spawn("state_actors:Keeper", name="slowsnap").call("hold_snapshots", snapshotting.path)
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                in_flight = pool.submit(keep.call, "sleep", 60.0, str(marks[0]))
+                in_flight = pool.submit(keep.call, "hold", calling.path, 60.0)  # neither gate is ever opened
                 pending = pool.submit(other.snapshot, "slowsnap", timeout=60.0)
-                wait_for(lambda: marks[0].exists() and marks[1].exists(), 20, what="both requests running")
+                calling.wait_held(timeout=20)
+                snapshotting.wait_held(timeout=20)
                 kill9(d)
                 with pytest.raises(ActorDiedError, match="died with its daemon"):
                     in_flight.result(20)

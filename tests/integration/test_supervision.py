@@ -12,6 +12,7 @@ import pytest
 import llmos_actors as llmos
 from llmos_actors.testing import wait_for
 
+from gates import Gate
 from supervision_actors import FailsAfterFirst, Worker
 
 
@@ -108,11 +109,13 @@ def test_failing_restarts_count_against_intensity(kernel, tmp_path):
     assert "marker present" in row["exit"]["reason"]
 
 
-def test_calls_during_a_restart_fail_fast_or_wait(kernel):
+def test_calls_during_a_restart_fail_fast_or_wait(kernel, tmp_path):
     # The 2nd restart within the window waits `backoff` seconds: time to look at a restarting actor.
     w = kernel.spawn(Worker, restart=llmos.RestartPolicy(backoff=1.5, intensity=10))
     first = w.call("info")["pid"]
-    in_flight = w.ask("sleep", 30)
+    gate = Gate(tmp_path)
+    in_flight = w.ask("hold", gate.path)
+    gate.wait_held()
     os.kill(first, signal.SIGKILL)
     with pytest.raises(llmos.ActorDiedError) as info:
         in_flight.result(timeout=10)  # in flight when it died: fails, whatever the options
