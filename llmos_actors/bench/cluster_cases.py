@@ -203,26 +203,14 @@ class ZmqCurveTensor(Workload):
         import numpy as np
         import zmq
 
-        from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+        from .peer_procs import start_curve_peer, stop_proc
 
         server_public, server_secret = zmq.curve_keypair()
         client_public, client_secret = zmq.curve_keypair()
-        parent, child = MP.Pipe()
-        self.proc = MP.Process(target=curve_tensor_server, args=(server_secret, child), daemon=True)
-        self.proc.start()
         self._stop = stop_proc
-        if not parent.poll(REPLY_TIMEOUT):
-            stop_proc(self.proc)
-            raise TimeoutError("the CURVE tensor server did not start")
-        port = parent.recv()
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT * 1000))
-        self.sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
-        self.sock.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
-        self.sock.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.proc, self.zctx, self.sock = start_curve_peer(
+            curve_tensor_server, (server_secret,), zmq.DEALER, (server_public, client_public, client_secret)
+        )
         self.tensor = np.ones(TENSOR_BYTES // 4, dtype=np.float32)
 
     def round(self) -> None:

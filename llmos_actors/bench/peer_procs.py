@@ -41,6 +41,33 @@ def stop_proc(proc: Any, timeout: float = 10.0) -> None:
         proc.join(timeout)
 
 
+def start_curve_peer(target: Any, args: tuple, sock_type: int, keys: tuple[bytes, bytes, bytes]) -> tuple:
+    """Start ``target(*args, ready)`` (a CURVE server that sends its port on ``ready``) and connect to it.
+
+    ``keys`` is (server public, client public, client secret). Returns (process, zmq context,
+    connected socket); raises when the server does not start in time.
+    """
+    import zmq
+
+    server_public, client_public, client_secret = keys
+    parent, child = MP.Pipe()
+    proc = MP.Process(target=target, args=(*args, child), daemon=True)
+    proc.start()
+    if not parent.poll(REPLY_TIMEOUT):
+        stop_proc(proc)
+        raise TimeoutError(f"the CURVE server {target.__name__} did not start")
+    port = parent.recv()
+    zctx = zmq.Context()
+    sock = zctx.socket(sock_type)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT * 1000))
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return proc, zctx, sock
+
+
 def stop_reader(conn: Any, proc: Any) -> None:
     """Tell a child reading ``conn`` to finish (``None``), wait for it, close our end."""
     try:

@@ -25,7 +25,7 @@ from .cases import CASES, Case
 from .context import BenchContext
 from .ours import SYNC_ROUND, call_round
 from .payload import PAYLOAD_BYTES, reqrep_round
-from .peer_procs import MP, REPLY_TIMEOUT, stop_proc
+from .peer_procs import start_curve_peer
 from .peer_zmq import ZmqClient
 from .peers import PEERS, Peer
 from .workload import Workload
@@ -129,23 +129,12 @@ class ZmqReqRepCurve(ZmqClient):
     def __init__(self, ctx: BenchContext) -> None:
         keys = _Keys(ctx.workdir, "peer")
         server_public, server_secret = zmq.curve_keypair()
-        parent, child = MP.Pipe()
-        self.proc = MP.Process(
-            target=curve_rep_server, args=("tcp://127.0.0.1", server_secret, keys.client_public, child), daemon=True
+        self.proc, self.zctx, self.sock = start_curve_peer(
+            curve_rep_server,
+            ("tcp://127.0.0.1", server_secret, keys.client_public),
+            zmq.REQ,
+            (server_public, keys.client_public, keys.client_secret),
         )
-        self.proc.start()
-        if not parent.poll(REPLY_TIMEOUT):
-            stop_proc(self.proc)
-            raise TimeoutError("the CURVE REP server did not start")
-        port = parent.recv()
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.REQ)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT * 1000))
-        self.sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
-        self.sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.client_public)
-        self.sock.setsockopt(zmq.CURVE_SECRETKEY, keys.client_secret)
-        self.sock.connect(f"tcp://127.0.0.1:{port}")
         self.seq = 0
 
     def round(self) -> None:
