@@ -137,6 +137,9 @@ def describe_class(cls: Any) -> tuple[str, list[str], str | None]:
         for _ in range(depth):
             root = root.parent
         hints.insert(0, str(root))
+    # The caller's own source dirs too: the class's module may import its neighbours the way the
+    # caller found them (a test or script dir on sys.path), not as parts of its own package.
+    hints += [p for p in _user_paths() if p not in hints]
     return f"{module_name}:{qualname}", hints, None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import llmos_actors as llmos
@@ -56,6 +58,10 @@ class TopLevel(llmos.Actor):
 def test_describe_class():
     path, hints, main = _spawnspec.describe_class(TopLevel)
     assert path == f"{__name__}:TopLevel" and main is None and hints
+    # The caller's own source dirs follow (the tests dir conftest put on sys.path, for one), so a
+    # module imported as part of a package still finds the neighbours it imports by plain name.
+    tests_dir = str(Path(__file__).resolve().parent.parent)
+    assert tests_dir in hints[1:]
 
     class Local(llmos.Actor):
         pass
