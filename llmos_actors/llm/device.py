@@ -240,7 +240,7 @@ class LLM(Actor):
         return {"model": self.model_name, "state": "ready", **engine.numbers()}
 
     def decisions(self, last: int = 50) -> list[dict]:
-        """The scheduler's most recent decisions (admit, preempt, swap/recompute, hold/resume, demote, cancel) with reasons.
+        """The scheduler's latest decisions (admit, preempt, swap/recompute, hold/resume, demote, cancel), with reasons.
 
         The same decisions go out on the ``sys.device.decision`` topic (``on_decisions``)."""
         if self.engine is None:
