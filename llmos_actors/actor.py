@@ -129,6 +129,14 @@ class Actor:
             return True
         return bool(server.ping(req.ident))
 
+    def actor_crash(self, exc: BaseException) -> None:
+        """End this actor as crashed, ``exc`` the reason; safe from any thread (e.g. a background load that failed).
+
+        Its callers in flight get ``ActorDiedError`` naming ``exc``, its supervisor and monitors see a
+        crash (exit code 1, restarted as its policy says); before it is ready, the spawn fails instead.
+        """
+        self._llmos_runtime.crash(exc)
+
     @property
     def actor_name(self) -> str:
         """The name this actor was spawned with."""

@@ -170,6 +170,18 @@ class ExitsInInit(llmos.Actor):
         os._exit(7)
 
 
+class CrashesFromThread(llmos.Actor):
+    """``actor_crash`` from a background thread, as a device whose load fails does."""
+
+    async def wait_then_crash(self, message: str) -> None:
+        """Crash from a thread while this call waits: its caller gets ``ActorDiedError`` naming ``message``."""
+        threading.Thread(target=self.actor_crash, args=(RuntimeError(message),)).start()
+        await asyncio.Future()
+
+    def ping(self) -> str:
+        return "pong"
+
+
 class IgnoresSigterm(llmos.Actor):
     def on_start(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -77,6 +77,8 @@ class ActorRuntime(ActorLinks):
         self.snapshots = ActorSnapshots(self)
         #: ``actor_subscribe`` calls made in ``__init__``/``on_start``: live before READY, with the declared ones.
         self._early_subscriptions: list[tuple[str, str]] = []
+        #: ``actor_crash``: the failure being reported; the process then ends as failed, answering nothing more.
+        self._crash: asyncio.Task | None = None
         self.assign(actor_id, spec)
 
     def assign(self, actor_id: str, spec: dict) -> None:
@@ -167,6 +169,8 @@ class ActorRuntime(ActorLinks):
             await self._report_failure(exc)
             await self._shutdown()
             return EXIT_FAILED
+        if self._crash is not None:  # crashed before READY: the spawn fails with the reason
+            return await self._crashed()
         self.server.start()
         self.snapshots.listen()  # before READY: a snapshot may be asked for as soon as spawn returns
         await self.kernel_async()._control(
@@ -187,6 +191,8 @@ class ActorRuntime(ActorLinks):
         heartbeat = loop.create_task(self._heartbeat())
         await self._stopping.wait()
         heartbeat.cancel()
+        if self._crash is not None:
+            return await self._crashed()
         code = await self._stop(instance)
         await self._shutdown()
         return code
@@ -224,15 +230,34 @@ class ActorRuntime(ActorLinks):
             await result
         return instance
 
-    async def _report_failure(self, exc: BaseException) -> None:
+    def crash(self, exc: BaseException) -> None:
+        """``Actor.actor_crash``, from any thread: report ``exc`` to the daemon, then end the process as failed."""
+
+        def begin() -> None:
+            if self._crash is None:
+                self._crash = self.loop.create_task(self._report_failure(exc, code="crash"))
+                self.request_stop()
+
+        self.loop.call_soon_threadsafe(begin)
+
+    async def _crashed(self) -> int:
+        """End a crashed actor: calls in flight stay unanswered, so their callers get ``ActorDiedError``
+        with the reported reason from the daemon (a drain would answer them with whatever they raise)."""
+        assert self._crash is not None
+        await self._crash
+        await self._shutdown()
+        return EXIT_FAILED
+
+    async def _report_failure(self, exc: BaseException, code: str = "init") -> None:
         if isinstance(exc, ActorImportError):
             payload = error_payload(exc, with_traceback=False)
             payload["traceback"] = exc.remote_traceback
             print(f"cannot start actor: {exc}\n{payload['traceback']}", file=sys.stderr)
         else:
             payload = error_payload(exc)
-            payload["code"] = "init"
-            print(f"actor __init__/on_start raised:\n{payload['traceback']}", file=sys.stderr)
+            payload["code"] = code
+            what = "actor __init__/on_start raised" if code == "init" else "actor crashed"
+            print(f"{what}:\n{payload['traceback']}", file=sys.stderr)
         try:
             token = self.spec.get("token")
             await self.kernel_async()._control("actor_failed", self.actor_id, payload, token, timeout=5.0)

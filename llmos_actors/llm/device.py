@@ -96,6 +96,7 @@ class LLM(Actor):
         except BaseException as exc:
             self._load_error = exc
             log.exception("LLM device: loading the model failed")
+            self.actor_crash(exc)  # callers and supervisors see the device die with the load error
         finally:
             self._loaded.set()
 
@@ -109,8 +110,8 @@ class LLM(Actor):
             self._loop = asyncio.get_running_loop()
         if not self._loaded.is_set():
             await asyncio.to_thread(self._loaded.wait, LOAD_TIMEOUT)
-        if self._load_error is not None:
-            raise LlmosError(f"the LLM device could not load its model: {self._load_error}") from self._load_error
+        if self._load_error is not None:  # the actor is ending: its callers get ActorDiedError with the reason
+            await asyncio.Future()
         if self.engine is None:
             raise LlmosError("the LLM device is still loading its model")
         return self.engine
@@ -239,7 +240,7 @@ class LLM(Actor):
         return {"model": self.model_name, "state": "ready", **engine.numbers()}
 
     def decisions(self, last: int = 50) -> list[dict]:
-        """The scheduler's most recent decisions (admit, preempt, swap/recompute, solo, demote, cancel) with reasons.
+        """The scheduler's latest decisions (admit, preempt, swap/recompute, hold/resume, demote, cancel), with reasons.
 
         The same decisions go out on the ``sys.device.decision`` topic (``on_decisions``)."""
         if self.engine is None:

@@ -8,10 +8,10 @@ and prefill chunks together), sample, detokenize, and hand the step's text piece
 
 An arrival that outranks the whole batch in flight by more than the scheduler's margin does not
 wait for that forward to end: the forward stops at its next layer and the step starts again with
-the arrival admitted (its prefill then runs alone, see the scheduler). The work thrown away is
-the part of one forward done before the arrival. Abandoned and urgent-alone steps together sit
-the rest of the batch out for at most ``MAX_SOLO_STEPS`` steps in a row; then a step for everyone
-runs to its end, so urgent requests sent back to back cannot starve the others.
+the arrival admitted. The work thrown away is the part of one forward done before the arrival;
+nobody loses a step for it, since the step begun again carries every decoder along with the
+arrival's prefill (see the scheduler), and a step that holds the arrival cannot be stopped by
+another arrival of its level, so stops never come two in a row for one level.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .forward import PagedForward, build_inputs
 from .kvcache import KVCache
 from .metrics import Meter
 from .sampling import sample
-from .scheduler import MAX_SOLO_STEPS, TOP, TokenScheduler
+from .scheduler import TOP, TokenScheduler
 from .sequence import FINISHED, RUNNING, Sequence
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,6 @@ class Engine:
         if not sched.running and not sched.waiting:
             self.last_batch = 0
             return False
-        owed = sched.solo_streak  # steps in a row the others have sat out (urgent prefills, abandoned forwards)
         plan = sched.plan(self.kv)
         for seq in plan.preempt:
             self._preempt(seq)
@@ -200,13 +199,11 @@ class Engine:
         inputs = build_inputs(entries, self.kv.block_size, self.device)
         self.batch_top = max(seq.level for seq, _ in batch)
         began = time.perf_counter()
-        shared = sched.solo_streak == 0  # a step for everyone: an urgent arrival may stop it, if they are not owed one
-        abort = self._outranked if shared and not sched.fifo and owed < MAX_SOLO_STEPS else None
+        abort = None if sched.fifo else self._outranked
         logits = self.forward(inputs, self.kv.storage, abort)
         took = time.perf_counter() - began
         if logits is None:  # an urgent arrival: begin again with it (nothing was counted as cached)
             self.interrupted += 1
-            sched.solo_streak = owed + 1  # the others sat this one out too
             return True
         fed = int(inputs.tokens.shape[0])
         if fed >= 32:

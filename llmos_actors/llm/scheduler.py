@@ -24,10 +24,13 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
   that fits the budget alone always makes progress). An admission's blocks are counted once.
 - Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
   prefills take the rest in chunks, so a long prompt never stalls the decoders of its own rank.
-- Urgent prefill: a prefilling sequence that outranks every other running one by more than
-  ``margin`` runs alone (the others keep their blocks and skip the step): its first token costs
-  one lone prefill, not a step padded with the whole batch. At most ``MAX_SOLO_STEPS`` such steps
-  in a row, then one step for everyone, so a stream of urgent prompts cannot freeze the rest.
+- Urgent prefill: a prefill that outranks another running prefill by more than ``margin`` holds it
+  back (it sits the step out, keeping its blocks), so the urgent first token costs its own
+  prefill plus one decode token per running sequence, never the others' prefill chunks. Decoders
+  are never held back: on a CPU or a GPU their tokens cost little beside a prefill (the weights
+  are read once for the whole step), so nobody is paused for an urgent request. A held prefill
+  ages like a waiting sequence (a level per ``aging`` seconds held) and joins once it comes
+  within the margin: a stream of urgent prompts cannot freeze it.
 
 Every preemption, admission and demotion is recorded with its reason (``decisions``).
 """
@@ -43,8 +46,6 @@ from typing import Protocol
 from .sequence import RUNNING, WAITING, Sequence
 
 TOP = 7
-#: Urgent prefill steps in a row before the paused sequences get a step.
-MAX_SOLO_STEPS = 8
 
 
 class BlockBudget(Protocol):
@@ -109,8 +110,7 @@ class TokenScheduler:
         self.decisions: deque[dict] = deque(maxlen=200)
         self.recorded = 0  # decisions ever made (``decisions`` keeps the latest)
         self.preemptions = 0
-        self.solo_streak = 0  # steps in a row the others sat out for urgent prefills
-        self.solo_ids: set[int] = set()  # the sequences running alone now (each recorded once)
+        self.owed_ids: set[int] = set()  # held prefills aged enough to go first until theirs ends
 
     # ------------------------------------------------------------------ queues
     def add(self, seq: Sequence) -> None:
@@ -198,15 +198,14 @@ class TokenScheduler:
             plan.admit.append(cand)
             self.record("admit", cand, f"waited {now - cand.arrived:.3f} s")
 
-        # Tokens this step: an urgent prefill alone, else decoders first, then prefill chunks by level.
+        # Tokens this step: decoders first, then prefill chunks by level, less those an urgent prefill holds back.
         budget = self.max_step_tokens
         needs: dict[int, int] = {}
-        order = self._urgent(now)
-        if not order:
-            order = sorted(running, key=lambda s: (s.prefilling, -s.level, s.arrived))
+        held, owed = self._holds(now)
+        order = sorted(running, key=lambda s: (s.prefilling, s not in owed, -s.level, s.arrived))
         for seq in order:
-            if seq.state != RUNNING:
-                continue  # preempted below for memory
+            if seq.state != RUNNING or seq in held:
+                continue  # preempted below for memory, or sitting this step out
             n = len(seq.tokens) - seq.computed
             if seq.prefilling:
                 n = min(n, budget)
@@ -237,27 +236,32 @@ class TokenScheduler:
             plan.batch.append((seq, n))
         return plan
 
-    def _urgent(self, now: float) -> list[Sequence]:
-        """The prefills that outrank every other running sequence by more than ``margin`` (they run
-        alone this step), highest first; none when nobody would be paused or the streak is used up."""
-        live = [s for s in self.running if s.state == RUNNING]
-        urgent = [] if self.fifo or self.solo_streak >= MAX_SOLO_STEPS else [s for s in live if s.prefilling]
-        if urgent:
-            for seq in list(urgent):
-                others = (t.level for t in live if t is not seq and not (t.prefilling and t.level >= seq.level))
-                if seq.level <= max(others, default=-1) + self.margin:
-                    urgent.remove(seq)
-        if not urgent or len(urgent) == len(live):
-            self.solo_streak = 0
-            self.solo_ids = set()
-            return []
-        paused = len(live) - len(urgent)
-        for seq in urgent:
-            if seq.id not in self.solo_ids:
-                self.record("solo", seq, f"outranks the {paused} other running sequence(s): its prefill runs alone")
-        self.solo_ids = {s.id for s in urgent}
-        self.solo_streak += 1
-        return sorted(urgent, key=lambda s: (-s.level, s.arrived))
+    def _holds(self, now: float) -> tuple[list[Sequence], list[Sequence]]:
+        """``(held, owed)``: the running prefills an urgent prefill outranks by more than ``margin``
+        sit this step out (each hold recorded once); those held long enough to age within the margin
+        go first among this step's prefills until theirs ends, so the budget the urgent ones use cannot
+        keep them out (each hold and each such release recorded once)."""
+        prefills = [s for s in self.running if s.state == RUNNING and s.prefilling]
+        top = max((s.level for s in prefills), default=-1)
+        held: list[Sequence] = []
+        owed: list[Sequence] = []
+        for seq in prefills:
+            if self.fifo or self.aging <= 0 or top <= seq.level + self.margin:
+                seq.held_since = None  # nothing outranks it now: a later hold starts afresh
+                continue
+            if seq.held_since is None:
+                seq.held_since = now
+                self.record("hold", seq, f"a level-{top} prefill runs first; the decoders keep stepping")
+            waited = now - seq.held_since
+            if top > seq.level + waited / self.aging + self.margin:
+                held.append(seq)
+                continue
+            if seq.id not in self.owed_ids:
+                self.owed_ids.add(seq.id)
+                self.record("resume", seq, f"aged {waited:.3f} s while held: its prefill goes first until it ends")
+            owed.append(seq)
+        self.owed_ids.intersection_update(s.id for s in prefills if s.held_since is not None)
+        return held, owed
 
     def _first_chunk(self, seq: Sequence, budget: int) -> int:
         """Tokens ``seq`` is fed at its admission (a swapped one first gets all its blocks back)."""
@@ -310,6 +314,7 @@ class TokenScheduler:
         seq.state = WAITING
         seq.since = now
         seq.preemptions += 1
+        seq.held_since = None
         self.waiting.append(seq)
         plan.preempt.append(seq)
         if seq in plan.admit:

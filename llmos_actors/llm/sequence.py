@@ -50,6 +50,7 @@ class Sequence:
     last_token_at: float | None = None
     quantum_used: int = 0  # tokens made since its last demotion or promotion
     run_tokens: int = 0  # tokens made since it was last admitted
+    held_since: float | None = None  # when an urgent prefill began holding its prefill back
     text: str = ""  # the decoded output so far (stop strings trimmed at the end)
     sent: int = 0  # characters of ``text`` already sent
     preemptions: int = 0

@@ -12,7 +12,7 @@ import pytest
 import llmos_actors as llmos
 from llmos_actors.testing import start_daemon, wait_for
 
-from actors import ExitsInInit, FailsInInit, IgnoresSigterm, Probe, SlowStop
+from actors import CrashesFromThread, ExitsInInit, FailsInInit, IgnoresSigterm, Probe, SlowStop
 from gates import Gate
 
 
@@ -28,6 +28,16 @@ def test_exception_in_init(kernel):
     row = next(r for r in kernel.ps() if r["name"] == "fails-init")
     assert row["state"] == "exited"
     assert "bad config" in row["exit"]["reason"]
+
+
+def test_actor_crash_from_a_thread_fails_callers_with_the_reason_and_restarts(kernel):
+    ref = kernel.spawn(CrashesFromThread, name="crasher", restart="transient")
+    assert ref.call("ping") == "pong"
+    with pytest.raises(llmos.ActorDiedError, match="the load broke") as info:
+        ref.options(timeout=30).call("wait_then_crash", "the load broke")
+    assert info.value.exitcode == 1 and "the load broke" in info.value.reason
+    assert "RuntimeError: the load broke" in _row(kernel, ref)["last_exit"]["traceback"]
+    assert ref.options(wait_restart=True, timeout=15).call("ping") == "pong"  # a crash: restarted
 
 
 def test_exit_in_init_keeps_last_output(kernel):

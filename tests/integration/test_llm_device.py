@@ -3,6 +3,7 @@ preemption and prefix cache keep the tokens, streams cancel, deaths and restarts
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -247,3 +248,26 @@ def test_a_corrupt_or_incomplete_model_fails_the_spawn_clearly(kernel, tiny, tmp
     with pytest.raises(llmos.ActorDiedError, match="has no weights"):
         kernel.spawn(llmos.LLM, model=str(bare), name="llm-bare")
     assert not [r for r in kernel.ps(exited=False) if r["name"] in ("llm-cut", "llm-garbage", "llm-bare")]
+
+
+def test_a_model_that_fails_to_load_fails_the_device_with_the_load_error(kernel, tiny, tmp_path):
+    """Files that pass the spawn's check but do not load (a config that does not match its weights):
+    the device dies with the load error, so a waiting caller gets ActorDiedError naming it, not its deadline."""
+    path, _ = tiny
+    bad = tmp_path / "mismatched"
+    shutil.copytree(path, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["intermediate_size"] = 96  # the weights have 128
+    (bad / "config.json").write_text(json.dumps(config))
+    try:
+        llm = kernel.spawn(llmos.LLM, model=str(bad), name="llm-mismatch", cpus=1)
+    except llmos.ActorDiedError as exc:  # the load failed before the actor was ready: the spawn says why
+        died = exc
+    else:
+        with pytest.raises(llmos.ActorDiedError) as info:
+            llm.options(timeout=120).call("generate", "hello", max_tokens=2)
+        died = info.value
+    assert "cannot load model" in str(died) and "mismatched" in str(died)
+    assert died.exitcode == 1 and "cannot load model" in died.reason
+    row = next(r for r in kernel.ps() if r["name"] == "llm-mismatch")
+    assert row["state"] == "exited" and "cannot load model" in row["exit"]["reason"]

@@ -251,7 +251,7 @@ def test_a_priority_arrival_short_of_blocks_preempts_and_the_big_one_resumes_alo
     assert engine.kv.manager.available() == blocks
 
 
-def test_an_urgent_arrival_stops_the_forward_in_flight_and_prefills_alone(tiny):
+def test_an_urgent_arrival_stops_the_forward_in_flight_and_the_decoders_ride_along(tiny):
     path, ref = tiny
     engine, tok, _ = make(path, kv_blocks=256, block_size=4, max_step_tokens=64)
     low = [submit(engine, tok, p, level=0) for p in PROMPTS[:3]]
@@ -271,18 +271,14 @@ def test_an_urgent_arrival_stops_the_forward_in_flight_and_prefills_alone(tiny):
     assert engine.interrupted == 1  # abandoned at the next layer...
     assert [s.generated for s in low] == made and [s.computed for s in low] == computed  # ...counting nothing
     engine.step()
-    assert arrivals[0].generated == 1 and [s.generated for s in low] == made  # its first token, from a lone prefill
-    assert "solo" in [d["action"] for d in engine.scheduler.decisions]
-    engine.step()
-    assert [s.generated for s in low] == [m + 1 for m in made]  # then everyone steps together
+    assert arrivals[0].generated == 1  # its first token at the step begun again...
+    assert [s.generated for s in low] == [m + 1 for m in made]  # ...which carried the decoders along
     engine.run_until_idle()
     assert engine.interrupted == 1  # level-7 work is never interrupted by itself
     assert [s.out_ids for s in (*low, *arrivals)] == ref[:4]  # token for token across the abandoned step
 
 
-def test_urgent_requests_back_to_back_pause_the_others_a_bounded_number_of_steps(tiny):
-    from llmos_actors.llm.scheduler import MAX_SOLO_STEPS
-
+def test_urgent_requests_back_to_back_never_freeze_the_others(tiny):
     path, _ = tiny
     engine, tok, _ = make(path, kv_blocks=512, block_size=4, max_step_tokens=64)
     low = submit(engine, tok, PROMPTS[0], level=0, max_tokens=200)
@@ -296,12 +292,12 @@ def test_urgent_requests_back_to_back_pause_the_others_a_bounded_number_of_steps
 
     engine.forward = forward_with_an_arrival_each_time
     idle_run, longest, before = 0, 0, low.generated
-    for _ in range(4 * (MAX_SOLO_STEPS + 1)):
+    for _ in range(36):
         engine.step()
         idle_run = 0 if low.generated > before else idle_run + 1
         longest, before = max(longest, idle_run), low.generated
-    assert engine.interrupted > MAX_SOLO_STEPS  # urgent arrivals kept stopping shared forwards...
-    assert longest <= MAX_SOLO_STEPS  # ...but the low one never sat out more than the bound
-    assert low.generated >= 4
+    assert engine.interrupted >= 10  # urgent arrivals kept stopping shared forwards...
+    assert longest <= 1  # ...but the low one made a token at every step that was not stopped
+    assert low.generated >= 12
     engine.cancel(low.id)
     engine.run_until_idle()

@@ -158,43 +158,57 @@ def test_decoders_go_first_and_prefill_is_chunked():
     assert fed == {1: 1, 2: 7}
 
 
-def test_an_urgent_prefill_runs_alone_then_everyone_steps_together():
+def test_an_urgent_prefill_steps_with_the_decoders_and_holds_back_lower_prefills():
     clock = Clock()
-    sched = TokenScheduler(max_batch=8, max_step_tokens=8, clock=clock, aging=0)
+    sched = TokenScheduler(max_batch=8, max_step_tokens=16, clock=clock)
     low = [seq(i, 0, prompt=2, clock=clock) for i in range(1, 4)]
     for s in low:
         sched.add(s)
     run(sched, sched.plan(Budget(100)))  # all three decode from now on
-    urgent = seq(9, 7, prompt=12, clock=clock)
+    late = seq(4, 0, prompt=12, clock=clock)  # a low prompt still prefilling when the urgent one comes
+    sched.add(late)
+    run(sched, sched.plan(Budget(100)))
+    late.computed = 4  # (part of its prompt in the cache)
+    urgent = seq(9, 7, prompt=20, clock=clock)
     sched.add(urgent)
     plan = sched.plan(Budget(100))
-    assert [(s.id, n) for s, n in plan.batch] == [(9, 8)]  # alone, a full chunk; nobody preempted
-    assert plan.preempt == [] and all(s in sched.running for s in low)
+    fed = {s.id: n for s, n in plan.batch}
+    assert fed == {1: 1, 2: 1, 3: 1, 9: 13}  # the decoders ride along; the low prefill sits out
+    assert plan.preempt == [] and late in sched.running  # held, not preempted: it keeps its blocks
     run(sched, plan)
     plan = sched.plan(Budget(100))
-    assert [(s.id, n) for s, n in plan.batch] == [(9, 4)]  # its last chunk, still alone
+    assert {s.id: n for s, n in plan.batch} == {1: 1, 2: 1, 3: 1, 9: 7}  # its last chunk: still held
     run(sched, plan)
-    plan = sched.plan(Budget(100))  # it decodes now: one step for all four
-    assert sorted(s.id for s, _ in plan.batch) == [1, 2, 3, 9]
-    assert [d["action"] for d in sched.decisions].count("solo") == 1
+    fed = {s.id: n for s, n in sched.plan(Budget(100)).batch}
+    assert fed[4] == len(late.tokens) - 4 and fed[9] == 1  # the urgent one decodes: the held prefill joins again
+    assert [d["action"] for d in sched.decisions].count("hold") == 1 and late.held_since is None
 
 
-def test_urgent_prefills_in_a_row_are_bounded_and_fifo_has_none():
-    from llmos_actors.llm.scheduler import MAX_SOLO_STEPS
-
+def test_a_stream_of_urgent_prompts_cannot_freeze_a_low_prefill_and_fifo_holds_none():
     clock = Clock()
-    sched = TokenScheduler(max_batch=4, max_step_tokens=4, clock=clock, aging=0)
-    low = seq(1, 0, prompt=2, clock=clock)
-    sched.add(low)
+    sched = TokenScheduler(max_batch=4, max_step_tokens=8, clock=clock, aging=1.0)
+    decoder = seq(1, 0, prompt=2, clock=clock)
+    sched.add(decoder)
     run(sched, sched.plan(Budget(1000)))
-    sched.add(seq(2, 7, prompt=4 * (MAX_SOLO_STEPS + 4), clock=clock))
-    alone = 0
-    for _ in range(MAX_SOLO_STEPS + 1):
+    low = seq(2, 0, prompt=40, clock=clock)
+    sched.add(low)
+    first_fed = None
+    for step in range(200):  # an urgent prompt prefilling at every step, a step each 0.1 s
+        if not any(s.level == 7 and s.prefilling for s in sched.running):
+            sched.add(seq(100 + step, 7, prompt=20, clock=clock))
         plan = sched.plan(Budget(1000))
-        alone += [s.id for s, _ in plan.batch] == [2]
+        fed = {s.id: n for s, n in plan.batch}
+        assert fed.get(1) == 1  # the decoder is never paused
+        if 2 in fed and first_fed is None:
+            first_fed = clock.now
         run(sched, plan)
-    assert alone == MAX_SOLO_STEPS  # then the paused decoder got its step
-    assert low.generated == 2
+        for s in list(sched.running):
+            if s.level == 7 and not s.prefilling:
+                sched.remove(s)  # one-token urgent answers
+        clock.now += 0.1
+    assert first_fed is not None and first_fed - 100.0 <= 7.0  # held at most ~6 s (7 levels, margin 1, 1 s a level)
+    assert not low.prefilling  # and, owed, it went first until its prompt was in
+    assert [d["action"] for d in sched.decisions].count("resume") == 1
     fifo = TokenScheduler(max_batch=4, max_step_tokens=8, clock=clock, fifo=True)
     a, b = seq(3, 0, prompt=2, clock=clock), seq(4, 7, prompt=12, clock=clock)
     fifo.add(a)
