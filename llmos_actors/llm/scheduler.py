@@ -24,9 +24,10 @@ Rules, the mailboxes' MLFQ at the granularity of a token:
   that fits the budget alone always makes progress). An admission's blocks are counted once.
 - Token budget per step (``max_step_tokens``): every decoding sequence gets its one token first;
   prefills take the rest in chunks, so a long prompt never stalls the decoders of its own rank.
-- Urgent prefill: a prefill that outranks another running prefill by more than ``margin`` holds it
-  back (it sits the step out, keeping its blocks), so the urgent first token costs its own
-  prefill plus one decode token per running sequence, never the others' prefill chunks. Decoders
+- Urgent sequence: one that outranks a running prefill by more than ``margin`` holds it back (the
+  prefill sits the step out, keeping its blocks), while the urgent one prefills and while it
+  decodes, so each urgent token costs its own work plus one decode token per running sequence,
+  never the others' prefill chunks (an urgent agent's answer is many tokens, not one). Decoders
   are never held back: on a CPU or a GPU their tokens cost little beside a prefill (the weights
   are read once for the whole step), so nobody is paused for an urgent request. A held prefill
   ages like a waiting sequence (a level per ``aging`` seconds held) and joins once it comes
@@ -237,12 +238,14 @@ class TokenScheduler:
         return plan
 
     def _holds(self, now: float) -> tuple[list[Sequence], list[Sequence]]:
-        """``(held, owed)``: the running prefills an urgent prefill outranks by more than ``margin``
-        sit this step out (each hold recorded once); those held long enough to age within the margin
-        go first among this step's prefills until theirs ends, so the budget the urgent ones use cannot
-        keep them out (each hold and each such release recorded once)."""
-        prefills = [s for s in self.running if s.state == RUNNING and s.prefilling]
-        top = max((s.level for s in prefills), default=-1)
+        """``(held, owed)``: the running prefills an urgent sequence (prefilling or decoding)
+        outranks by more than ``margin`` sit this step out (each hold recorded once); those held
+        long enough to age within the margin go first among this step's prefills until theirs
+        ends, so the budget the urgent ones use cannot keep them out (each hold and each such
+        release recorded once)."""
+        live = [s for s in self.running if s.state == RUNNING]
+        prefills = [s for s in live if s.prefilling]
+        top = max((s.level for s in live), default=-1)
         held: list[Sequence] = []
         owed: list[Sequence] = []
         for seq in prefills:
@@ -251,7 +254,7 @@ class TokenScheduler:
                 continue
             if seq.held_since is None:
                 seq.held_since = now
-                self.record("hold", seq, f"a level-{top} prefill runs first; the decoders keep stepping")
+                self.record("hold", seq, f"a level-{top} sequence runs first; the decoders keep stepping")
             waited = now - seq.held_since
             if top > seq.level + waited / self.aging + self.margin:
                 held.append(seq)
