@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import sys
@@ -57,6 +58,15 @@ def rdir() -> Iterator[Path]:
     base = short_tmpdir()
     yield base / "rt"
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_stack_dump_in_long_runs(request: pytest.FixtureRequest) -> None:
+    """Chaos, soak, fuzz and cluster runs last minutes by design (each has its own timeout mark): the
+    110 s stack dump (``faulthandler_timeout``) would fire in every one of them, and dumping every
+    thread's stack while those threads run can crash the interpreter (it did, in a soak run)."""
+    if any(request.node.get_closest_marker(m) for m in ("chaos", "soak", "fuzz", "cluster")):
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(autouse=True)

@@ -46,8 +46,15 @@ def build_tokenizer():
     return fast
 
 
-def build_model_dir(path: Path, *, layers: int = 2, context: int = 512, seed: int = 0) -> Path:
-    """Save a tiny Llama (random weights, fixed seed) and its tokenizer under ``path``."""
+def build_model_dir(
+    path: Path, *, layers: int = 2, context: int = 512, seed: int = 0, greedy_never_ends: bool = False
+) -> Path:
+    """Save a tiny Llama (random weights, fixed seed) and its tokenizer under ``path``.
+
+    ``greedy_never_ends``: the end-of-sequence token's output row is zero, so its logit is 0 while
+    the other 400 are spread around it: greedy decoding never picks it, and an answer runs until
+    ``max_tokens`` or until it is stopped (a random model otherwise ends one in ~400 tokens).
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -67,6 +74,9 @@ def build_model_dir(path: Path, *, layers: int = 2, context: int = 512, seed: in
         initializer_range=0.2,  # spread logits: no near-ties for greedy decoding to trip on
     )
     model = LlamaForCausalLM(cfg).eval()
+    if greedy_never_ends:
+        with torch.no_grad():
+            model.lm_head.weight[tok.eos_token_id].zero_()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tok.save_pretrained(path)

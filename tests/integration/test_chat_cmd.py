@@ -38,8 +38,8 @@ def device(daemon, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_device(daemon, tmp_path_factory):
-    """A long context: an answer Ctrl-C must stop cannot end by itself first (the model is fast)."""
-    path = build_model_dir(tmp_path_factory.mktemp("tiny-chat-long"), context=1 << 15)
+    """A long context and a greedy answer that never ends by itself: only Ctrl-C can stop it."""
+    path = build_model_dir(tmp_path_factory.mktemp("tiny-chat-long"), context=1 << 15, greedy_never_ends=True)
     yield from _device(daemon, path, "llm-chat-long")
 
 
